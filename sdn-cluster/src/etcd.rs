@@ -1,0 +1,183 @@
+//! Connecting to etcd: endpoints, optional TLS client certificates, and a
+//! connect loop that waits out an unreachable cluster with backoff.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+
+use crate::keys::DEFAULT_PREFIX;
+
+/// How to reach etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub tls: Option<EtcdTls>,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            prefix: DEFAULT_PREFIX.into(),
+            tls: None,
+        }
+    }
+}
+
+/// TLS towards etcd: the CA that signed the servers, and optionally a client
+/// certificate and key when etcd asks for client authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca_file: PathBuf,
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcd: no endpoints configured")]
+    NoEndpoints,
+    #[error("etcd: reading {what} {path}: {source}")]
+    TlsFile {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("etcd at {endpoints}: {source}")]
+    Client {
+        endpoints: String,
+        source: etcd_client::Error,
+    },
+}
+
+/// Backoff between retries of an etcd call: doubles from 200 ms to 10 s.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(10);
+
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, EtcdError> {
+    std::fs::read(path).map_err(|source| EtcdError::TlsFile {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl EtcdConfig {
+    pub fn endpoints_display(&self) -> String {
+        self.endpoints.join(",")
+    }
+
+    fn options(&self) -> Result<ConnectOptions, EtcdError> {
+        // HTTP/2 keepalives notice a dead server within seconds, so watches
+        // break and resume instead of hanging on a half-open connection.
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(3), Duration::from_secs(3))
+            .with_keep_alive_while_idle(true);
+        if let Some(tls) = &self.tls {
+            let mut tls_options = TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(read("CA certificate", &tls.ca_file)?));
+            if let Some((cert, key)) = &tls.client {
+                tls_options = tls_options.identity(Identity::from_pem(
+                    read("client certificate", cert)?,
+                    read("client key", key)?,
+                ));
+            }
+            options = options.with_tls(tls_options);
+        }
+        Ok(options)
+    }
+
+    /// Connects and proves the connection with one read. Errors are returned,
+    /// not retried: see [`EtcdConfig::connect_with_retry`].
+    pub async fn connect(&self) -> Result<Client, EtcdError> {
+        if self.endpoints.is_empty() {
+            return Err(EtcdError::NoEndpoints);
+        }
+        let wrap = |source| EtcdError::Client {
+            endpoints: self.endpoints_display(),
+            source,
+        };
+        let mut client = Client::connect(&self.endpoints, Some(self.options()?))
+            .await
+            .map_err(wrap)?;
+        client.status().await.map_err(wrap)?;
+        Ok(client)
+    }
+
+    /// Connects, waiting out an unreachable etcd with backoff and one log
+    /// line per attempt. Only configuration errors (missing endpoints,
+    /// unreadable certificates) end the wait, since retrying cannot fix them.
+    pub async fn connect_with_retry(&self) -> Result<Client, EtcdError> {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.connect().await {
+                Ok(client) => return Ok(client),
+                Err(err @ (EtcdError::NoEndpoints | EtcdError::TlsFile { .. })) => return Err(err),
+                Err(err) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!("etcd unreachable ({err}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut b = Backoff::default();
+        let delays: Vec<_> = (0..8).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        b.reset();
+        assert_eq!(b.next_delay().as_millis(), 200);
+    }
+
+    #[tokio::test]
+    async fn missing_tls_file_is_named() {
+        let config = EtcdConfig {
+            tls: Some(EtcdTls {
+                ca_file: "/nonexistent/ca.pem".into(),
+                client: None,
+            }),
+            ..Default::default()
+        };
+        let Err(err) = config.connect_with_retry().await else {
+            panic!("connect must fail")
+        };
+        assert!(
+            err.to_string()
+                .contains("CA certificate /nonexistent/ca.pem"),
+            "{err}"
+        );
+    }
+}

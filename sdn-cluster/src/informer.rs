@@ -1,0 +1,305 @@
+//! A list+watch cache of one etcd key prefix (the informer pattern of
+//! Kubernetes clients).
+//!
+//! It lists the prefix, then watches from the next revision. When the watch
+//! breaks (etcd down, connection reset) it resumes from the last revision it
+//! applied, so no event is missed; when that revision has been compacted away
+//! it lists again. Readers see a consistent snapshot at one revision and can
+//! wait for a revision they wrote themselves (read-your-writes).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::etcd::Backoff;
+
+/// One key's value and revisions, as etcd reported them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Vec<u8>,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+}
+
+/// The cached keys and the etcd revision they reflect.
+#[derive(Debug, Default)]
+pub struct Cache {
+    entries: BTreeMap<String, Entry>,
+    revision: i64,
+}
+
+impl Cache {
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// Entries whose key starts with `prefix`, in key order.
+    pub fn range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a Entry)> + 'a {
+        self.entries
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v))
+    }
+
+    fn upsert(&mut self, kv: &KeyValue) {
+        let Ok(key) = kv.key_str() else {
+            tracing::warn!("informer: ignoring a key that is not UTF-8: {:?}", kv.key());
+            return;
+        };
+        self.entries.insert(
+            key.to_owned(),
+            Entry {
+                value: kv.value().to_vec(),
+                create_revision: kv.create_revision(),
+                mod_revision: kv.mod_revision(),
+            },
+        );
+    }
+
+    fn remove(&mut self, kv: &KeyValue) {
+        if let Ok(key) = kv.key_str() {
+            self.entries.remove(key);
+        }
+    }
+}
+
+struct Shared {
+    cache: RwLock<Cache>,
+    connected: AtomicBool,
+}
+
+/// Handle to a running informer; cheap to clone.
+#[derive(Clone)]
+pub struct Informer {
+    shared: Arc<Shared>,
+    revision: watch::Receiver<i64>,
+    // Held, not read: the watch task stops when the last handle is dropped.
+    _task: Arc<AbortOnDrop>,
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Informer {
+    /// Starts watching `prefix`. Returns at once; [`Informer::synced`] waits
+    /// for the first list.
+    pub fn start(client: Client, prefix: String) -> Self {
+        let shared = Arc::new(Shared {
+            cache: RwLock::default(),
+            connected: AtomicBool::new(false),
+        });
+        let (tx, revision) = watch::channel(0);
+        let task = tokio::spawn(run(client, prefix, shared.clone(), tx));
+        Self {
+            shared,
+            revision,
+            _task: Arc::new(AbortOnDrop(task)),
+        }
+    }
+
+    /// Read access to the cache. Do not hold it across an await.
+    pub fn read(&self) -> RwLockReadGuard<'_, Cache> {
+        // A writer panicking mid-update is a bug; the map itself stays usable.
+        self.shared
+            .cache
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the last etcd call of the informer succeeded.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// A receiver that changes whenever the cache moves to a new revision.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.revision.clone()
+    }
+
+    /// Waits until the first list has been applied.
+    pub async fn synced(&self) {
+        self.wait_for(1).await;
+    }
+
+    /// Waits until the cache reflects at least `revision`.
+    pub async fn wait_for(&self, revision: i64) {
+        let mut rx = self.revision.clone();
+        // The sender lives as long as the task, which lives as long as self.
+        let _ = rx.wait_for(|r| *r >= revision).await;
+    }
+}
+
+async fn run(mut client: Client, prefix: String, shared: Arc<Shared>, tx: watch::Sender<i64>) {
+    let mut backoff = Backoff::default();
+    let mut need_list = true;
+    let set_connected = |up: bool| {
+        if shared.connected.swap(up, Ordering::Relaxed) != up && up {
+            tracing::info!("informer {prefix}: connected to etcd");
+        }
+    };
+    loop {
+        if need_list {
+            match client
+                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                .await
+            {
+                Ok(resp) => {
+                    let revision = resp.header().map_or(0, |h| h.revision());
+                    let mut cache = Cache {
+                        entries: BTreeMap::new(),
+                        revision,
+                    };
+                    resp.kvs().iter().for_each(|kv| cache.upsert(kv));
+                    tracing::debug!(
+                        "informer {prefix}: listed {} keys at revision {revision}",
+                        cache.entries.len()
+                    );
+                    *shared.cache.write().unwrap_or_else(|p| p.into_inner()) = cache;
+                    tx.send_replace(revision);
+                    need_list = false;
+                    set_connected(true);
+                    backoff.reset();
+                }
+                Err(err) => {
+                    set_connected(false);
+                    let delay = backoff.next_delay();
+                    tracing::warn!("informer {prefix}: list failed ({err}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            }
+        }
+        let from = *tx.borrow() + 1;
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from)
+            .with_progress_notify();
+        let mut stream = match client.watch(prefix.as_str(), Some(options)).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                set_connected(false);
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    "informer {prefix}: watch from revision {from} failed ({err}); retrying in {delay:?}"
+                );
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        loop {
+            let resp = match stream.message().await {
+                Ok(Some(resp)) => resp,
+                Ok(None) | Err(_) => {
+                    set_connected(false);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        "informer {prefix}: watch broken at revision {}; resuming in {delay:?}",
+                        *tx.borrow()
+                    );
+                    tokio::time::sleep(delay).await;
+                    break;
+                }
+            };
+            if resp.canceled() {
+                if resp.compact_revision() > 0 {
+                    tracing::info!(
+                        "informer {prefix}: revision {from} was compacted (now {}); listing again",
+                        resp.compact_revision()
+                    );
+                } else {
+                    tracing::warn!(
+                        "informer {prefix}: watch canceled ({}); listing again",
+                        resp.cancel_reason()
+                    );
+                }
+                need_list = true;
+                break;
+            }
+            set_connected(true);
+            backoff.reset();
+            let header_revision = resp.header().map_or(0, |h| h.revision());
+            if resp.created() {
+                // A store whose revision went backwards was wiped and recreated;
+                // what we hold describes a cluster that no longer exists.
+                if header_revision < *tx.borrow() {
+                    tracing::warn!(
+                        "informer {prefix}: etcd revision went back to {header_revision}; listing again"
+                    );
+                    need_list = true;
+                    break;
+                }
+                continue;
+            }
+            let events = resp.events();
+            let revision = match events.last().and_then(|e| e.kv()) {
+                Some(kv) => kv.mod_revision(),
+                // A progress notification: everything up to the header revision
+                // has been delivered.
+                None => header_revision,
+            };
+            {
+                let mut cache = shared.cache.write().unwrap_or_else(|p| p.into_inner());
+                for event in events {
+                    let Some(kv) = event.kv() else { continue };
+                    match event.event_type() {
+                        EventType::Put => cache.upsert(kv),
+                        EventType::Delete => cache.remove(kv),
+                    }
+                }
+                cache.revision = cache.revision.max(revision);
+            }
+            if revision > *tx.borrow() {
+                tx.send_replace(revision);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(rev: i64) -> Entry {
+        Entry {
+            value: vec![],
+            create_revision: rev,
+            mod_revision: rev,
+        }
+    }
+
+    #[test]
+    fn range_stays_inside_the_prefix() {
+        let mut cache = Cache::default();
+        for (i, k) in [
+            "/sdn/nodes/a",
+            "/sdn/nodes/b",
+            "/sdn/nodesx",
+            "/sdn/node",
+            "/sdn/subnets/a",
+        ]
+        .iter()
+        .enumerate()
+        {
+            cache.entries.insert((*k).to_owned(), entry(i as i64));
+        }
+        let keys: Vec<_> = cache.range("/sdn/nodes/").map(|(k, _)| k).collect();
+        assert_eq!(keys, ["/sdn/nodes/a", "/sdn/nodes/b"]);
+        assert_eq!(cache.range("/sdn/zzz/").count(), 0);
+    }
+}

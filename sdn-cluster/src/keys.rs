@@ -1,0 +1,111 @@
+//! The etcd key layout. Every key the system writes is built here, so the
+//! layout documented in `docs/etcd-layout.md` has one source.
+
+use std::net::IpAddr;
+
+use ipnetwork::Ipv4Network;
+
+pub const DEFAULT_PREFIX: &str = "/sdn";
+
+/// Key builder for one cluster, rooted at a prefix such as `/sdn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Keys {
+    /// `prefix` without a trailing '/'; an empty prefix roots keys at '/'.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Everything the cluster stores, for one list+watch.
+    pub fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    pub fn network(&self) -> String {
+        format!("{}/config/network", self.prefix)
+    }
+
+    pub fn nodes(&self) -> String {
+        format!("{}/nodes/", self.prefix)
+    }
+
+    pub fn node(&self, name: &str) -> String {
+        format!("{}/nodes/{name}", self.prefix)
+    }
+
+    /// Index that makes node IPs unique: `node-ips/<ip>` holds the node name.
+    pub fn node_ip(&self, ip: IpAddr) -> String {
+        format!("{}/node-ips/{ip}", self.prefix)
+    }
+
+    pub fn subnets(&self) -> String {
+        format!("{}/subnets/", self.prefix)
+    }
+
+    pub fn subnet(&self, node: &str) -> String {
+        format!("{}/subnets/{node}", self.prefix)
+    }
+
+    /// Index that makes subnets unique: `subnet-claims/10.1.2.0-24` holds the
+    /// node name. An allocation creates it only if absent.
+    pub fn subnet_claim(&self, subnet: Ipv4Network) -> String {
+        format!(
+            "{}/subnet-claims/{}-{}",
+            self.prefix,
+            subnet.ip(),
+            subnet.prefix()
+        )
+    }
+
+    /// The master leadership key, held under a lease by the leader.
+    pub fn leader(&self) -> String {
+        format!("{}/master/leader", self.prefix)
+    }
+
+    /// The name part of `key` if it lies directly under `dir` (a `…/` key).
+    pub fn name_in<'k>(dir: &str, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(dir)
+            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let k = Keys::new("/sdn/");
+        assert_eq!(k.network(), "/sdn/config/network");
+        assert_eq!(k.node("n1"), "/sdn/nodes/n1");
+        assert_eq!(k.subnet("n1"), "/sdn/subnets/n1");
+        assert_eq!(
+            k.subnet_claim("10.1.2.0/24".parse().expect("cidr")),
+            "/sdn/subnet-claims/10.1.2.0-24"
+        );
+        assert_eq!(
+            k.node_ip("192.0.2.1".parse().expect("ip")),
+            "/sdn/node-ips/192.0.2.1"
+        );
+        assert_eq!(k.leader(), "/sdn/master/leader");
+        assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/n1"), Some("n1"));
+        assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/"), None);
+        assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/a/b"), None);
+        assert_eq!(Keys::name_in(&k.nodes(), "/sdn/subnets/n1"), None);
+    }
+}

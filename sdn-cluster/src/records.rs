@@ -1,0 +1,164 @@
+//! The records stored in etcd, one JSON object per key, and their validation.
+
+use std::net::IpAddr;
+
+use ipnetwork::Ipv4Network;
+use serde::{Deserialize, Serialize};
+
+/// A node of the cluster: registered by its agent or by an admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    /// The node's underlay address: VXLAN tunnels to its pods end here.
+    pub ip: IpAddr,
+}
+
+/// The subnet the master allocated to a node (OpenShift's `HostSubnet`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostSubnet {
+    pub host: String,
+    #[serde(rename = "hostIP")]
+    pub host_ip: IpAddr,
+    pub subnet: Ipv4Network,
+}
+
+/// A record that may not be stored, with the field that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("{field}: {value:?} is not a DNS-1123 label: {reason}")]
+    InvalidName {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{field}: {value} is not a usable node address: {reason}")]
+    InvalidIp {
+        field: &'static str,
+        value: IpAddr,
+        reason: &'static str,
+    },
+}
+
+/// Longest DNS-1123 label.
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// Checks a name against the Kubernetes DNS-1123 label rule: lower-case
+/// alphanumerics and '-', starting and ending alphanumeric, at most 63 bytes.
+/// Names become etcd key segments and DNS labels, so nothing else is allowed.
+pub fn validate_label(field: &'static str, value: &str) -> Result<(), RecordError> {
+    let fail = |reason| {
+        Err(RecordError::InvalidName {
+            field,
+            value: value.to_owned(),
+            reason,
+        })
+    };
+    if value.is_empty() {
+        return fail("it is empty");
+    }
+    if value.len() > MAX_LABEL_LEN {
+        return fail("it is longer than 63 characters");
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return fail("only lower-case letters, digits and '-' are allowed");
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return fail("it must start and end with a letter or digit");
+    }
+    Ok(())
+}
+
+impl Node {
+    pub fn validate(&self) -> Result<(), RecordError> {
+        validate_label("name", &self.name)?;
+        let reason = match self.ip {
+            ip if ip.is_unspecified() => Some("it is unspecified"),
+            ip if ip.is_multicast() => Some("it is multicast"),
+            IpAddr::V4(v4) if v4.is_broadcast() => Some("it is the broadcast address"),
+            _ => None,
+        };
+        match reason {
+            Some(reason) => Err(RecordError::InvalidIp {
+                field: "ip",
+                value: self.ip,
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        for ok in ["a", "node-1", "0node", &"x".repeat(63)] {
+            validate_label("name", ok).expect(ok);
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Node",
+            "a.b",
+            "a_b",
+            "a b",
+            "ü",
+            &"x".repeat(64),
+        ] {
+            let err = validate_label("name", bad).expect_err(bad);
+            assert!(err.to_string().starts_with("name: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn node_ip_must_be_unicast() {
+        let node = |ip: &str| Node {
+            name: "n".into(),
+            ip: ip.parse().expect("ip"),
+        };
+        node("192.0.2.10").validate().expect("unicast");
+        node("2001:db8::1").validate().expect("v6");
+        for bad in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::"] {
+            assert!(
+                node(bad)
+                    .validate()
+                    .expect_err(bad)
+                    .to_string()
+                    .starts_with("ip: ")
+            );
+        }
+    }
+
+    #[test]
+    fn host_subnet_json_matches_openshift() {
+        let hs = HostSubnet {
+            host: "node-1".into(),
+            host_ip: "192.0.2.10".parse().expect("ip"),
+            subnet: "10.1.2.0/24".parse().expect("cidr"),
+        };
+        let json = serde_json::to_string(&hs).expect("json");
+        assert_eq!(
+            json,
+            r#"{"host":"node-1","hostIP":"192.0.2.10","subnet":"10.1.2.0/24"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<HostSubnet>(&json).expect("parse"),
+            hs
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<Node>(r#"{"name":"a","ip":"192.0.2.1","extra":1}"#)
+            .expect_err("unknown");
+        assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+    }
+}

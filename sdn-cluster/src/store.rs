@@ -1,0 +1,280 @@
+//! Typed reads and transactions on the cluster's etcd keys.
+//!
+//! Every write that must not collide compares before it puts, so concurrent
+//! writers (several masters, agents and admins) can never store two nodes with
+//! one IP or lose an update.
+
+use std::net::IpAddr;
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::etcd::{EtcdConfig, EtcdError};
+use crate::informer::Informer;
+use crate::keys::Keys;
+use crate::network::ClusterNetwork;
+use crate::records::{Node, RecordError};
+
+/// How often a compare-and-put is retried when other writers keep winning.
+const ATTEMPTS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error(transparent)]
+    Invalid(#[from] RecordError),
+    #[error("ip: {ip} is already registered by node {owner}")]
+    DuplicateIp { ip: IpAddr, owner: String },
+    #[error("node {0} not found")]
+    NodeNotFound(String),
+    #[error("etcd key {key} holds a record that is not valid: {source}")]
+    Corrupt {
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("{what}: other writers kept changing the same keys; gave up after {ATTEMPTS} attempts")]
+    Contention { what: String },
+}
+
+/// What a registration changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    Created,
+    Unchanged,
+    IpChanged { old: IpAddr },
+}
+
+/// Decodes one stored JSON record, naming the key when it is not valid.
+pub fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+pub fn encode<T: Serialize>(record: &T) -> String {
+    // The records are plain structs of strings and numbers; serializing them
+    // cannot fail.
+    serde_json::to_string(record).unwrap_or_default()
+}
+
+/// The etcd client with the cluster's key layout.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    keys: Keys,
+    endpoints: String,
+}
+
+impl Store {
+    /// Connects, waiting for etcd with backoff while it is unreachable.
+    pub async fn connect(config: &EtcdConfig) -> Result<Self, EtcdError> {
+        let client = config.connect_with_retry().await?;
+        Ok(Self {
+            client,
+            keys: Keys::new(&config.prefix),
+            endpoints: config.endpoints_display(),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// A list+watch cache of everything under the prefix.
+    pub fn informer(&self) -> Informer {
+        Informer::start(self.client.clone(), self.keys.root())
+    }
+
+    pub fn etcd_error(&self, source: etcd_client::Error) -> StoreError {
+        StoreError::Etcd(EtcdError::Client {
+            endpoints: self.endpoints.clone(),
+            source,
+        })
+    }
+
+    pub async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
+        self.client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(|e| self.etcd_error(e))
+    }
+
+    /// The stored `ClusterNetwork` and its mod revision.
+    pub async fn network(&self) -> Result<Option<(ClusterNetwork, i64)>, StoreError> {
+        let key = self.keys.network();
+        let resp = self
+            .client
+            .kv_client()
+            .get(key.as_str(), None)
+            .await
+            .map_err(|e| self.etcd_error(e))?;
+        resp.kvs()
+            .first()
+            .map(|kv| Ok((decode(&key, kv.value())?, kv.mod_revision())))
+            .transpose()
+    }
+
+    /// Stores `network` if the stored one still has `expected_mod_revision`
+    /// (0: if none is stored). Returns whether it was written.
+    pub async fn put_network(
+        &self,
+        network: &ClusterNetwork,
+        expected_mod_revision: i64,
+    ) -> Result<bool, StoreError> {
+        let key = self.keys.network();
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                expected_mod_revision,
+            )])
+            .and_then([TxnOp::put(key.as_str(), encode(network), None)]);
+        Ok(self.txn(txn).await?.succeeded())
+    }
+
+    /// Every record directly under `dir` (one of the `Keys` directories).
+    pub async fn list<T: DeserializeOwned>(&self, dir: &str) -> Result<Vec<T>, StoreError> {
+        let resp = self
+            .client
+            .kv_client()
+            .get(dir, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.etcd_error(e))?;
+        resp.kvs()
+            .iter()
+            .map(|kv| decode(&String::from_utf8_lossy(kv.key()), kv.value()))
+            .collect()
+    }
+
+    /// Registers `node`, or moves a registered node to a new IP. Node IPs are
+    /// unique: the `node-ips/<ip>` index is written in the same transaction.
+    /// Returns what changed and the etcd revision of the change.
+    pub async fn register_node(&self, node: &Node) -> Result<(Registered, i64), StoreError> {
+        node.validate()?;
+        let node_key = self.keys.node(&node.name);
+        let ip_key = self.keys.node_ip(node.ip);
+        for _ in 0..ATTEMPTS {
+            let read = Txn::new().and_then([
+                TxnOp::get(node_key.as_str(), None),
+                TxnOp::get(ip_key.as_str(), None),
+            ]);
+            let resp = self.txn(read).await?;
+            let [node_kv, ip_kv] = first_kvs(&resp.op_responses());
+            if let Some((owner, _)) = &ip_kv {
+                let owner = String::from_utf8_lossy(owner).into_owned();
+                if owner != node.name {
+                    return Err(StoreError::DuplicateIp { ip: node.ip, owner });
+                }
+            }
+            let existing: Option<Node> = node_kv
+                .as_ref()
+                .map(|(v, _)| decode(&node_key, v))
+                .transpose()?;
+            let outcome = match &existing {
+                None => Registered::Created,
+                Some(old) if old == node && ip_kv.is_some() => {
+                    return Ok((
+                        Registered::Unchanged,
+                        resp.header().map_or(0, |h| h.revision()),
+                    ));
+                }
+                Some(old) if old.ip == node.ip => Registered::Unchanged,
+                Some(old) => Registered::IpChanged { old: old.ip },
+            };
+            let mut ops = vec![
+                TxnOp::put(node_key.as_str(), encode(node), None),
+                TxnOp::put(ip_key.as_str(), node.name.as_str(), None),
+            ];
+            if let Registered::IpChanged { old } = outcome {
+                ops.push(self.release_ip_op(old, &node.name));
+            }
+            let write = Txn::new()
+                .when([
+                    Compare::mod_revision(
+                        node_key.as_str(),
+                        CompareOp::Equal,
+                        node_kv.map_or(0, |(_, rev)| rev),
+                    ),
+                    Compare::mod_revision(
+                        ip_key.as_str(),
+                        CompareOp::Equal,
+                        ip_kv.map_or(0, |(_, rev)| rev),
+                    ),
+                ])
+                .and_then(ops);
+            let resp = self.txn(write).await?;
+            if resp.succeeded() {
+                return Ok((outcome, resp.header().map_or(0, |h| h.revision())));
+            }
+        }
+        Err(StoreError::Contention {
+            what: format!("registering node {}", node.name),
+        })
+    }
+
+    /// Deletes a node record and its IP index. Its subnet is released by the
+    /// leading master, which watches for nodes that are gone.
+    pub async fn delete_node(&self, name: &str) -> Result<i64, StoreError> {
+        let node_key = self.keys.node(name);
+        for _ in 0..ATTEMPTS {
+            let resp = self
+                .client
+                .kv_client()
+                .get(node_key.as_str(), None)
+                .await
+                .map_err(|e| self.etcd_error(e))?;
+            let Some(kv) = resp.kvs().first() else {
+                return Err(StoreError::NodeNotFound(name.to_owned()));
+            };
+            let node: Node = decode(&node_key, kv.value())?;
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    node_key.as_str(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([
+                    TxnOp::delete(node_key.as_str(), None),
+                    self.release_ip_op(node.ip, name),
+                ]);
+            let resp = self.txn(txn).await?;
+            if resp.succeeded() {
+                return Ok(resp.header().map_or(0, |h| h.revision()));
+            }
+        }
+        Err(StoreError::Contention {
+            what: format!("deleting node {name}"),
+        })
+    }
+
+    /// Deletes `node-ips/<ip>` only while it still names `owner`, so a stale
+    /// release cannot take the IP from a node that registered it since.
+    fn release_ip_op(&self, ip: IpAddr, owner: &str) -> TxnOp {
+        let key = self.keys.node_ip(ip);
+        TxnOp::txn(
+            Txn::new()
+                .when([Compare::value(key.as_str(), CompareOp::Equal, owner)])
+                .and_then([TxnOp::delete(key.as_str(), None)]),
+        )
+    }
+}
+
+/// The value and mod revision of the first key of each of two get responses.
+fn first_kvs(responses: &[TxnOpResponse]) -> [Option<(Vec<u8>, i64)>; 2] {
+    let first = |i: usize| match responses.get(i) {
+        Some(TxnOpResponse::Get(get)) => get
+            .kvs()
+            .first()
+            .map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+        _ => None,
+    };
+    [first(0), first(1)]
+}
