@@ -134,21 +134,21 @@ impl ClusterNetwork {
                 network: self.network,
             });
         }
-        if let IpNetwork::V4(service) = self.service_network {
-            if service.overlaps(self.network) {
-                return Err(NetworkError::ServiceOverlap {
-                    service: self.service_network,
-                    network: self.network,
-                });
-            }
+        if let IpNetwork::V4(service) = self.service_network
+            && service.overlaps(self.network)
+        {
+            return Err(NetworkError::ServiceOverlap {
+                service: self.service_network,
+                network: self.network,
+            });
         }
         if self.vxlan_port == 0 {
             return Err(NetworkError::VxlanPortZero);
         }
-        if let Some(mtu) = self.mtu {
-            if !MTU_RANGE.contains(&mtu) {
-                return Err(NetworkError::MtuOutOfRange(mtu));
-            }
+        if let Some(mtu) = self.mtu
+            && !MTU_RANGE.contains(&mtu)
+        {
+            return Err(NetworkError::MtuOutOfRange(mtu));
         }
         Ok(())
     }

@@ -1,0 +1,211 @@
+//! Request handlers. Each validates fully before it writes anything.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use sdn_cluster::records::validate_label;
+use sdn_cluster::store::Registered;
+use sdn_cluster::{ClusterNetwork, HostSubnet, Node};
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use super::types::{NodeView, Phase, RegisterNode};
+use crate::controller::Snapshot;
+use crate::metrics::ClusterStats;
+
+/// How long a write waits for the cache to show it before answering anyway.
+const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(2);
+
+fn snapshot(state: &AppState) -> Snapshot {
+    Snapshot::from_cache(&state.informer.read(), state.store.keys())
+}
+
+fn view(snapshot: &Snapshot, name: &str) -> Option<NodeView> {
+    let node = snapshot.nodes.iter().find(|n| n.name == name)?;
+    let subnet = snapshot.subnet_of(name).map(|s| s.subnet);
+    let phase = if subnet.is_some() {
+        Phase::Allocated
+    } else {
+        Phase::Pending
+    };
+    Some(NodeView {
+        name: node.name.clone(),
+        ip: node.ip,
+        subnet,
+        phase,
+    })
+}
+
+/// Parses a JSON body; a refusal names the offending field.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let inner = err.inner().to_string();
+        let path = err.path().to_string();
+        let field = if path != "." {
+            Some(path)
+        } else {
+            // Missing and unknown fields are reported at the root.
+            inner.split('`').nth(1).map(str::to_owned)
+        };
+        let message = match &field {
+            Some(f) => format!("invalid request body: {f}: {inner}"),
+            None => format!("invalid request body: {inner}"),
+        };
+        ApiError::BadRequest { field, message }
+    })?;
+    de.end().map_err(|err| ApiError::BadRequest {
+        field: None,
+        message: format!("invalid request body: {err}"),
+    })?;
+    Ok(value)
+}
+
+fn valid_name(field: &'static str, name: &str) -> Result<(), ApiError> {
+    validate_label(field, name).map_err(ApiError::from)
+}
+
+pub async fn list_nodes(State(state): State<AppState>) -> Json<Vec<NodeView>> {
+    let snapshot = snapshot(&state);
+    Json(
+        snapshot
+            .nodes
+            .iter()
+            .filter_map(|n| view(&snapshot, &n.name))
+            .collect(),
+    )
+}
+
+pub async fn get_node(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<NodeView>, ApiError> {
+    valid_name("name", &name)?;
+    view(&snapshot(&state), &name)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("node {name} not found")))
+}
+
+pub async fn register_node(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let request: RegisterNode = parse(&body)?;
+    let node = Node {
+        name: request.name,
+        ip: request.ip,
+    };
+    let (registered, revision) = state.store.register_node(&node).await?;
+    let _ = tokio::time::timeout(READ_YOUR_WRITE_WAIT, state.informer.wait_for(revision)).await;
+    let status = match registered {
+        Registered::Created => StatusCode::CREATED,
+        Registered::Unchanged | Registered::IpChanged { .. } => StatusCode::OK,
+    };
+    let fallback = NodeView {
+        name: node.name.clone(),
+        ip: node.ip,
+        subnet: None,
+        phase: Phase::Pending,
+    };
+    Ok((
+        status,
+        Json(view(&snapshot(&state), &node.name).unwrap_or(fallback)),
+    ))
+}
+
+pub async fn delete_node(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    valid_name("name", &name)?;
+    let revision = state.store.delete_node(&name).await?;
+    let _ = tokio::time::timeout(READ_YOUR_WRITE_WAIT, state.informer.wait_for(revision)).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_subnets(State(state): State<AppState>) -> Json<Vec<HostSubnet>> {
+    Json(
+        snapshot(&state)
+            .subnets
+            .into_iter()
+            .map(|s| s.record)
+            .collect(),
+    )
+}
+
+pub async fn get_subnet(
+    State(state): State<AppState>,
+    Path(node): Path<String>,
+) -> Result<Json<HostSubnet>, ApiError> {
+    valid_name("node", &node)?;
+    snapshot(&state)
+        .subnet_of(&node)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("node {node} has no subnet")))
+}
+
+pub async fn get_network(State(state): State<AppState>) -> Result<Json<ClusterNetwork>, ApiError> {
+    snapshot(&state)
+        .network
+        .map(Json)
+        .ok_or_else(|| ApiError::Unavailable("no cluster network is stored yet".into()))
+}
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    if state.informer.read().revision() == 0 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first read from etcd has not completed\n".into(),
+        );
+    }
+    if !state.informer.is_connected() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: etcd is unreachable\n".into(),
+        );
+    }
+    (StatusCode::OK, "ok\n".into())
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let snapshot = snapshot(&state);
+    let allocated = i64::try_from(snapshot.subnets.len()).unwrap_or(i64::MAX);
+    let capacity = snapshot
+        .network
+        .as_ref()
+        .map_or(0, |n| i64::try_from(n.subnet_count()).unwrap_or(i64::MAX));
+    let stats = ClusterStats {
+        nodes: i64::try_from(snapshot.nodes.len()).unwrap_or(i64::MAX),
+        allocated,
+        free: capacity.saturating_sub(allocated).max(0),
+        pending: snapshot
+            .nodes
+            .iter()
+            .filter(|n| snapshot.subnet_of(&n.name).is_none())
+            .count()
+            .try_into()
+            .unwrap_or(0),
+    };
+    let leader = state.leadership.borrow().is_some();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(stats, leader),
+    )
+}
+
+pub async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no such resource: {}", uri.path()))
+}

@@ -1,0 +1,132 @@
+//! The admin HTTP API (axum): nodes, subnets and the cluster network under
+//! `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Reads come from the informer's cache; writes go to etcd and return once
+//! the cache has caught up with them, so a client reads its own writes.
+//! Everything but the two probes needs the bearer token.
+
+mod error;
+mod handlers;
+pub mod types;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use sdn_cluster::informer::Informer;
+use sdn_cluster::store::Store;
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+
+pub use self::error::ApiError;
+use crate::config::ApiConfig;
+use crate::leader::Leadership;
+use crate::metrics::Metrics;
+
+/// Largest request body accepted; registrations are a few dozen bytes.
+const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub informer: Informer,
+    pub metrics: Arc<Metrics>,
+    pub leadership: watch::Receiver<Option<Leadership>>,
+    pub token: Arc<str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("admin API TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("admin API on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/nodes",
+            get(handlers::list_nodes).post(handlers::register_node),
+        )
+        .route(
+            "/api/v1/nodes/{name}",
+            get(handlers::get_node).delete(handlers::delete_node),
+        )
+        .route("/api/v1/subnets", get(handlers::list_subnets))
+        .route("/api/v1/subnets/{node}", get(handlers::get_subnet))
+        .route("/api/v1/network", get(handlers::get_network))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let probes = Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz));
+    api.merge(probes)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if bool::from(token.as_bytes().ct_eq(state.token.as_bytes())) => {
+            next.run(request).await
+        }
+        _ => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// Serves until `shutdown` fires, then drains requests for up to 5 s.
+pub async fn serve(
+    config: &ApiConfig,
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let app = router(state).into_make_service();
+    let handle = Handle::new();
+    let drain = handle.clone();
+    tokio::spawn(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        drain.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    let addr = config.listen;
+    let listen_error = |source| ServeError::Listen { addr, source };
+    match &config.tls {
+        Some((cert, key)) => {
+            let tls = RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(ServeError::Tls)?;
+            tracing::info!("admin API on https://{addr}");
+            axum_server::bind_rustls(addr, tls)
+                .handle(handle)
+                .serve(app)
+                .await
+                .map_err(listen_error)
+        }
+        None => {
+            tracing::info!("admin API on http://{addr}");
+            axum_server::bind(addr)
+                .handle(handle)
+                .serve(app)
+                .await
+                .map_err(listen_error)
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The JSON bodies of the admin API, shared by the server and `sdnctl`.
+
+use std::net::IpAddr;
+
+use ipnetwork::Ipv4Network;
+use serde::{Deserialize, Serialize};
+
+/// Body of `POST /api/v1/nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterNode {
+    pub name: String,
+    pub ip: IpAddr,
+}
+
+/// Whether a node has its subnet yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// The node has a `HostSubnet`.
+    Allocated,
+    /// The node waits for a subnet: just registered, or the cluster network
+    /// is exhausted.
+    Pending,
+}
+
+/// A node with its subnet, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub ip: IpAddr,
+    pub subnet: Option<Ipv4Network>,
+    pub phase: Phase,
+}
+
+/// Every error body: what is wrong and, for a bad request, which field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

@@ -1,0 +1,85 @@
+//! Startup of a master: make sure etcd holds the `ClusterNetwork` this master
+//! was configured with, or refuse to start when the stored one differs in a
+//! way that would orphan allocated subnets.
+
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
+use sdn_cluster::network::IncompatibleChange;
+use sdn_cluster::store::{Store, StoreError, decode, encode};
+use sdn_cluster::{ClusterNetwork, HostSubnet};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("refusing to start: the stored cluster network cannot change this way: {0}")]
+    Incompatible(#[from] IncompatibleChange),
+    #[error("refusing to start: other masters keep rewriting {key}")]
+    Contention { key: String },
+}
+
+const ATTEMPTS: usize = 5;
+
+/// Stores `configured` unless an equal one is stored; returns it.
+pub async fn ensure_network(
+    store: &Store,
+    configured: &ClusterNetwork,
+) -> Result<ClusterNetwork, BootstrapError> {
+    let keys = store.keys();
+    let key = keys.network();
+    for _ in 0..ATTEMPTS {
+        // One read gives the stored network and the subnets at one revision.
+        let read = Txn::new().and_then([
+            TxnOp::get(key.as_str(), None),
+            TxnOp::get(keys.subnets(), Some(GetOptions::new().with_prefix())),
+        ]);
+        let resp = store.txn(read).await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let responses = resp.op_responses();
+        let (Some(TxnOpResponse::Get(network)), Some(TxnOpResponse::Get(subnets))) =
+            (responses.first(), responses.get(1))
+        else {
+            return Err(BootstrapError::Contention { key });
+        };
+        let stored = network.kvs().first();
+        let stored_network: Option<ClusterNetwork> =
+            stored.map(|kv| decode(&key, kv.value())).transpose()?;
+        if stored_network.as_ref() == Some(configured) {
+            tracing::info!("cluster network: {configured}");
+            return Ok(configured.clone());
+        }
+        if let Some(stored_network) = &stored_network {
+            let allocated = subnets
+                .kvs()
+                .iter()
+                .map(|kv| {
+                    decode::<HostSubnet>(&String::from_utf8_lossy(kv.key()), kv.value())
+                        .map(|s| s.subnet)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            configured.check_replaces(stored_network, &allocated)?;
+            tracing::info!(
+                "cluster network: replacing the stored one ({}) with the configured one ({configured}); changed: {}",
+                stored_network,
+                configured.differing_fields(stored_network).join(", ")
+            );
+        } else {
+            tracing::info!("cluster network: storing {configured}");
+        }
+        // The write holds only if neither the network nor any subnet changed
+        // since the read, so no subnet slips in under the old layout.
+        let write = Txn::new()
+            .when([
+                Compare::mod_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    stored.map_or(0, |kv| kv.mod_revision()),
+                ),
+                Compare::mod_revision(keys.subnets(), CompareOp::Less, revision + 1).with_prefix(),
+            ])
+            .and_then([TxnOp::put(key.as_str(), encode(configured), None)]);
+        if store.txn(write).await?.succeeded() {
+            return Ok(configured.clone());
+        }
+    }
+    Err(BootstrapError::Contention { key })
+}
