@@ -18,11 +18,7 @@ pub struct EtcdConfig {
 
 impl Default for EtcdConfig {
     fn default() -> Self {
-        Self {
-            endpoints: vec!["http://127.0.0.1:2379".into()],
-            prefix: DEFAULT_PREFIX.into(),
-            tls: None,
-        }
+        Self { endpoints: vec!["http://127.0.0.1:2379".into()], prefix: DEFAULT_PREFIX.into(), tls: None }
     }
 }
 
@@ -39,16 +35,29 @@ pub enum EtcdError {
     #[error("etcd: no endpoints configured")]
     NoEndpoints,
     #[error("etcd: reading {what} {path}: {source}")]
-    TlsFile {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("etcd at {endpoints}: {source}")]
-    Client {
-        endpoints: String,
-        source: etcd_client::Error,
-    },
+    TlsFile { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("etcd at {endpoints}: {}", concise(source))]
+    Client { endpoints: String, source: etcd_client::Error },
+}
+
+/// An etcd client error as one short line: the gRPC message and the root
+/// cause ("tcp connect error: Connection refused"), without tonic's nesting.
+pub fn concise(err: &etcd_client::Error) -> String {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+            let mut root = None;
+            while let Some(c) = cause {
+                root = Some(c);
+                cause = c.source();
+            }
+            match root {
+                Some(root) => format!("{}: {root}", status.message()),
+                None => format!("{}: {}", status.code(), status.message()),
+            }
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Backoff between retries of an etcd call: doubles from 200 ms to 10 s.
@@ -79,11 +88,7 @@ impl Backoff {
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, EtcdError> {
-    std::fs::read(path).map_err(|source| EtcdError::TlsFile {
-        what,
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| EtcdError::TlsFile { what, path: path.to_owned(), source })
 }
 
 impl EtcdConfig {
@@ -100,33 +105,32 @@ impl EtcdConfig {
             .with_keep_alive(Duration::from_secs(3), Duration::from_secs(3))
             .with_keep_alive_while_idle(true);
         if let Some(tls) = &self.tls {
-            let mut tls_options = TlsOptions::new()
-                .ca_certificate(Certificate::from_pem(read("CA certificate", &tls.ca_file)?));
+            let mut tls_options =
+                TlsOptions::new().ca_certificate(Certificate::from_pem(read("CA certificate", &tls.ca_file)?));
             if let Some((cert, key)) = &tls.client {
-                tls_options = tls_options.identity(Identity::from_pem(
-                    read("client certificate", cert)?,
-                    read("client key", key)?,
-                ));
+                tls_options = tls_options
+                    .identity(Identity::from_pem(read("client certificate", cert)?, read("client key", key)?));
             }
             options = options.with_tls(tls_options);
         }
         Ok(options)
     }
 
-    /// Connects and proves the connection with one read. Errors are returned,
-    /// not retried: see [`EtcdConfig::connect_with_retry`].
-    pub async fn connect(&self) -> Result<Client, EtcdError> {
+    /// A client that connects on first use; fails only on configuration.
+    pub async fn client(&self) -> Result<Client, EtcdError> {
         if self.endpoints.is_empty() {
             return Err(EtcdError::NoEndpoints);
         }
-        let wrap = |source| EtcdError::Client {
-            endpoints: self.endpoints_display(),
-            source,
-        };
-        let mut client = Client::connect(&self.endpoints, Some(self.options()?))
+        Client::connect(&self.endpoints, Some(self.options()?))
             .await
-            .map_err(wrap)?;
-        client.status().await.map_err(wrap)?;
+            .map_err(|source| EtcdError::Client { endpoints: self.endpoints_display(), source })
+    }
+
+    /// Connects and proves the connection with one read. Errors are returned,
+    /// not retried: see [`EtcdConfig::connect_with_retry`].
+    pub async fn connect(&self) -> Result<Client, EtcdError> {
+        let mut client = self.client().await?;
+        client.status().await.map_err(|source| EtcdError::Client { endpoints: self.endpoints_display(), source })?;
         Ok(client)
     }
 
@@ -165,19 +169,10 @@ mod tests {
     #[tokio::test]
     async fn missing_tls_file_is_named() {
         let config = EtcdConfig {
-            tls: Some(EtcdTls {
-                ca_file: "/nonexistent/ca.pem".into(),
-                client: None,
-            }),
+            tls: Some(EtcdTls { ca_file: "/nonexistent/ca.pem".into(), client: None }),
             ..Default::default()
         };
-        let Err(err) = config.connect_with_retry().await else {
-            panic!("connect must fail")
-        };
-        assert!(
-            err.to_string()
-                .contains("CA certificate /nonexistent/ca.pem"),
-            "{err}"
-        );
+        let Err(err) = config.connect_with_retry().await else { panic!("connect must fail") };
+        assert!(err.to_string().contains("CA certificate /nonexistent/ca.pem"), "{err}");
     }
 }

@@ -44,10 +44,7 @@ impl Cache {
     /// Entries whose key starts with `prefix`, in key order.
     pub fn range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a Entry)> + 'a {
         self.entries
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.as_str(), v))
     }
@@ -100,26 +97,16 @@ impl Informer {
     /// Starts watching `prefix`. Returns at once; [`Informer::synced`] waits
     /// for the first list.
     pub fn start(client: Client, prefix: String) -> Self {
-        let shared = Arc::new(Shared {
-            cache: RwLock::default(),
-            connected: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared { cache: RwLock::default(), connected: AtomicBool::new(false) });
         let (tx, revision) = watch::channel(0);
         let task = tokio::spawn(run(client, prefix, shared.clone(), tx));
-        Self {
-            shared,
-            revision,
-            _task: Arc::new(AbortOnDrop(task)),
-        }
+        Self { shared, revision, _task: Arc::new(AbortOnDrop(task)) }
     }
 
     /// Read access to the cache. Do not hold it across an await.
     pub fn read(&self) -> RwLockReadGuard<'_, Cache> {
         // A writer panicking mid-update is a bug; the map itself stays usable.
-        self.shared
-            .cache
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.cache.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether the last etcd call of the informer succeeded.
@@ -155,21 +142,12 @@ async fn run(mut client: Client, prefix: String, shared: Arc<Shared>, tx: watch:
     };
     loop {
         if need_list {
-            match client
-                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-                .await
-            {
+            match client.get(prefix.as_str(), Some(GetOptions::new().with_prefix())).await {
                 Ok(resp) => {
                     let revision = resp.header().map_or(0, |h| h.revision());
-                    let mut cache = Cache {
-                        entries: BTreeMap::new(),
-                        revision,
-                    };
+                    let mut cache = Cache { entries: BTreeMap::new(), revision };
                     resp.kvs().iter().for_each(|kv| cache.upsert(kv));
-                    tracing::debug!(
-                        "informer {prefix}: listed {} keys at revision {revision}",
-                        cache.entries.len()
-                    );
+                    tracing::debug!("informer {prefix}: listed {} keys at revision {revision}", cache.entries.len());
                     *shared.cache.write().unwrap_or_else(|p| p.into_inner()) = cache;
                     tx.send_replace(revision);
                     need_list = false;
@@ -186,18 +164,13 @@ async fn run(mut client: Client, prefix: String, shared: Arc<Shared>, tx: watch:
             }
         }
         let from = *tx.borrow() + 1;
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(from)
-            .with_progress_notify();
+        let options = WatchOptions::new().with_prefix().with_start_revision(from).with_progress_notify();
         let mut stream = match client.watch(prefix.as_str(), Some(options)).await {
             Ok(stream) => stream,
             Err(err) => {
                 set_connected(false);
                 let delay = backoff.next_delay();
-                tracing::warn!(
-                    "informer {prefix}: watch from revision {from} failed ({err}); retrying in {delay:?}"
-                );
+                tracing::warn!("informer {prefix}: watch from revision {from} failed ({err}); retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 continue;
             }
@@ -223,10 +196,7 @@ async fn run(mut client: Client, prefix: String, shared: Arc<Shared>, tx: watch:
                         resp.compact_revision()
                     );
                 } else {
-                    tracing::warn!(
-                        "informer {prefix}: watch canceled ({}); listing again",
-                        resp.cancel_reason()
-                    );
+                    tracing::warn!("informer {prefix}: watch canceled ({}); listing again", resp.cancel_reason());
                 }
                 need_list = true;
                 break;
@@ -238,9 +208,7 @@ async fn run(mut client: Client, prefix: String, shared: Arc<Shared>, tx: watch:
                 // A store whose revision went backwards was wiped and recreated;
                 // what we hold describes a cluster that no longer exists.
                 if header_revision < *tx.borrow() {
-                    tracing::warn!(
-                        "informer {prefix}: etcd revision went back to {header_revision}; listing again"
-                    );
+                    tracing::warn!("informer {prefix}: etcd revision went back to {header_revision}; listing again");
                     need_list = true;
                     break;
                 }
@@ -276,25 +244,13 @@ mod tests {
     use super::*;
 
     fn entry(rev: i64) -> Entry {
-        Entry {
-            value: vec![],
-            create_revision: rev,
-            mod_revision: rev,
-        }
+        Entry { value: vec![], create_revision: rev, mod_revision: rev }
     }
 
     #[test]
     fn range_stays_inside_the_prefix() {
         let mut cache = Cache::default();
-        for (i, k) in [
-            "/sdn/nodes/a",
-            "/sdn/nodes/b",
-            "/sdn/nodesx",
-            "/sdn/node",
-            "/sdn/subnets/a",
-        ]
-        .iter()
-        .enumerate()
+        for (i, k) in ["/sdn/nodes/a", "/sdn/nodes/b", "/sdn/nodesx", "/sdn/node", "/sdn/subnets/a"].iter().enumerate()
         {
             cache.entries.insert((*k).to_owned(), entry(i as i64));
         }

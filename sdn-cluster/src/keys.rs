@@ -22,9 +22,7 @@ impl Default for Keys {
 impl Keys {
     /// `prefix` without a trailing '/'; an empty prefix roots keys at '/'.
     pub fn new(prefix: &str) -> Self {
-        Self {
-            prefix: prefix.trim_end_matches('/').to_owned(),
-        }
+        Self { prefix: prefix.trim_end_matches('/').to_owned() }
     }
 
     pub fn prefix(&self) -> &str {
@@ -64,12 +62,7 @@ impl Keys {
     /// Index that makes subnets unique: `subnet-claims/10.1.2.0-24` holds the
     /// node name. An allocation creates it only if absent.
     pub fn subnet_claim(&self, subnet: Ipv4Network) -> String {
-        format!(
-            "{}/subnet-claims/{}-{}",
-            self.prefix,
-            subnet.ip(),
-            subnet.prefix()
-        )
+        format!("{}/subnet-claims/{}-{}", self.prefix, subnet.ip(), subnet.prefix())
     }
 
     /// The master leadership key, held under a lease by the leader.
@@ -79,8 +72,7 @@ impl Keys {
 
     /// The name part of `key` if it lies directly under `dir` (a `…/` key).
     pub fn name_in<'k>(dir: &str, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(dir)
-            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+        key.strip_prefix(dir).filter(|rest| !rest.is_empty() && !rest.contains('/'))
     }
 }
 
@@ -94,14 +86,8 @@ mod tests {
         assert_eq!(k.network(), "/sdn/config/network");
         assert_eq!(k.node("n1"), "/sdn/nodes/n1");
         assert_eq!(k.subnet("n1"), "/sdn/subnets/n1");
-        assert_eq!(
-            k.subnet_claim("10.1.2.0/24".parse().expect("cidr")),
-            "/sdn/subnet-claims/10.1.2.0-24"
-        );
-        assert_eq!(
-            k.node_ip("192.0.2.1".parse().expect("ip")),
-            "/sdn/node-ips/192.0.2.1"
-        );
+        assert_eq!(k.subnet_claim("10.1.2.0/24".parse().expect("cidr")), "/sdn/subnet-claims/10.1.2.0-24");
+        assert_eq!(k.node_ip("192.0.2.1".parse().expect("ip")), "/sdn/node-ips/192.0.2.1");
         assert_eq!(k.leader(), "/sdn/master/leader");
         assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/n1"), Some("n1"));
         assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/"), None);

@@ -7,17 +7,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnetwork::{IpNetwork, Ipv4Network};
 use serde::{Deserialize, Serialize};
 
-pub const DEFAULT_CLUSTER_NETWORK: Ipv4Network =
-    match Ipv4Network::new_checked(Ipv4Addr::new(10, 1, 0, 0), 16) {
-        Some(n) => n,
-        None => panic!("valid constant"),
-    };
+pub const DEFAULT_CLUSTER_NETWORK: Ipv4Network = match Ipv4Network::new_checked(Ipv4Addr::new(10, 1, 0, 0), 16) {
+    Some(n) => n,
+    None => panic!("valid constant"),
+};
 pub const DEFAULT_HOST_SUBNET_LENGTH: u8 = 8;
-pub const DEFAULT_SERVICE_NETWORK: Ipv4Network =
-    match Ipv4Network::new_checked(Ipv4Addr::new(172, 30, 0, 0), 16) {
-        Some(n) => n,
-        None => panic!("valid constant"),
-    };
+pub const DEFAULT_SERVICE_NETWORK: Ipv4Network = match Ipv4Network::new_checked(Ipv4Addr::new(172, 30, 0, 0), 16) {
+    Some(n) => n,
+    None => panic!("valid constant"),
+};
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
 /// Bytes VXLAN adds over IPv4: outer IP 20, UDP 8, VXLAN 8, inner Ethernet 14.
 pub const VXLAN_OVERHEAD: u32 = 50;
@@ -60,28 +58,15 @@ impl Default for ClusterNetwork {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetworkError {
     #[error("{field}: {value} has host bits set; the network address is {network}")]
-    HostBitsSet {
-        field: &'static str,
-        value: String,
-        network: String,
-    },
+    HostBitsSet { field: &'static str, value: String, network: String },
     #[error(
         "hostSubnetLength: {host_bits} host bits give a /{subnet_prefix} per node, larger than the cluster network {network}"
     )]
-    SubnetLargerThanNetwork {
-        host_bits: u8,
-        subnet_prefix: u8,
-        network: Ipv4Network,
-    },
-    #[error(
-        "hostSubnetLength: {host_bits} host bits leave no room for a gateway and one pod (at least 2 are needed)"
-    )]
+    SubnetLargerThanNetwork { host_bits: u8, subnet_prefix: u8, network: Ipv4Network },
+    #[error("hostSubnetLength: {host_bits} host bits leave no room for a gateway and one pod (at least 2 are needed)")]
     SubnetTooSmall { host_bits: u8 },
     #[error("serviceNetwork: {service} overlaps the cluster network {network}")]
-    ServiceOverlap {
-        service: IpNetwork,
-        network: Ipv4Network,
-    },
+    ServiceOverlap { service: IpNetwork, network: Ipv4Network },
     #[error("vxlanPort: 0 is not a usable UDP port")]
     VxlanPortZero,
     #[error("mtu: {0} is outside {min}..={max}", min = MTU_RANGE.start(), max = MTU_RANGE.end())]
@@ -114,17 +99,11 @@ impl ClusterNetwork {
             return Err(NetworkError::HostBitsSet {
                 field: "serviceNetwork",
                 value: self.service_network.to_string(),
-                network: format!(
-                    "{}/{}",
-                    self.service_network.network(),
-                    self.service_network.prefix()
-                ),
+                network: format!("{}/{}", self.service_network.network(), self.service_network.prefix()),
             });
         }
         if self.host_subnet_length < 2 {
-            return Err(NetworkError::SubnetTooSmall {
-                host_bits: self.host_subnet_length,
-            });
+            return Err(NetworkError::SubnetTooSmall { host_bits: self.host_subnet_length });
         }
         let subnet_prefix = 32u8.saturating_sub(self.host_subnet_length);
         if self.host_subnet_length > 32 || subnet_prefix < self.network.prefix() {
@@ -137,10 +116,7 @@ impl ClusterNetwork {
         if let IpNetwork::V4(service) = self.service_network
             && service.overlaps(self.network)
         {
-            return Err(NetworkError::ServiceOverlap {
-                service: self.service_network,
-                network: self.network,
-            });
+            return Err(NetworkError::ServiceOverlap { service: self.service_network, network: self.network });
         }
         if self.vxlan_port == 0 {
             return Err(NetworkError::VxlanPortZero);
@@ -176,10 +152,7 @@ impl ClusterNetwork {
     /// The index of `subnet` if it is one of this network's host subnets.
     pub fn subnet_index(&self, subnet: Ipv4Network) -> Option<u64> {
         let aligned = subnet.ip() == subnet.network();
-        if subnet.prefix() != self.subnet_prefix()
-            || !aligned
-            || !self.network.contains(subnet.ip())
-        {
+        if subnet.prefix() != self.subnet_prefix() || !aligned || !self.network.contains(subnet.ip()) {
             return None;
         }
         let offset = u32::from(subnet.ip()) - u32::from(self.network.network());
@@ -188,32 +161,19 @@ impl ClusterNetwork {
 
     /// Pod MTU on a node whose underlay has `underlay_mtu`.
     pub fn pod_mtu(&self, underlay_mtu: u32) -> u32 {
-        self.mtu
-            .unwrap_or(underlay_mtu.saturating_sub(VXLAN_OVERHEAD))
+        self.mtu.unwrap_or(underlay_mtu.saturating_sub(VXLAN_OVERHEAD))
     }
 
     /// Whether `self` (configured) may replace `stored` while `allocated`
     /// subnets exist. Changing the layout is refused only when it would orphan
     /// an allocated subnet; the MTU and VXLAN port may change freely.
-    pub fn check_replaces(
-        &self,
-        stored: &ClusterNetwork,
-        allocated: &[Ipv4Network],
-    ) -> Result<(), IncompatibleChange> {
+    pub fn check_replaces(&self, stored: &ClusterNetwork, allocated: &[Ipv4Network]) -> Result<(), IncompatibleChange> {
         let orphan = allocated.iter().find(|s| self.subnet_index(**s).is_none());
         if let Some(orphan) = orphan {
             let (field, stored_value, configured) = if self.network != stored.network {
-                (
-                    "network",
-                    stored.network.to_string(),
-                    self.network.to_string(),
-                )
+                ("network", stored.network.to_string(), self.network.to_string())
             } else {
-                (
-                    "hostSubnetLength",
-                    stored.host_subnet_length.to_string(),
-                    self.host_subnet_length.to_string(),
-                )
+                ("hostSubnetLength", stored.host_subnet_length.to_string(), self.host_subnet_length.to_string())
             };
             return Err(IncompatibleChange {
                 field,
@@ -285,19 +245,12 @@ mod tests {
         assert_eq!(n.subnet(0), Some(net("10.1.0.0/24")));
         assert_eq!(n.subnet(255), Some(net("10.1.255.0/24")));
         assert_eq!(n.subnet(256), None);
-        assert_eq!(
-            gateway(net("10.1.7.0/24")),
-            Some("10.1.7.1".parse().expect("ip"))
-        );
+        assert_eq!(gateway(net("10.1.7.0/24")), Some("10.1.7.1".parse().expect("ip")));
     }
 
     #[test]
     fn subnet_index_round_trips_and_rejects_foreign_subnets() {
-        let n = ClusterNetwork {
-            network: net("10.128.0.0/14"),
-            host_subnet_length: 9,
-            ..Default::default()
-        };
+        let n = ClusterNetwork { network: net("10.128.0.0/14"), host_subnet_length: 9, ..Default::default() };
         n.validate().expect("valid");
         assert_eq!(n.subnet_count(), 512);
         for i in [0, 1, 300, 511] {
@@ -307,19 +260,12 @@ mod tests {
         assert_eq!(n.subnet(1), Some(net("10.128.2.0/23")));
         assert_eq!(n.subnet_index(net("10.1.0.0/23")), None);
         assert_eq!(n.subnet_index(net("10.128.0.0/24")), None);
-        assert_eq!(
-            n.subnet_index(Ipv4Network::new("10.128.1.0".parse().expect("ip"), 23).expect("net")),
-            None
-        );
+        assert_eq!(n.subnet_index(Ipv4Network::new("10.128.1.0".parse().expect("ip"), 23).expect("net")), None);
     }
 
     #[test]
     fn whole_network_as_one_subnet() {
-        let n = ClusterNetwork {
-            network: net("10.9.0.0/24"),
-            host_subnet_length: 8,
-            ..Default::default()
-        };
+        let n = ClusterNetwork { network: net("10.9.0.0/24"), host_subnet_length: 8, ..Default::default() };
         n.validate().expect("valid");
         assert_eq!(n.subnet_count(), 1);
         assert_eq!(n.subnet(0), Some(net("10.9.0.0/24")));
@@ -328,62 +274,20 @@ mod tests {
     #[test]
     fn bad_configs_name_the_field() {
         let cases = [
+            (ClusterNetwork { host_subnet_length: 17, ..Default::default() }, "hostSubnetLength"),
+            (ClusterNetwork { host_subnet_length: 1, ..Default::default() }, "hostSubnetLength"),
+            (ClusterNetwork { host_subnet_length: 40, ..Default::default() }, "hostSubnetLength"),
+            (ClusterNetwork { network: net("10.1.0.5/16"), ..Default::default() }, "network"),
             (
-                ClusterNetwork {
-                    host_subnet_length: 17,
-                    ..Default::default()
-                },
-                "hostSubnetLength",
-            ),
-            (
-                ClusterNetwork {
-                    host_subnet_length: 1,
-                    ..Default::default()
-                },
-                "hostSubnetLength",
-            ),
-            (
-                ClusterNetwork {
-                    host_subnet_length: 40,
-                    ..Default::default()
-                },
-                "hostSubnetLength",
-            ),
-            (
-                ClusterNetwork {
-                    network: net("10.1.0.5/16"),
-                    ..Default::default()
-                },
-                "network",
-            ),
-            (
-                ClusterNetwork {
-                    service_network: "10.1.128.0/17".parse().expect("cidr"),
-                    ..Default::default()
-                },
+                ClusterNetwork { service_network: "10.1.128.0/17".parse().expect("cidr"), ..Default::default() },
                 "serviceNetwork",
             ),
             (
-                ClusterNetwork {
-                    service_network: "10.0.0.0/8".parse().expect("cidr"),
-                    ..Default::default()
-                },
+                ClusterNetwork { service_network: "10.0.0.0/8".parse().expect("cidr"), ..Default::default() },
                 "serviceNetwork",
             ),
-            (
-                ClusterNetwork {
-                    vxlan_port: 0,
-                    ..Default::default()
-                },
-                "vxlanPort",
-            ),
-            (
-                ClusterNetwork {
-                    mtu: Some(100),
-                    ..Default::default()
-                },
-                "mtu",
-            ),
+            (ClusterNetwork { vxlan_port: 0, ..Default::default() }, "vxlanPort"),
+            (ClusterNetwork { mtu: Some(100), ..Default::default() }, "mtu"),
         ];
         for (config, field) in cases {
             let err = config.validate().expect_err("must be refused").to_string();
@@ -395,55 +299,23 @@ mod tests {
     fn change_refused_only_when_it_orphans_a_subnet() {
         let stored = ClusterNetwork::default();
         let allocated = [net("10.1.3.0/24")];
-        let wider = ClusterNetwork {
-            network: net("10.0.0.0/15"),
-            ..Default::default()
-        };
-        wider
-            .check_replaces(&stored, &allocated)
-            .expect("superset keeps subnets");
-        let moved = ClusterNetwork {
-            network: net("10.2.0.0/16"),
-            ..Default::default()
-        };
-        let err = moved
-            .check_replaces(&stored, &allocated)
-            .expect_err("orphans");
+        let wider = ClusterNetwork { network: net("10.0.0.0/15"), ..Default::default() };
+        wider.check_replaces(&stored, &allocated).expect("superset keeps subnets");
+        let moved = ClusterNetwork { network: net("10.2.0.0/16"), ..Default::default() };
+        let err = moved.check_replaces(&stored, &allocated).expect_err("orphans");
         assert_eq!(err.field, "network");
-        let resized = ClusterNetwork {
-            host_subnet_length: 9,
-            ..Default::default()
-        };
-        assert_eq!(
-            resized
-                .check_replaces(&stored, &allocated)
-                .expect_err("orphans")
-                .field,
-            "hostSubnetLength"
-        );
-        resized
-            .check_replaces(&stored, &[])
-            .expect("nothing allocated");
-        let mtu = ClusterNetwork {
-            mtu: Some(1400),
-            ..Default::default()
-        };
-        mtu.check_replaces(&stored, &allocated)
-            .expect("mtu may change");
+        let resized = ClusterNetwork { host_subnet_length: 9, ..Default::default() };
+        assert_eq!(resized.check_replaces(&stored, &allocated).expect_err("orphans").field, "hostSubnetLength");
+        resized.check_replaces(&stored, &[]).expect("nothing allocated");
+        let mtu = ClusterNetwork { mtu: Some(1400), ..Default::default() };
+        mtu.check_replaces(&stored, &allocated).expect("mtu may change");
         assert_eq!(mtu.differing_fields(&stored), vec!["mtu"]);
     }
 
     #[test]
     fn pod_mtu_defaults_to_underlay_less_vxlan() {
         assert_eq!(ClusterNetwork::default().pod_mtu(1500), 1450);
-        assert_eq!(
-            ClusterNetwork {
-                mtu: Some(1400),
-                ..Default::default()
-            }
-            .pod_mtu(1500),
-            1400
-        );
+        assert_eq!(ClusterNetwork { mtu: Some(1400), ..Default::default() }.pod_mtu(1500), 1400);
     }
 
     #[test]

@@ -28,17 +28,9 @@ pub struct HostSubnet {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
     #[error("{field}: {value:?} is not a DNS-1123 label: {reason}")]
-    InvalidName {
-        field: &'static str,
-        value: String,
-        reason: &'static str,
-    },
+    InvalidName { field: &'static str, value: String, reason: &'static str },
     #[error("{field}: {value} is not a usable node address: {reason}")]
-    InvalidIp {
-        field: &'static str,
-        value: IpAddr,
-        reason: &'static str,
-    },
+    InvalidIp { field: &'static str, value: IpAddr, reason: &'static str },
 }
 
 /// Longest DNS-1123 label.
@@ -48,23 +40,14 @@ pub const MAX_LABEL_LEN: usize = 63;
 /// alphanumerics and '-', starting and ending alphanumeric, at most 63 bytes.
 /// Names become etcd key segments and DNS labels, so nothing else is allowed.
 pub fn validate_label(field: &'static str, value: &str) -> Result<(), RecordError> {
-    let fail = |reason| {
-        Err(RecordError::InvalidName {
-            field,
-            value: value.to_owned(),
-            reason,
-        })
-    };
+    let fail = |reason| Err(RecordError::InvalidName { field, value: value.to_owned(), reason });
     if value.is_empty() {
         return fail("it is empty");
     }
     if value.len() > MAX_LABEL_LEN {
         return fail("it is longer than 63 characters");
     }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
         return fail("only lower-case letters, digits and '-' are allowed");
     }
     if value.starts_with('-') || value.ends_with('-') {
@@ -83,11 +66,7 @@ impl Node {
             _ => None,
         };
         match reason {
-            Some(reason) => Err(RecordError::InvalidIp {
-                field: "ip",
-                value: self.ip,
-                reason,
-            }),
+            Some(reason) => Err(RecordError::InvalidIp { field: "ip", value: self.ip, reason }),
             None => Ok(()),
         }
     }
@@ -102,17 +81,7 @@ mod tests {
         for ok in ["a", "node-1", "0node", &"x".repeat(63)] {
             validate_label("name", ok).expect(ok);
         }
-        for bad in [
-            "",
-            "-a",
-            "a-",
-            "Node",
-            "a.b",
-            "a_b",
-            "a b",
-            "ü",
-            &"x".repeat(64),
-        ] {
+        for bad in ["", "-a", "a-", "Node", "a.b", "a_b", "a b", "ü", &"x".repeat(64)] {
             let err = validate_label("name", bad).expect_err(bad);
             assert!(err.to_string().starts_with("name: "), "{err}");
         }
@@ -120,20 +89,11 @@ mod tests {
 
     #[test]
     fn node_ip_must_be_unicast() {
-        let node = |ip: &str| Node {
-            name: "n".into(),
-            ip: ip.parse().expect("ip"),
-        };
+        let node = |ip: &str| Node { name: "n".into(), ip: ip.parse().expect("ip") };
         node("192.0.2.10").validate().expect("unicast");
         node("2001:db8::1").validate().expect("v6");
         for bad in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::"] {
-            assert!(
-                node(bad)
-                    .validate()
-                    .expect_err(bad)
-                    .to_string()
-                    .starts_with("ip: ")
-            );
+            assert!(node(bad).validate().expect_err(bad).to_string().starts_with("ip: "));
         }
     }
 
@@ -145,20 +105,13 @@ mod tests {
             subnet: "10.1.2.0/24".parse().expect("cidr"),
         };
         let json = serde_json::to_string(&hs).expect("json");
-        assert_eq!(
-            json,
-            r#"{"host":"node-1","hostIP":"192.0.2.10","subnet":"10.1.2.0/24"}"#
-        );
-        assert_eq!(
-            serde_json::from_str::<HostSubnet>(&json).expect("parse"),
-            hs
-        );
+        assert_eq!(json, r#"{"host":"node-1","hostIP":"192.0.2.10","subnet":"10.1.2.0/24"}"#);
+        assert_eq!(serde_json::from_str::<HostSubnet>(&json).expect("parse"), hs);
     }
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = serde_json::from_str::<Node>(r#"{"name":"a","ip":"192.0.2.1","extra":1}"#)
-            .expect_err("unknown");
+        let err = serde_json::from_str::<Node>(r#"{"name":"a","ip":"192.0.2.1","extra":1}"#).expect_err("unknown");
         assert!(err.to_string().contains("unknown field `extra`"), "{err}");
     }
 }

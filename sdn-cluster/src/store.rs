@@ -30,10 +30,7 @@ pub enum StoreError {
     #[error("node {0} not found")]
     NodeNotFound(String),
     #[error("etcd key {key} holds a record that is not valid: {source}")]
-    Corrupt {
-        key: String,
-        source: serde_json::Error,
-    },
+    Corrupt { key: String, source: serde_json::Error },
     #[error("{what}: other writers kept changing the same keys; gave up after {ATTEMPTS} attempts")]
     Contention { what: String },
 }
@@ -48,10 +45,7 @@ pub enum Registered {
 
 /// Decodes one stored JSON record, naming the key when it is not valid.
 pub fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
-        key: key.to_owned(),
-        source,
-    })
+    serde_json::from_slice(value).map_err(|source| StoreError::Corrupt { key: key.to_owned(), source })
 }
 
 pub fn encode<T: Serialize>(record: &T) -> String {
@@ -72,11 +66,14 @@ impl Store {
     /// Connects, waiting for etcd with backoff while it is unreachable.
     pub async fn connect(config: &EtcdConfig) -> Result<Self, EtcdError> {
         let client = config.connect_with_retry().await?;
-        Ok(Self {
-            client,
-            keys: Keys::new(&config.prefix),
-            endpoints: config.endpoints_display(),
-        })
+        Ok(Self { client, keys: Keys::new(&config.prefix), endpoints: config.endpoints_display() })
+    }
+
+    /// A store whose connection is made on first use: fails only on bad
+    /// configuration, never because etcd is down. Callers retry their calls.
+    pub async fn open(config: &EtcdConfig) -> Result<Self, EtcdError> {
+        let client = config.client().await?;
+        Ok(Self { client, keys: Keys::new(&config.prefix), endpoints: config.endpoints_display() })
     }
 
     pub fn keys(&self) -> &Keys {
@@ -93,49 +90,26 @@ impl Store {
     }
 
     pub fn etcd_error(&self, source: etcd_client::Error) -> StoreError {
-        StoreError::Etcd(EtcdError::Client {
-            endpoints: self.endpoints.clone(),
-            source,
-        })
+        StoreError::Etcd(EtcdError::Client { endpoints: self.endpoints.clone(), source })
     }
 
     pub async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
-        self.client
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(|e| self.etcd_error(e))
+        self.client.kv_client().txn(txn).await.map_err(|e| self.etcd_error(e))
     }
 
     /// The stored `ClusterNetwork` and its mod revision.
     pub async fn network(&self) -> Result<Option<(ClusterNetwork, i64)>, StoreError> {
         let key = self.keys.network();
-        let resp = self
-            .client
-            .kv_client()
-            .get(key.as_str(), None)
-            .await
-            .map_err(|e| self.etcd_error(e))?;
-        resp.kvs()
-            .first()
-            .map(|kv| Ok((decode(&key, kv.value())?, kv.mod_revision())))
-            .transpose()
+        let resp = self.client.kv_client().get(key.as_str(), None).await.map_err(|e| self.etcd_error(e))?;
+        resp.kvs().first().map(|kv| Ok((decode(&key, kv.value())?, kv.mod_revision()))).transpose()
     }
 
     /// Stores `network` if the stored one still has `expected_mod_revision`
     /// (0: if none is stored). Returns whether it was written.
-    pub async fn put_network(
-        &self,
-        network: &ClusterNetwork,
-        expected_mod_revision: i64,
-    ) -> Result<bool, StoreError> {
+    pub async fn put_network(&self, network: &ClusterNetwork, expected_mod_revision: i64) -> Result<bool, StoreError> {
         let key = self.keys.network();
         let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                expected_mod_revision,
-            )])
+            .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, expected_mod_revision)])
             .and_then([TxnOp::put(key.as_str(), encode(network), None)]);
         Ok(self.txn(txn).await?.succeeded())
     }
@@ -148,10 +122,7 @@ impl Store {
             .get(dir, Some(GetOptions::new().with_prefix()))
             .await
             .map_err(|e| self.etcd_error(e))?;
-        resp.kvs()
-            .iter()
-            .map(|kv| decode(&String::from_utf8_lossy(kv.key()), kv.value()))
-            .collect()
+        resp.kvs().iter().map(|kv| decode(&String::from_utf8_lossy(kv.key()), kv.value())).collect()
     }
 
     /// Registers `node`, or moves a registered node to a new IP. Node IPs are
@@ -162,10 +133,7 @@ impl Store {
         let node_key = self.keys.node(&node.name);
         let ip_key = self.keys.node_ip(node.ip);
         for _ in 0..ATTEMPTS {
-            let read = Txn::new().and_then([
-                TxnOp::get(node_key.as_str(), None),
-                TxnOp::get(ip_key.as_str(), None),
-            ]);
+            let read = Txn::new().and_then([TxnOp::get(node_key.as_str(), None), TxnOp::get(ip_key.as_str(), None)]);
             let resp = self.txn(read).await?;
             let [node_kv, ip_kv] = first_kvs(&resp.op_responses());
             if let Some((owner, _)) = &ip_kv {
@@ -174,17 +142,11 @@ impl Store {
                     return Err(StoreError::DuplicateIp { ip: node.ip, owner });
                 }
             }
-            let existing: Option<Node> = node_kv
-                .as_ref()
-                .map(|(v, _)| decode(&node_key, v))
-                .transpose()?;
+            let existing: Option<Node> = node_kv.as_ref().map(|(v, _)| decode(&node_key, v)).transpose()?;
             let outcome = match &existing {
                 None => Registered::Created,
                 Some(old) if old == node && ip_kv.is_some() => {
-                    return Ok((
-                        Registered::Unchanged,
-                        resp.header().map_or(0, |h| h.revision()),
-                    ));
+                    return Ok((Registered::Unchanged, resp.header().map_or(0, |h| h.revision())));
                 }
                 Some(old) if old.ip == node.ip => Registered::Unchanged,
                 Some(old) => Registered::IpChanged { old: old.ip },
@@ -198,16 +160,8 @@ impl Store {
             }
             let write = Txn::new()
                 .when([
-                    Compare::mod_revision(
-                        node_key.as_str(),
-                        CompareOp::Equal,
-                        node_kv.map_or(0, |(_, rev)| rev),
-                    ),
-                    Compare::mod_revision(
-                        ip_key.as_str(),
-                        CompareOp::Equal,
-                        ip_kv.map_or(0, |(_, rev)| rev),
-                    ),
+                    Compare::mod_revision(node_key.as_str(), CompareOp::Equal, node_kv.map_or(0, |(_, rev)| rev)),
+                    Compare::mod_revision(ip_key.as_str(), CompareOp::Equal, ip_kv.map_or(0, |(_, rev)| rev)),
                 ])
                 .and_then(ops);
             let resp = self.txn(write).await?;
@@ -215,9 +169,7 @@ impl Store {
                 return Ok((outcome, resp.header().map_or(0, |h| h.revision())));
             }
         }
-        Err(StoreError::Contention {
-            what: format!("registering node {}", node.name),
-        })
+        Err(StoreError::Contention { what: format!("registering node {}", node.name) })
     }
 
     /// Deletes a node record and its IP index. Its subnet is released by the
@@ -225,34 +177,20 @@ impl Store {
     pub async fn delete_node(&self, name: &str) -> Result<i64, StoreError> {
         let node_key = self.keys.node(name);
         for _ in 0..ATTEMPTS {
-            let resp = self
-                .client
-                .kv_client()
-                .get(node_key.as_str(), None)
-                .await
-                .map_err(|e| self.etcd_error(e))?;
+            let resp = self.client.kv_client().get(node_key.as_str(), None).await.map_err(|e| self.etcd_error(e))?;
             let Some(kv) = resp.kvs().first() else {
                 return Err(StoreError::NodeNotFound(name.to_owned()));
             };
             let node: Node = decode(&node_key, kv.value())?;
             let txn = Txn::new()
-                .when([Compare::mod_revision(
-                    node_key.as_str(),
-                    CompareOp::Equal,
-                    kv.mod_revision(),
-                )])
-                .and_then([
-                    TxnOp::delete(node_key.as_str(), None),
-                    self.release_ip_op(node.ip, name),
-                ]);
+                .when([Compare::mod_revision(node_key.as_str(), CompareOp::Equal, kv.mod_revision())])
+                .and_then([TxnOp::delete(node_key.as_str(), None), self.release_ip_op(node.ip, name)]);
             let resp = self.txn(txn).await?;
             if resp.succeeded() {
                 return Ok(resp.header().map_or(0, |h| h.revision()));
             }
         }
-        Err(StoreError::Contention {
-            what: format!("deleting node {name}"),
-        })
+        Err(StoreError::Contention { what: format!("deleting node {name}") })
     }
 
     /// Deletes `node-ips/<ip>` only while it still names `owner`, so a stale
@@ -270,10 +208,7 @@ impl Store {
 /// The value and mod revision of the first key of each of two get responses.
 fn first_kvs(responses: &[TxnOpResponse]) -> [Option<(Vec<u8>, i64)>; 2] {
     let first = |i: usize| match responses.get(i) {
-        Some(TxnOpResponse::Get(get)) => get
-            .kvs()
-            .first()
-            .map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+        Some(TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| (kv.value().to_vec(), kv.mod_revision())),
         _ => None,
     };
     [first(0), first(1)]

@@ -29,23 +29,11 @@ pub struct SubnetState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Give `node` the free `subnet`.
-    Allocate {
-        node: String,
-        node_ip: IpAddr,
-        node_mod_revision: i64,
-        subnet: Ipv4Network,
-    },
+    Allocate { node: String, node_ip: IpAddr, node_mod_revision: i64, subnet: Ipv4Network },
     /// The node is gone: free its subnet for reuse.
-    Release {
-        node: String,
-        subnet: Ipv4Network,
-        mod_revision: i64,
-    },
+    Release { node: String, subnet: Ipv4Network, mod_revision: i64 },
     /// The node moved to a new IP: it keeps its subnet, the record follows.
-    UpdateHostIp {
-        record: HostSubnet,
-        mod_revision: i64,
-    },
+    UpdateHostIp { record: HostSubnet, mod_revision: i64 },
 }
 
 /// What the cluster needs now, and the nodes that must wait for a subnet.
@@ -104,26 +92,16 @@ pub fn plan(network: &ClusterNetwork, nodes: &[NodeState], subnets: &[SubnetStat
                 }
                 if node.ip != s.record.host_ip {
                     actions.push(Action::UpdateHostIp {
-                        record: HostSubnet {
-                            host_ip: node.ip,
-                            ..s.record.clone()
-                        },
+                        record: HostSubnet { host_ip: node.ip, ..s.record.clone() },
                         mod_revision: s.mod_revision,
                     });
                 }
             }
         }
     }
-    let mut waiting: Vec<&NodeState> = nodes
-        .iter()
-        .filter(|n| !allocated.contains(n.name.as_str()))
-        .collect();
+    let mut waiting: Vec<&NodeState> = nodes.iter().filter(|n| !allocated.contains(n.name.as_str())).collect();
     waiting.sort_by(|a, b| (a.create_revision, &a.name).cmp(&(b.create_revision, &b.name)));
-    let mut pool = SubnetPool {
-        network,
-        used,
-        cursor: 0,
-    };
+    let mut pool = SubnetPool { network, used, cursor: 0 };
     let mut pending = Vec::new();
     for node in waiting {
         match pool.take() {
@@ -154,11 +132,7 @@ mod tests {
 
     fn subnet_of(node: &NodeState, cidr: &str) -> SubnetState {
         SubnetState {
-            record: HostSubnet {
-                host: node.name.clone(),
-                host_ip: node.ip,
-                subnet: cidr.parse().expect("cidr"),
-            },
+            record: HostSubnet { host: node.name.clone(), host_ip: node.ip, subnet: cidr.parse().expect("cidr") },
             mod_revision: 100,
         }
     }
@@ -212,10 +186,7 @@ mod tests {
     #[test]
     fn allocated_nodes_are_left_alone_and_gaps_are_filled() {
         let nodes = [node("a", 1), node("b", 2), node("c", 3)];
-        let subnets = [
-            subnet_of(&nodes[0], "10.1.0.0/24"),
-            subnet_of(&nodes[2], "10.1.2.0/24"),
-        ];
+        let subnets = [subnet_of(&nodes[0], "10.1.0.0/24"), subnet_of(&nodes[2], "10.1.2.0/24")];
         let plan = plan(&ClusterNetwork::default(), &nodes, &subnets);
         assert_eq!(
             plan.actions,
@@ -234,18 +205,11 @@ mod tests {
         let gone = node("gone", 1);
         let stay = node("stay", 2);
         let waiting = node("new", 3);
-        let subnets = [
-            subnet_of(&gone, "10.1.0.0/24"),
-            subnet_of(&stay, "10.1.1.0/24"),
-        ];
+        let subnets = [subnet_of(&gone, "10.1.0.0/24"), subnet_of(&stay, "10.1.1.0/24")];
         let plan = plan(&network, &[stay, waiting], &subnets);
         assert_eq!(
             plan.actions[0],
-            Action::Release {
-                node: "gone".into(),
-                subnet: "10.1.0.0/24".parse().expect("cidr"),
-                mod_revision: 100,
-            }
+            Action::Release { node: "gone".into(), subnet: "10.1.0.0/24".parse().expect("cidr"), mod_revision: 100 }
         );
         assert_eq!(allocated(&plan), [("new".into(), "10.1.0.0/24".into())]);
         assert!(plan.pending.is_empty());
@@ -260,11 +224,7 @@ mod tests {
         assert_eq!(
             plan.actions,
             [Action::UpdateHostIp {
-                record: HostSubnet {
-                    host: "a".into(),
-                    host_ip: n.ip,
-                    subnet: "10.1.5.0/24".parse().expect("cidr")
-                },
+                record: HostSubnet { host: "a".into(), host_ip: n.ip, subnet: "10.1.5.0/24".parse().expect("cidr") },
                 mod_revision: 100,
             }]
         );
@@ -283,10 +243,7 @@ mod tests {
         let nodes: Vec<_> = (1..=3).map(|i| node(&format!("n{i}"), i)).collect();
         let plan = plan(&network, &nodes, &[]);
         assert_eq!(
-            allocated(&plan)
-                .iter()
-                .map(|(_, s)| s.as_str())
-                .collect::<Vec<_>>(),
+            allocated(&plan).iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
             ["10.9.0.0/30", "10.9.0.4/30"]
         );
         assert_eq!(plan.pending, ["n3"]);

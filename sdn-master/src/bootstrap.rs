@@ -3,6 +3,7 @@
 //! way that would orphan allocated subnets.
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
+use sdn_cluster::etcd::Backoff;
 use sdn_cluster::network::IncompatibleChange;
 use sdn_cluster::store::{Store, StoreError, decode, encode};
 use sdn_cluster::{ClusterNetwork, HostSubnet};
@@ -19,11 +20,27 @@ pub enum BootstrapError {
 
 const ATTEMPTS: usize = 5;
 
-/// Stores `configured` unless an equal one is stored; returns it.
-pub async fn ensure_network(
+/// [`ensure_network`], waiting out an unreachable etcd with backoff. Only a
+/// refusal (or a corrupt stored record) ends the wait.
+pub async fn ensure_network_with_retry(
     store: &Store,
     configured: &ClusterNetwork,
 ) -> Result<ClusterNetwork, BootstrapError> {
+    let mut backoff = Backoff::default();
+    loop {
+        match ensure_network(store, configured).await {
+            Err(BootstrapError::Store(StoreError::Etcd(err))) => {
+                let delay = backoff.next_delay();
+                tracing::warn!("{err}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Stores `configured` unless an equal one is stored; returns it.
+pub async fn ensure_network(store: &Store, configured: &ClusterNetwork) -> Result<ClusterNetwork, BootstrapError> {
     let keys = store.keys();
     let key = keys.network();
     for _ in 0..ATTEMPTS {
@@ -41,8 +58,7 @@ pub async fn ensure_network(
             return Err(BootstrapError::Contention { key });
         };
         let stored = network.kvs().first();
-        let stored_network: Option<ClusterNetwork> =
-            stored.map(|kv| decode(&key, kv.value())).transpose()?;
+        let stored_network: Option<ClusterNetwork> = stored.map(|kv| decode(&key, kv.value())).transpose()?;
         if stored_network.as_ref() == Some(configured) {
             tracing::info!("cluster network: {configured}");
             return Ok(configured.clone());
@@ -51,10 +67,7 @@ pub async fn ensure_network(
             let allocated = subnets
                 .kvs()
                 .iter()
-                .map(|kv| {
-                    decode::<HostSubnet>(&String::from_utf8_lossy(kv.key()), kv.value())
-                        .map(|s| s.subnet)
-                })
+                .map(|kv| decode::<HostSubnet>(&String::from_utf8_lossy(kv.key()), kv.value()).map(|s| s.subnet))
                 .collect::<Result<Vec<_>, _>>()?;
             configured.check_replaces(stored_network, &allocated)?;
             tracing::info!(
@@ -69,11 +82,7 @@ pub async fn ensure_network(
         // since the read, so no subnet slips in under the old layout.
         let write = Txn::new()
             .when([
-                Compare::mod_revision(
-                    key.as_str(),
-                    CompareOp::Equal,
-                    stored.map_or(0, |kv| kv.mod_revision()),
-                ),
+                Compare::mod_revision(key.as_str(), CompareOp::Equal, stored.map_or(0, |kv| kv.mod_revision())),
                 Compare::mod_revision(keys.subnets(), CompareOp::Less, revision + 1).with_prefix(),
             ])
             .and_then([TxnOp::put(key.as_str(), encode(configured), None)]);

@@ -19,15 +19,9 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
     #[error("invalid cluster network: {0}")]
     Network(#[from] NetworkError),
     #[error("{field}: {reason}")]
@@ -59,12 +53,7 @@ pub struct MasterArgs {
     #[arg(long)]
     pub mtu: Option<u32>,
     /// etcd endpoints, comma-separated [default: http://127.0.0.1:2379].
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "URLS",
-        env = "SDN_ETCD_ENDPOINTS"
-    )]
+    #[arg(long, value_delimiter = ',', value_name = "URLS", env = "SDN_ETCD_ENDPOINTS")]
     pub etcd_endpoints: Option<Vec<String>>,
     /// Key prefix of everything sdn stores [default: /sdn].
     #[arg(long, value_name = "PREFIX")]
@@ -163,14 +152,8 @@ fn pair(
     match (cert, key) {
         (Some(cert), Some(key)) => Ok(Some((cert, key))),
         (None, None) => Ok(None),
-        (Some(_), None) => Err(ConfigError::Invalid {
-            field: key_field,
-            reason: format!("needed with {cert_field}"),
-        }),
-        (None, Some(_)) => Err(ConfigError::Invalid {
-            field: cert_field,
-            reason: format!("needed with {key_field}"),
-        }),
+        (Some(_), None) => Err(ConfigError::Invalid { field: key_field, reason: format!("needed with {cert_field}") }),
+        (None, Some(_)) => Err(ConfigError::Invalid { field: cert_field, reason: format!("needed with {key_field}") }),
     }
 }
 
@@ -187,31 +170,19 @@ impl MasterConfig {
         };
         let defaults = ClusterNetwork::default();
         let network = ClusterNetwork {
-            network: args
-                .cluster_network
-                .or(file.network.cluster_network)
-                .unwrap_or(defaults.network),
+            network: args.cluster_network.or(file.network.cluster_network).unwrap_or(defaults.network),
             host_subnet_length: args
                 .host_subnet_length
                 .or(file.network.host_subnet_length)
                 .unwrap_or(defaults.host_subnet_length),
-            service_network: args
-                .service_network
-                .or(file.network.service_network)
-                .unwrap_or(defaults.service_network),
-            vxlan_port: args
-                .vxlan_port
-                .or(file.network.vxlan_port)
-                .unwrap_or(defaults.vxlan_port),
+            service_network: args.service_network.or(file.network.service_network).unwrap_or(defaults.service_network),
+            vxlan_port: args.vxlan_port.or(file.network.vxlan_port).unwrap_or(defaults.vxlan_port),
             mtu: args.mtu.or(file.network.mtu),
         };
         network.validate()?;
 
         let etcd_defaults = EtcdConfig::default();
-        let endpoints = args
-            .etcd_endpoints
-            .or(file.etcd.endpoints)
-            .unwrap_or(etcd_defaults.endpoints);
+        let endpoints = args.etcd_endpoints.or(file.etcd.endpoints).unwrap_or(etcd_defaults.endpoints);
         if endpoints.is_empty() {
             return Err(ConfigError::Invalid {
                 field: "etcd.endpoints",
@@ -226,10 +197,7 @@ impl MasterConfig {
                 });
             }
         }
-        let prefix = args
-            .etcd_prefix
-            .or(file.etcd.prefix)
-            .unwrap_or(etcd_defaults.prefix);
+        let prefix = args.etcd_prefix.or(file.etcd.prefix).unwrap_or(etcd_defaults.prefix);
         if !prefix.starts_with('/') || prefix.len() < 2 {
             return Err(ConfigError::Invalid {
                 field: "etcd.prefix",
@@ -237,10 +205,7 @@ impl MasterConfig {
             });
         }
         let client = pair(
-            (
-                "etcd.cert-file",
-                args.etcd_cert_file.or(file.etcd.cert_file),
-            ),
+            ("etcd.cert-file", args.etcd_cert_file.or(file.etcd.cert_file)),
             ("etcd.key-file", args.etcd_key_file.or(file.etcd.key_file)),
         )?;
         let tls = match (args.etcd_ca_file.or(file.etcd.ca_file), client) {
@@ -249,86 +214,52 @@ impl MasterConfig {
             (None, Some(_)) => {
                 return Err(ConfigError::Invalid {
                     field: "etcd.ca-file",
-                    reason: "needed with a client certificate, to check etcd's server certificate"
-                        .into(),
+                    reason: "needed with a client certificate, to check etcd's server certificate".into(),
                 });
             }
         };
 
+        let https = endpoints.iter().any(|e| e.starts_with("https://"));
+        if https != tls.is_some() || endpoints.iter().any(|e| e.starts_with("https://") != https) {
+            return Err(ConfigError::Invalid {
+                field: "etcd.endpoints",
+                reason: "use https:// endpoints exactly when etcd.ca-file is given (and only those)".into(),
+            });
+        }
+
         let api = ApiConfig {
             listen: args.listen.or(file.api.listen).unwrap_or(DEFAULT_LISTEN),
-            token_file: args
-                .token_file
-                .or(file.api.token_file)
-                .unwrap_or_else(|| DEFAULT_TOKEN_FILE.into()),
+            token_file: args.token_file.or(file.api.token_file).unwrap_or_else(|| DEFAULT_TOKEN_FILE.into()),
             tls: pair(
-                (
-                    "api.tls-cert-file",
-                    args.tls_cert_file.or(file.api.tls_cert_file),
-                ),
-                (
-                    "api.tls-key-file",
-                    args.tls_key_file.or(file.api.tls_key_file),
-                ),
+                ("api.tls-cert-file", args.tls_cert_file.or(file.api.tls_cert_file)),
+                ("api.tls-key-file", args.tls_key_file.or(file.api.tls_key_file)),
             )?,
         };
-        let lease_ttl = args
-            .lease_ttl
-            .or(file.lease_ttl)
-            .map_or(DEFAULT_LEASE_TTL, Duration::from_secs);
+        let lease_ttl = args.lease_ttl.or(file.lease_ttl).map_or(DEFAULT_LEASE_TTL, Duration::from_secs);
         if lease_ttl < Duration::from_secs(2) {
-            return Err(ConfigError::Invalid {
-                field: "lease-ttl",
-                reason: "must be at least 2 seconds".into(),
-            });
+            return Err(ConfigError::Invalid { field: "lease-ttl", reason: "must be at least 2 seconds".into() });
         }
         let name = args.name.or(file.name).unwrap_or_else(default_name);
         if name.is_empty() {
-            return Err(ConfigError::Invalid {
-                field: "name",
-                reason: "must not be empty".into(),
-            });
+            return Err(ConfigError::Invalid { field: "name", reason: "must not be empty".into() });
         }
-        Ok(Self {
-            name,
-            network,
-            etcd: EtcdConfig {
-                endpoints,
-                prefix,
-                tls,
-            },
-            api,
-            lease_ttl,
-        })
+        Ok(Self { name, network, etcd: EtcdConfig { endpoints, prefix, tls }, api, lease_ttl })
     }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.to_owned(),
-        source: Box::new(source),
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
 }
 
 /// Reads the admin token: the file's content less surrounding white space.
 pub fn read_token(path: &Path) -> Result<String, ConfigError> {
-    let token = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let token = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let token = token.trim().to_owned();
     if token.len() < 16 {
         return Err(ConfigError::Invalid {
             field: "api.token-file",
-            reason: format!(
-                "{} holds {} characters; a token needs at least 16",
-                path.display(),
-                token.len()
-            ),
+            reason: format!("{} holds {} characters; a token needs at least 16", path.display(), token.len()),
         });
     }
     Ok(token)
@@ -360,11 +291,7 @@ mod tests {
         let f = file(
             "[network]\ncluster-network = \"10.128.0.0/14\"\nhost-subnet-length = 9\n[etcd]\nendpoints = [\"http://192.0.2.1:2379\"]\n",
         );
-        let args = MasterArgs {
-            config: Some(f.path().into()),
-            host_subnet_length: Some(10),
-            ..Default::default()
-        };
+        let args = MasterArgs { config: Some(f.path().into()), host_subnet_length: Some(10), ..Default::default() };
         let c = MasterConfig::load(args).expect("loads");
         assert_eq!(c.network.network.to_string(), "10.128.0.0/14");
         assert_eq!(c.network.host_subnet_length, 10);
@@ -373,56 +300,31 @@ mod tests {
 
     #[test]
     fn refusals_name_the_field() {
-        let cases: [(&str, &str); 6] = [
+        let cases: [(&str, &str); 7] = [
             ("[network]\nhost-subnet-length = 20\n", "hostSubnetLength"),
-            (
-                "[network]\ncluster-network = \"10.1.0.0/16\"\nservice-network = \"10.1.0.0/20\"\n",
-                "serviceNetwork",
-            ),
-            (
-                "[network]\ncluster-network = \"not-a-cidr\"\n",
-                "cluster-network",
-            ),
-            (
-                "[network]\nclustr-network = \"10.1.0.0/16\"\n",
-                "unknown field `clustr-network`",
-            ),
-            (
-                "[etcd]\nendpoints = [\"127.0.0.1:2379\"]\n",
-                "etcd.endpoints",
-            ),
+            ("[network]\ncluster-network = \"10.1.0.0/16\"\nservice-network = \"10.1.0.0/20\"\n", "serviceNetwork"),
+            ("[network]\ncluster-network = \"not-a-cidr\"\n", "cluster-network"),
+            ("[network]\nclustr-network = \"10.1.0.0/16\"\n", "unknown field `clustr-network`"),
+            ("[etcd]\nendpoints = [\"127.0.0.1:2379\"]\n", "etcd.endpoints"),
             ("[etcd]\ncert-file = \"/c.pem\"\n", "etcd.key-file"),
+            ("[etcd]\nendpoints = [\"https://127.0.0.1:2379\"]\n", "etcd.endpoints"),
         ];
         for (text, field) in cases {
             let f = file(text);
-            let err = MasterConfig::load(MasterArgs {
-                config: Some(f.path().into()),
-                ..Default::default()
-            })
-            .expect_err(text)
-            .to_string();
+            let err = MasterConfig::load(MasterArgs { config: Some(f.path().into()), ..Default::default() })
+                .expect_err(text)
+                .to_string();
             assert!(err.contains(field), "{err:?} should name {field}");
         }
-        let err = MasterConfig::load(MasterArgs {
-            config: Some("/nonexistent.toml".into()),
-            ..Default::default()
-        })
-        .expect_err("missing file");
-        assert!(
-            err.to_string().starts_with("config file /nonexistent.toml"),
-            "{err}"
-        );
+        let err = MasterConfig::load(MasterArgs { config: Some("/nonexistent.toml".into()), ..Default::default() })
+            .expect_err("missing file");
+        assert!(err.to_string().starts_with("config file /nonexistent.toml"), "{err}");
     }
 
     #[test]
     fn short_token_refused() {
         let f = file("short\n");
-        assert!(
-            read_token(f.path())
-                .expect_err("short")
-                .to_string()
-                .contains("at least 16")
-        );
+        assert!(read_token(f.path()).expect_err("short").to_string().contains("at least 16"));
         let f = file("  0123456789abcdef0123  \n");
         assert_eq!(read_token(f.path()).expect("token"), "0123456789abcdef0123");
     }

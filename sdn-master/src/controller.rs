@@ -65,13 +65,8 @@ impl Snapshot {
             }
             match decode::<HostSubnet>(key, &entry.value) {
                 Ok(record) => {
-                    snapshot
-                        .by_host
-                        .insert(record.host.clone(), snapshot.subnets.len());
-                    snapshot.subnets.push(SubnetState {
-                        record,
-                        mod_revision: entry.mod_revision,
-                    });
+                    snapshot.by_host.insert(record.host.clone(), snapshot.subnets.len());
+                    snapshot.subnets.push(SubnetState { record, mod_revision: entry.mod_revision });
                 }
                 Err(err) => snapshot.corrupt.push(err.to_string()),
             }
@@ -81,10 +76,7 @@ impl Snapshot {
 
     /// The subnet of `node`, if it has one.
     pub fn subnet_of(&self, node: &str) -> Option<&HostSubnet> {
-        self.by_host
-            .get(node)
-            .and_then(|&i| self.subnets.get(i))
-            .map(|s| &s.record)
+        self.by_host.get(node).and_then(|&i| self.subnets.get(i)).map(|s| &s.record)
     }
 }
 
@@ -92,65 +84,31 @@ impl Snapshot {
 /// happens if what the plan saw is still what etcd holds.
 fn txn_parts(keys: &Keys, action: &Action) -> (Vec<Compare>, Vec<TxnOp>) {
     match action {
-        Action::Allocate {
-            node,
-            node_ip,
-            node_mod_revision,
-            subnet,
-        } => {
+        Action::Allocate { node, node_ip, node_mod_revision, subnet } => {
             let claim = keys.subnet_claim(*subnet);
-            let record = HostSubnet {
-                host: node.clone(),
-                host_ip: *node_ip,
-                subnet: *subnet,
-            };
+            let record = HostSubnet { host: node.clone(), host_ip: *node_ip, subnet: *subnet };
             (
                 vec![
                     Compare::create_revision(claim.as_str(), CompareOp::Equal, 0),
                     Compare::create_revision(keys.subnet(node), CompareOp::Equal, 0),
                     Compare::mod_revision(keys.node(node), CompareOp::Equal, *node_mod_revision),
                 ],
-                vec![
-                    TxnOp::put(claim, node.as_str(), None),
-                    TxnOp::put(keys.subnet(node), encode(&record), None),
-                ],
+                vec![TxnOp::put(claim, node.as_str(), None), TxnOp::put(keys.subnet(node), encode(&record), None)],
             )
         }
-        Action::Release {
-            node,
-            subnet,
-            mod_revision,
-        } => {
+        Action::Release { node, subnet, mod_revision } => {
             let claim = keys.subnet_claim(*subnet);
             // The claim goes only if it still names this node.
             let release_claim = Txn::new()
-                .when([Compare::value(
-                    claim.as_str(),
-                    CompareOp::Equal,
-                    node.as_str(),
-                )])
+                .when([Compare::value(claim.as_str(), CompareOp::Equal, node.as_str())])
                 .and_then([TxnOp::delete(claim, None)]);
             (
-                vec![Compare::mod_revision(
-                    keys.subnet(node),
-                    CompareOp::Equal,
-                    *mod_revision,
-                )],
-                vec![
-                    TxnOp::delete(keys.subnet(node), None),
-                    TxnOp::txn(release_claim),
-                ],
+                vec![Compare::mod_revision(keys.subnet(node), CompareOp::Equal, *mod_revision)],
+                vec![TxnOp::delete(keys.subnet(node), None), TxnOp::txn(release_claim)],
             )
         }
-        Action::UpdateHostIp {
-            record,
-            mod_revision,
-        } => (
-            vec![Compare::mod_revision(
-                keys.subnet(&record.host),
-                CompareOp::Equal,
-                *mod_revision,
-            )],
+        Action::UpdateHostIp { record, mod_revision } => (
+            vec![Compare::mod_revision(keys.subnet(&record.host), CompareOp::Equal, *mod_revision)],
             vec![TxnOp::put(keys.subnet(&record.host), encode(record), None)],
         ),
     }
@@ -158,24 +116,12 @@ fn txn_parts(keys: &Keys, action: &Action) -> (Vec<Compare>, Vec<TxnOp>) {
 
 /// Packs the plan's actions, releases first, into as few transactions as
 /// etcd accepts, each guarded by the leadership compare.
-fn batch<'a>(
-    keys: &Keys,
-    leadership: Leadership,
-    actions: &'a [Action],
-) -> Vec<(Txn, Vec<&'a Action>)> {
-    let leader =
-        || Compare::create_revision(keys.leader(), CompareOp::Equal, leadership.create_revision);
+fn batch<'a>(keys: &Keys, leadership: Leadership, actions: &'a [Action]) -> Vec<(Txn, Vec<&'a Action>)> {
+    let leader = || Compare::create_revision(keys.leader(), CompareOp::Equal, leadership.create_revision);
     let mut batches = Vec::new();
     let (mut compares, mut ops, mut members) = (vec![leader()], Vec::new(), Vec::new());
-    let mut ordered: Vec<&'a Action> = actions
-        .iter()
-        .filter(|a| !matches!(a, Action::Allocate { .. }))
-        .collect();
-    ordered.extend(
-        actions
-            .iter()
-            .filter(|a| matches!(a, Action::Allocate { .. })),
-    );
+    let mut ordered: Vec<&'a Action> = actions.iter().filter(|a| !matches!(a, Action::Allocate { .. })).collect();
+    ordered.extend(actions.iter().filter(|a| matches!(a, Action::Allocate { .. })));
     let mut last_was_release = false;
     for action in ordered {
         let is_allocation = matches!(action, Action::Allocate { .. });
@@ -183,14 +129,8 @@ fn batch<'a>(
         // A release and the allocation that reuses its subnet cannot share a
         // transaction: etcd evaluates every compare before any operation.
         let boundary = last_was_release && is_allocation;
-        if boundary
-            || compares.len() + c.len() > MAX_TXN_PARTS
-            || ops.len() + o.len() > MAX_TXN_PARTS
-        {
-            batches.push((
-                Txn::new().when(compares).and_then(ops),
-                std::mem::take(&mut members),
-            ));
+        if boundary || compares.len() + c.len() > MAX_TXN_PARTS || ops.len() + o.len() > MAX_TXN_PARTS {
+            batches.push((Txn::new().when(compares).and_then(ops), std::mem::take(&mut members)));
             (compares, ops) = (vec![leader()], Vec::new());
         }
         last_was_release = !is_allocation;
@@ -238,16 +178,9 @@ impl Controller {
             let (plan, network) = self.plan();
             self.log_pending(&plan, &mut logged_pending);
             if network.is_none() {
-                tracing::error!(
-                    "no ClusterNetwork stored at {}; not allocating",
-                    self.store.keys().network()
-                );
+                tracing::error!("no ClusterNetwork stored at {}; not allocating", self.store.keys().network());
             }
-            let outcome = if plan.actions.is_empty() {
-                Ok(0)
-            } else {
-                self.apply(leadership, &plan).await
-            };
+            let outcome = if plan.actions.is_empty() { Ok(0) } else { self.apply(leadership, &plan).await };
             match outcome {
                 Ok(revision) if revision > 0 => {
                     retry = Duration::ZERO;
@@ -279,10 +212,7 @@ impl Controller {
             tracing::warn!("skipping {corrupt}");
         }
         match &snapshot.network {
-            Some(network) => (
-                allocator::plan(network, &snapshot.nodes, &snapshot.subnets),
-                snapshot.network.clone(),
-            ),
+            Some(network) => (allocator::plan(network, &snapshot.nodes, &snapshot.subnets), snapshot.network.clone()),
             None => (Plan::default(), None),
         }
     }
@@ -315,12 +245,7 @@ impl Controller {
                         tracing::info!("released {subnet} of deleted node {node}");
                     }
                     Action::UpdateHostIp { record, .. } => {
-                        tracing::info!(
-                            "node {} now at {}; keeps {}",
-                            record.host,
-                            record.host_ip,
-                            record.subnet
-                        );
+                        tracing::info!("node {} now at {}; keeps {}", record.host, record.host_ip, record.subnet);
                     }
                 }
             }
@@ -353,11 +278,7 @@ mod tests {
         });
         let batches = batch(&keys, Leadership { create_revision: 7 }, &actions);
         assert!(matches!(batches[0].1[0], Action::Release { .. }));
-        assert_eq!(
-            batches[0].1.len(),
-            1,
-            "a release never shares a txn with allocations"
-        );
+        assert_eq!(batches[0].1.len(), 1, "a release never shares a txn with allocations");
         let total: usize = batches.iter().map(|(_, m)| m.len()).sum();
         assert_eq!(total, 101);
         for (_, members) in &batches[1..] {

@@ -9,9 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{
-    Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse,
-};
+use etcd_client::{Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse};
 use sdn_cluster::store::{Store, StoreError};
 use tokio::sync::watch;
 
@@ -39,21 +37,9 @@ pub struct Elector {
 impl Elector {
     /// `id` names this master in the leader key; `ttl` is how long a dead
     /// leader blocks the others.
-    pub fn new(
-        store: Store,
-        id: String,
-        ttl: Duration,
-    ) -> (Self, watch::Receiver<Option<Leadership>>) {
+    pub fn new(store: Store, id: String, ttl: Duration) -> (Self, watch::Receiver<Option<Leadership>>) {
         let (state, rx) = watch::channel(None);
-        (
-            Self {
-                store,
-                id,
-                ttl: ttl.max(Duration::from_secs(2)),
-                state,
-            },
-            rx,
-        )
+        (Self { store, id, ttl: ttl.max(Duration::from_secs(2)), state }, rx)
     }
 
     fn tick(&self) -> Duration {
@@ -76,18 +62,13 @@ impl Elector {
             }
             // Without a renewal inside the TTL, etcd may already have handed
             // leadership to another master: stop acting as leader.
-            let expired = lease
-                .as_ref()
-                .is_none_or(|l| l.renewed.elapsed() >= self.ttl - self.tick());
+            let expired = lease.as_ref().is_none_or(|l| l.renewed.elapsed() >= self.ttl - self.tick());
             if expired {
                 if self.state.borrow().is_some() {
                     tracing::warn!("lost leadership: lease not renewed within {:?}", self.ttl);
                 }
                 self.set(None);
-                if lease
-                    .as_ref()
-                    .is_some_and(|l| l.renewed.elapsed() >= self.ttl)
-                {
+                if lease.as_ref().is_some_and(|l| l.renewed.elapsed() >= self.ttl) {
                     lease = None;
                 }
             }
@@ -96,10 +77,7 @@ impl Elector {
         if let Some(lease) = lease {
             match self.store.client().lease_revoke(lease.id).await {
                 Ok(_) => tracing::info!("resigned: lease revoked"),
-                Err(err) => tracing::warn!(
-                    "resigning: could not revoke lease ({err}); it expires in {:?}",
-                    self.ttl
-                ),
+                Err(err) => tracing::warn!("resigning: could not revoke lease ({err}); it expires in {:?}", self.ttl),
             }
         }
     }
@@ -116,20 +94,10 @@ impl Elector {
         let mut client = self.store.client();
         if lease.is_none() {
             let ttl_secs = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
-            let grant = client
-                .lease_grant(ttl_secs, None)
-                .await
-                .map_err(|e| self.store.etcd_error(e))?;
-            let (keeper, responses) = client
-                .lease_keep_alive(grant.id())
-                .await
-                .map_err(|e| self.store.etcd_error(e))?;
-            *lease = Some(Lease {
-                id: grant.id(),
-                keeper,
-                responses,
-                renewed: Instant::now(),
-            });
+            let grant = client.lease_grant(ttl_secs, None).await.map_err(|e| self.store.etcd_error(e))?;
+            let (keeper, responses) =
+                client.lease_keep_alive(grant.id()).await.map_err(|e| self.store.etcd_error(e))?;
+            *lease = Some(Lease { id: grant.id(), keeper, responses, renewed: Instant::now() });
         }
         let Some(current) = lease.as_mut() else {
             return Ok(());
@@ -149,10 +117,8 @@ impl Elector {
             }
             Ok(Ok(None)) | Err(_) => {
                 // The keep-alive stream ended or stalled; open a new one next tick.
-                let (keeper, responses) = client
-                    .lease_keep_alive(current.id)
-                    .await
-                    .map_err(|e| self.store.etcd_error(e))?;
+                let (keeper, responses) =
+                    client.lease_keep_alive(current.id).await.map_err(|e| self.store.etcd_error(e))?;
                 (current.keeper, current.responses) = (keeper, responses);
                 return Ok(());
             }
@@ -161,26 +127,18 @@ impl Elector {
         let key = self.store.keys().leader();
         let txn = Txn::new()
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key.as_str(),
-                self.id.as_str(),
-                Some(PutOptions::new().with_lease(current.id)),
-            )])
+            .and_then([TxnOp::put(key.as_str(), self.id.as_str(), Some(PutOptions::new().with_lease(current.id)))])
             .or_else([TxnOp::get(key.as_str(), None)]);
         let resp = self.store.txn(txn).await?;
         let leadership = if resp.succeeded() {
-            Some(Leadership {
-                create_revision: resp.header().map_or(0, |h| h.revision()),
-            })
+            Some(Leadership { create_revision: resp.header().map_or(0, |h| h.revision()) })
         } else {
             match resp.op_responses().first() {
                 Some(TxnOpResponse::Get(get)) => get
                     .kvs()
                     .first()
                     .filter(|kv| kv.lease() == current.id)
-                    .map(|kv| Leadership {
-                        create_revision: kv.create_revision(),
-                    }),
+                    .map(|kv| Leadership { create_revision: kv.create_revision() }),
                 _ => None,
             }
         };

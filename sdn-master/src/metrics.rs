@@ -43,11 +43,7 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         registry.register("nodes", "Registered nodes", metrics.nodes.clone());
-        registry.register(
-            "subnets_allocated",
-            "Host subnets allocated to nodes",
-            metrics.subnets_allocated.clone(),
-        );
+        registry.register("subnets_allocated", "Host subnets allocated to nodes", metrics.subnets_allocated.clone());
         registry.register(
             "subnets_free",
             "Host subnets of the cluster network still free",
@@ -58,30 +54,11 @@ impl Default for Metrics {
             "Registered nodes waiting for a subnet because the cluster network is exhausted",
             metrics.nodes_pending.clone(),
         );
-        registry.register(
-            "leader",
-            "1 while this master leads allocation, else 0",
-            metrics.leader.clone(),
-        );
-        registry.register(
-            "etcd_errors",
-            "etcd calls of the allocator that failed",
-            metrics.etcd_errors.clone(),
-        );
-        registry.register(
-            "allocations",
-            "Host subnets allocated by this master",
-            metrics.allocations.clone(),
-        );
-        registry.register(
-            "releases",
-            "Host subnets released by this master",
-            metrics.releases.clone(),
-        );
-        Self {
-            registry,
-            ..metrics
-        }
+        registry.register("leader", "1 while this master leads allocation, else 0", metrics.leader.clone());
+        registry.register("etcd_errors", "etcd calls of the allocator that failed", metrics.etcd_errors.clone());
+        registry.register("allocations", "Host subnets allocated by this master", metrics.allocations.clone());
+        registry.register("releases", "Host subnets released by this master", metrics.releases.clone());
+        Self { registry, ..metrics }
     }
 }
 
@@ -108,15 +85,7 @@ mod tests {
     fn renders_every_metric() {
         let metrics = Metrics::default();
         metrics.allocations.inc();
-        let text = metrics.render(
-            ClusterStats {
-                nodes: 3,
-                allocated: 2,
-                free: 254,
-                pending: 1,
-            },
-            true,
-        );
+        let text = metrics.render(ClusterStats { nodes: 3, allocated: 2, free: 254, pending: 1 }, true);
         for line in [
             "sdn_master_nodes 3",
             "sdn_master_subnets_allocated 2",
@@ -126,10 +95,7 @@ mod tests {
             "sdn_master_allocations_total 1",
             "sdn_master_etcd_errors_total 0",
         ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
     }
 }

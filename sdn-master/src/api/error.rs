@@ -12,17 +12,11 @@ use super::types::ErrorBody;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadRequest {
-        field: Option<String>,
-        message: String,
-    },
+    BadRequest { field: Option<String>, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
-    Conflict {
-        field: Option<String>,
-        message: String,
-    },
+    Conflict { field: Option<String>, message: String },
     #[error("missing or wrong bearer token")]
     Unauthorized,
     #[error("{0}")]
@@ -34,10 +28,7 @@ impl From<RecordError> for ApiError {
         let field = match &err {
             RecordError::InvalidName { field, .. } | RecordError::InvalidIp { field, .. } => *field,
         };
-        ApiError::BadRequest {
-            field: Some(field.into()),
-            message: err.to_string(),
-        }
+        ApiError::BadRequest { field: Some(field.into()), message: err.to_string() }
     }
 }
 
@@ -45,18 +36,10 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Invalid(record) => record.into(),
-            StoreError::DuplicateIp { .. } => ApiError::Conflict {
-                field: Some("ip".into()),
-                message: err.to_string(),
-            },
+            StoreError::DuplicateIp { .. } => ApiError::Conflict { field: Some("ip".into()), message: err.to_string() },
             StoreError::NodeNotFound(_) => ApiError::NotFound(err.to_string()),
-            StoreError::Contention { .. } => ApiError::Conflict {
-                field: None,
-                message: err.to_string(),
-            },
-            StoreError::Etcd(_) | StoreError::Corrupt { .. } => {
-                ApiError::Unavailable(err.to_string())
-            }
+            StoreError::Contention { .. } => ApiError::Conflict { field: None, message: err.to_string() },
+            StoreError::Etcd(_) | StoreError::Corrupt { .. } => ApiError::Unavailable(err.to_string()),
         }
     }
 }
@@ -70,10 +53,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
         };
-        let body = Json(ErrorBody {
-            error: self.to_string(),
-            field,
-        });
+        let body = Json(ErrorBody { error: self.to_string(), field });
         if status == StatusCode::UNAUTHORIZED {
             return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
         }

@@ -1,5 +1,6 @@
 //! Request handlers. Each validates fully before it writes anything.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -8,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use sdn_cluster::records::validate_label;
-use sdn_cluster::store::Registered;
+use sdn_cluster::store::{Registered, decode};
 use sdn_cluster::{ClusterNetwork, HostSubnet, Node};
 use serde::de::DeserializeOwned;
 
@@ -28,17 +29,8 @@ fn snapshot(state: &AppState) -> Snapshot {
 fn view(snapshot: &Snapshot, name: &str) -> Option<NodeView> {
     let node = snapshot.nodes.iter().find(|n| n.name == name)?;
     let subnet = snapshot.subnet_of(name).map(|s| s.subnet);
-    let phase = if subnet.is_some() {
-        Phase::Allocated
-    } else {
-        Phase::Pending
-    };
-    Some(NodeView {
-        name: node.name.clone(),
-        ip: node.ip,
-        subnet,
-        phase,
-    })
+    let phase = if subnet.is_some() { Phase::Allocated } else { Phase::Pending };
+    Some(NodeView { name: node.name.clone(), ip: node.ip, subnet, phase })
 }
 
 /// Parses a JSON body; a refusal names the offending field.
@@ -59,10 +51,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::BadRequest { field, message }
     })?;
-    de.end().map_err(|err| ApiError::BadRequest {
-        field: None,
-        message: format!("invalid request body: {err}"),
-    })?;
+    de.end().map_err(|err| ApiError::BadRequest { field: None, message: format!("invalid request body: {err}") })?;
     Ok(value)
 }
 
@@ -72,56 +61,52 @@ fn valid_name(field: &'static str, name: &str) -> Result<(), ApiError> {
 
 pub async fn list_nodes(State(state): State<AppState>) -> Json<Vec<NodeView>> {
     let snapshot = snapshot(&state);
-    Json(
-        snapshot
-            .nodes
-            .iter()
-            .filter_map(|n| view(&snapshot, &n.name))
-            .collect(),
-    )
+    Json(snapshot.nodes.iter().filter_map(|n| view(&snapshot, &n.name)).collect())
 }
 
-pub async fn get_node(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<NodeView>, ApiError> {
+pub async fn get_node(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
     valid_name("name", &name)?;
-    view(&snapshot(&state), &name)
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("node {name} not found")))
+    view(&snapshot(&state), &name).map(Json).ok_or_else(|| ApiError::NotFound(format!("node {name} not found")))
 }
 
-pub async fn register_node(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+pub async fn register_node(State(state): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     let request: RegisterNode = parse(&body)?;
-    let node = Node {
-        name: request.name,
-        ip: request.ip,
-    };
+    let node = Node { name: request.name, ip: request.ip };
     let (registered, revision) = state.store.register_node(&node).await?;
-    let _ = tokio::time::timeout(READ_YOUR_WRITE_WAIT, state.informer.wait_for(revision)).await;
+    // Answer with the subnet when the leader allocates it promptly; a node
+    // that has to wait (exhaustion, no leader) is answered as pending.
+    let allocated = async {
+        state.informer.wait_for(revision).await;
+        let mut changes = state.informer.subscribe();
+        let subnet_key = state.store.keys().subnet(&node.name);
+        while state.informer.read().get(&subnet_key).is_none() && !exhausted(&state) {
+            if changes.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(READ_YOUR_WRITE_WAIT, allocated).await;
     let status = match registered {
         Registered::Created => StatusCode::CREATED,
         Registered::Unchanged | Registered::IpChanged { .. } => StatusCode::OK,
     };
-    let fallback = NodeView {
-        name: node.name.clone(),
-        ip: node.ip,
-        subnet: None,
-        phase: Phase::Pending,
-    };
-    Ok((
-        status,
-        Json(view(&snapshot(&state), &node.name).unwrap_or(fallback)),
-    ))
+    let fallback = NodeView { name: node.name.clone(), ip: node.ip, subnet: None, phase: Phase::Pending };
+    Ok((status, Json(view(&snapshot(&state), &node.name).unwrap_or(fallback))))
 }
 
-pub async fn delete_node(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+/// Whether every host subnet is taken, so a new node cannot be served now.
+fn exhausted(state: &AppState) -> bool {
+    let keys = state.store.keys();
+    let cache = state.informer.read();
+    let network_key = keys.network();
+    let Some(network) = cache.get(&network_key).and_then(|e| decode::<ClusterNetwork>(&network_key, &e.value).ok())
+    else {
+        return false;
+    };
+    cache.range(&keys.subnets()).count() as u64 >= network.subnet_count()
+}
+
+pub async fn delete_node(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     valid_name("name", &name)?;
     let revision = state.store.delete_node(&name).await?;
     let _ = tokio::time::timeout(READ_YOUR_WRITE_WAIT, state.informer.wait_for(revision)).await;
@@ -129,19 +114,10 @@ pub async fn delete_node(
 }
 
 pub async fn list_subnets(State(state): State<AppState>) -> Json<Vec<HostSubnet>> {
-    Json(
-        snapshot(&state)
-            .subnets
-            .into_iter()
-            .map(|s| s.record)
-            .collect(),
-    )
+    Json(snapshot(&state).subnets.into_iter().map(|s| s.record).collect())
 }
 
-pub async fn get_subnet(
-    State(state): State<AppState>,
-    Path(node): Path<String>,
-) -> Result<Json<HostSubnet>, ApiError> {
+pub async fn get_subnet(State(state): State<AppState>, Path(node): Path<String>) -> Result<Json<HostSubnet>, ApiError> {
     valid_name("node", &node)?;
     snapshot(&state)
         .subnet_of(&node)
@@ -151,10 +127,7 @@ pub async fn get_subnet(
 }
 
 pub async fn get_network(State(state): State<AppState>) -> Result<Json<ClusterNetwork>, ApiError> {
-    snapshot(&state)
-        .network
-        .map(Json)
-        .ok_or_else(|| ApiError::Unavailable("no cluster network is stored yet".into()))
+    snapshot(&state).network.map(Json).ok_or_else(|| ApiError::Unavailable("no cluster network is stored yet".into()))
 }
 
 pub async fn healthz() -> &'static str {
@@ -162,17 +135,14 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    if !state.bootstrapped.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the cluster network is not settled in etcd yet\n".into());
+    }
     if state.informer.read().revision() == 0 {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the first read from etcd has not completed\n".into(),
-        );
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first read from etcd has not completed\n".into());
     }
     if !state.informer.is_connected() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: etcd is unreachable\n".into(),
-        );
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: etcd is unreachable\n".into());
     }
     (StatusCode::OK, "ok\n".into())
 }
@@ -180,10 +150,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let snapshot = snapshot(&state);
     let allocated = i64::try_from(snapshot.subnets.len()).unwrap_or(i64::MAX);
-    let capacity = snapshot
-        .network
-        .as_ref()
-        .map_or(0, |n| i64::try_from(n.subnet_count()).unwrap_or(i64::MAX));
+    let capacity = snapshot.network.as_ref().map_or(0, |n| i64::try_from(n.subnet_count()).unwrap_or(i64::MAX));
     let stats = ClusterStats {
         nodes: i64::try_from(snapshot.nodes.len()).unwrap_or(i64::MAX),
         allocated,
@@ -198,10 +165,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     };
     let leader = state.leadership.borrow().is_some();
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.render(stats, leader),
     )
 }

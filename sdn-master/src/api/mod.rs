@@ -11,6 +11,7 @@ pub mod types;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::Router;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub leadership: watch::Receiver<Option<Leadership>>,
     pub token: Arc<str>,
+    /// Set once the cluster network is settled in etcd.
+    pub bootstrapped: Arc<AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,34 +51,21 @@ pub enum ServeError {
     #[error("admin API TLS: {0}")]
     Tls(std::io::Error),
     #[error("admin API on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route(
-            "/api/v1/nodes",
-            get(handlers::list_nodes).post(handlers::register_node),
-        )
-        .route(
-            "/api/v1/nodes/{name}",
-            get(handlers::get_node).delete(handlers::delete_node),
-        )
+        .route("/api/v1/nodes", get(handlers::list_nodes).post(handlers::register_node))
+        .route("/api/v1/nodes/{name}", get(handlers::get_node).delete(handlers::delete_node))
         .route("/api/v1/subnets", get(handlers::list_subnets))
         .route("/api/v1/subnets/{node}", get(handlers::get_subnet))
         .route("/api/v1/network", get(handlers::get_network))
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    let probes = Router::new()
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz));
-    api.merge(probes)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+    let probes = Router::new().route("/healthz", get(handlers::healthz)).route("/readyz", get(handlers::readyz));
+    api.merge(probes).layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state)
 }
 
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -86,19 +76,13 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(token) if bool::from(token.as_bytes().ct_eq(state.token.as_bytes())) => {
-            next.run(request).await
-        }
+        Some(token) if bool::from(token.as_bytes().ct_eq(state.token.as_bytes())) => next.run(request).await,
         _ => ApiError::Unauthorized.into_response(),
     }
 }
 
 /// Serves until `shutdown` fires, then drains requests for up to 5 s.
-pub async fn serve(
-    config: &ApiConfig,
-    state: AppState,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ServeError> {
+pub async fn serve(config: &ApiConfig, state: AppState, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
     let app = router(state).into_make_service();
     let handle = Handle::new();
     let drain = handle.clone();
@@ -110,23 +94,13 @@ pub async fn serve(
     let listen_error = |source| ServeError::Listen { addr, source };
     match &config.tls {
         Some((cert, key)) => {
-            let tls = RustlsConfig::from_pem_file(cert, key)
-                .await
-                .map_err(ServeError::Tls)?;
+            let tls = RustlsConfig::from_pem_file(cert, key).await.map_err(ServeError::Tls)?;
             tracing::info!("admin API on https://{addr}");
-            axum_server::bind_rustls(addr, tls)
-                .handle(handle)
-                .serve(app)
-                .await
-                .map_err(listen_error)
+            axum_server::bind_rustls(addr, tls).handle(handle).serve(app).await.map_err(listen_error)
         }
         None => {
             tracing::info!("admin API on http://{addr}");
-            axum_server::bind(addr)
-                .handle(handle)
-                .serve(app)
-                .await
-                .map_err(listen_error)
+            axum_server::bind(addr).handle(handle).serve(app).await.map_err(listen_error)
         }
     }
 }

@@ -1,12 +1,14 @@
 //! `sdn-master`: the cluster's subnet allocator and admin API.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Parser;
 use sdn_cluster::store::Store;
 use sdn_master::api::{self, AppState};
-use sdn_master::bootstrap::ensure_network;
+use sdn_master::bootstrap::ensure_network_with_retry;
 use sdn_master::config::{MasterArgs, MasterConfig, read_token};
 use sdn_master::controller::Controller;
 use sdn_master::leader::Elector;
@@ -22,69 +24,62 @@ struct Cli {
     args: MasterArgs,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let cli = Cli::parse();
-    let config = MasterConfig::load(cli.args)?;
-    let token = read_token(&config.api.token_file)?;
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
-
-    let (stop, shutdown) = watch::channel(false);
+fn on_shutdown_signal(stop: watch::Sender<bool>) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         tracing::info!("shutting down");
         let _ = stop.send(true);
     });
+    Ok(())
+}
 
-    tracing::info!(
-        "master {} connecting to etcd at {}",
-        config.name,
-        config.etcd.endpoints_display()
-    );
-    let mut interrupted = shutdown.clone();
-    let store = tokio::select! {
-        store = Store::connect(&config.etcd) => store?,
-        _ = interrupted.wait_for(|s| *s) => return Ok(()),
-    };
-    ensure_network(&store, &config.network).await?;
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let config = MasterConfig::load(Cli::parse().args)?;
+    let token = read_token(&config.api.token_file)?;
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
+    let (stop, shutdown) = watch::channel(false);
+    on_shutdown_signal(stop)?;
 
+    tracing::info!("master {} using etcd at {}", config.name, config.etcd.endpoints_display());
+    let store = Store::open(&config.etcd).await?;
     let informer = store.informer();
     let metrics = Arc::new(Metrics::default());
     let (elector, leadership) = Elector::new(store.clone(), config.name.clone(), config.lease_ttl);
-    let election = tokio::spawn(elector.run(shutdown.clone()));
-    let controller = Controller {
-        store: store.clone(),
-        informer: informer.clone(),
-        leadership: leadership.clone(),
-        metrics: metrics.clone(),
-    };
-    tokio::spawn(controller.run());
+    let bootstrapped = Arc::new(AtomicBool::new(false));
 
-    let state = AppState {
-        store,
-        informer,
-        metrics,
-        leadership,
-        token: token.into(),
+    // The API serves probes from the start; allocation begins once the
+    // cluster network is settled in etcd.
+    let startup = {
+        let (store, informer, metrics, leadership, bootstrapped) =
+            (store.clone(), informer.clone(), metrics.clone(), leadership.clone(), bootstrapped.clone());
+        let (network, shutdown) = (config.network.clone(), shutdown.clone());
+        async move {
+            ensure_network_with_retry(&store, &network).await?;
+            bootstrapped.store(true, Ordering::Relaxed);
+            let election = tokio::spawn(elector.run(shutdown));
+            tokio::spawn(Controller { store, informer, leadership, metrics }.run());
+            anyhow::Ok(election)
+        }
     };
-    api::serve(&config.api, state, shutdown)
-        .await
-        .context("admin API stopped")?;
-    // Resigning lets a standby take over without waiting for the lease.
+    let state = AppState { store, informer, metrics, leadership, token: token.into(), bootstrapped };
+    let serve = api::serve(&config.api, state, shutdown.clone());
+    tokio::pin!(serve);
+    let election = tokio::select! {
+        election = startup => election?,
+        served = &mut serve => return served.context("admin API stopped"),
+    };
+    serve.await.context("admin API stopped")?;
+    // Resigning (in the election task) lets a standby take over at once.
     election.await.context("leader election task")?;
     Ok(())
 }

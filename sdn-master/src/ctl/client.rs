@@ -13,10 +13,7 @@ pub enum CtlError {
     #[error("no token: pass --token-file (or SDN_TOKEN_FILE) or --token (or SDN_TOKEN)")]
     NoToken,
     #[error("token file {path}: {source}")]
-    TokenFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    TokenFile { path: PathBuf, source: std::io::Error },
     #[error("CA file {path}: {reason}")]
     CaFile { path: PathBuf, reason: String },
     #[error("--server {server:?}: {reason}")]
@@ -48,10 +45,8 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 
 impl Client {
     pub fn new(server: &str, token: String, ca_file: Option<&Path>) -> Result<Self, CtlError> {
-        let url = reqwest::Url::parse(server).map_err(|e| CtlError::Server {
-            server: server.into(),
-            reason: e.to_string(),
-        })?;
+        let url = reqwest::Url::parse(server)
+            .map_err(|e| CtlError::Server { server: server.into(), reason: e.to_string() })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(CtlError::Server {
                 server: server.into(),
@@ -60,35 +55,21 @@ impl Client {
         }
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
         if let Some(path) = ca_file {
-            let ca_error = |reason: String| CtlError::CaFile {
-                path: path.to_owned(),
-                reason,
-            };
+            let ca_error = |reason: String| CtlError::CaFile { path: path.to_owned(), reason };
             let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
             builder = builder.add_root_certificate(cert);
         }
-        let http = builder.build().map_err(|e| CtlError::Server {
-            server: server.into(),
-            reason: root_cause(&e),
-        })?;
-        Ok(Self {
-            http,
-            server: server.trim_end_matches('/').to_owned(),
-            token,
-        })
+        let http = builder.build().map_err(|e| CtlError::Server { server: server.into(), reason: root_cause(&e) })?;
+        Ok(Self { http, server: server.trim_end_matches('/').to_owned(), token })
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, CtlError> {
-        let response =
-            request
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .map_err(|e| CtlError::Unreachable {
-                    server: self.server.clone(),
-                    reason: root_cause(&e),
-                })?;
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| CtlError::Unreachable { server: self.server.clone(), reason: root_cause(&e) })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -102,33 +83,20 @@ impl Client {
     }
 
     async fn json<T: DeserializeOwned>(&self, response: reqwest::Response) -> Result<T, CtlError> {
-        response.json().await.map_err(|e| CtlError::Protocol {
-            server: self.server.clone(),
-            reason: root_cause(&e),
-        })
+        response.json().await.map_err(|e| CtlError::Protocol { server: self.server.clone(), reason: root_cause(&e) })
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CtlError> {
-        let response = self
-            .send(self.http.get(format!("{}{path}", self.server)))
-            .await?;
+        let response = self.send(self.http.get(format!("{}{path}", self.server))).await?;
         self.json(response).await
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, CtlError> {
-        let response = self
-            .send(self.http.post(format!("{}{path}", self.server)).json(body))
-            .await?;
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, CtlError> {
+        let response = self.send(self.http.post(format!("{}{path}", self.server)).json(body)).await?;
         self.json(response).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), CtlError> {
-        self.send(self.http.delete(format!("{}{path}", self.server)))
-            .await
-            .map(drop)
+        self.send(self.http.delete(format!("{}{path}", self.server))).await.map(drop)
     }
 }

@@ -12,19 +12,10 @@ pub use self::client::{Client, CtlError};
 use crate::api::types::RegisterNode;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "sdnctl",
-    version,
-    about = "Administer an sdn cluster through a master's admin API"
-)]
+#[command(name = "sdnctl", version, about = "Administer an sdn cluster through a master's admin API")]
 pub struct Cli {
     /// URL of a master's admin API.
-    #[arg(
-        long,
-        env = "SDN_SERVER",
-        default_value = "http://127.0.0.1:8440",
-        global = true
-    )]
+    #[arg(long, env = "SDN_SERVER", default_value = "http://127.0.0.1:8440", global = true)]
     pub server: String,
     /// Bearer token (prefer --token-file: a flag shows in the process list).
     #[arg(long, env = "SDN_TOKEN", hide_env_values = true, global = true)]
@@ -95,10 +86,7 @@ pub async fn run(cli: Cli) -> Result<String, CtlError> {
     let token = match (cli.token, &cli.token_file) {
         (Some(token), _) => token,
         (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|source| CtlError::TokenFile {
-                path: path.clone(),
-                source,
-            })?
+            .map_err(|source| CtlError::TokenFile { path: path.clone(), source })?
             .trim()
             .to_owned(),
         (None, None) => return Err(CtlError::NoToken),
@@ -106,31 +94,20 @@ pub async fn run(cli: Cli) -> Result<String, CtlError> {
     let client = Client::new(&cli.server, token, cli.ca_file.as_deref())?;
     let json = cli.output == Output::Json;
     Ok(match cli.command {
-        Command::Nodes(NodesCommand::List) => {
-            output::nodes(&client.get::<Vec<_>>("/api/v1/nodes").await?, json)
-        }
+        Command::Nodes(NodesCommand::List) => output::nodes(&client.get::<Vec<_>>("/api/v1/nodes").await?, json),
         Command::Nodes(NodesCommand::Get { name }) => {
             output::nodes(&[client.get(&format!("/api/v1/nodes/{name}")).await?], json)
         }
-        Command::Nodes(NodesCommand::Add { name, ip }) => output::nodes(
-            &[client
-                .post("/api/v1/nodes", &RegisterNode { name, ip })
-                .await?],
-            json,
-        ),
+        Command::Nodes(NodesCommand::Add { name, ip }) => {
+            output::nodes(&[client.post("/api/v1/nodes", &RegisterNode { name, ip }).await?], json)
+        }
         Command::Nodes(NodesCommand::Delete { name }) => {
             client.delete(&format!("/api/v1/nodes/{name}")).await?;
-            if json {
-                String::new()
-            } else {
-                format!("node {name} deleted\n")
-            }
+            if json { String::new() } else { format!("node {name} deleted\n") }
         }
         Command::Subnets(SubnetsCommand::List) => {
             output::subnets(&client.get::<Vec<_>>("/api/v1/subnets").await?, json)
         }
-        Command::Network(NetworkCommand::Show) => {
-            output::network(&client.get("/api/v1/network").await?, json)
-        }
+        Command::Network(NetworkCommand::Show) => output::network(&client.get("/api/v1/network").await?, json),
     })
 }

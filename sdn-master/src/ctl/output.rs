@@ -14,10 +14,10 @@ fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String
     for row in rows {
         table.add_row(row);
     }
-    let mut out: String = table
-        .lines()
-        .map(|l| format!("{}\n", l.trim_end()))
-        .collect();
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    let mut out: String = table.lines().map(|l| format!("{}\n", l.trim_end())).collect();
     if out.is_empty() {
         out.push('\n');
     }
@@ -26,18 +26,12 @@ fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String
 
 fn json<T: Serialize + ?Sized>(value: &T) -> String {
     // Values that came from JSON serialize back without error.
-    serde_json::to_string_pretty(value)
-        .map(|s| s + "\n")
-        .unwrap_or_default()
+    serde_json::to_string_pretty(value).map(|s| s + "\n").unwrap_or_default()
 }
 
 pub fn nodes(nodes: &[NodeView], as_json: bool) -> String {
     if as_json {
-        return if let [one] = nodes {
-            json(one)
-        } else {
-            json(nodes)
-        };
+        return if let [one] = nodes { json(one) } else { json(nodes) };
     }
     table(
         &["NAME", "IP", "SUBNET", "PHASE"],
@@ -61,9 +55,7 @@ pub fn subnets(subnets: &[HostSubnet], as_json: bool) -> String {
     }
     table(
         &["HOST", "HOST IP", "SUBNET"],
-        subnets
-            .iter()
-            .map(|s| vec![s.host.clone(), s.host_ip.to_string(), s.subnet.to_string()]),
+        subnets.iter().map(|s| vec![s.host.clone(), s.host_ip.to_string(), s.subnet.to_string()]),
     )
 }
 
@@ -72,13 +64,7 @@ pub fn network(network: &ClusterNetwork, as_json: bool) -> String {
         return json(network);
     }
     table(
-        &[
-            "NETWORK",
-            "HOST SUBNET LENGTH",
-            "SERVICE NETWORK",
-            "VXLAN PORT",
-            "MTU",
-        ],
+        &["NETWORK", "HOST SUBNET LENGTH", "SERVICE NETWORK", "VXLAN PORT", "MTU"],
         [vec![
             network.network.to_string(),
             network.host_subnet_length.to_string(),
@@ -102,26 +88,13 @@ mod tests {
                 subnet: Some("10.1.0.0/24".parse().expect("cidr")),
                 phase: Phase::Allocated,
             },
-            NodeView {
-                name: "n2".into(),
-                ip: "192.0.2.2".parse().expect("ip"),
-                subnet: None,
-                phase: Phase::Pending,
-            },
+            NodeView { name: "n2".into(), ip: "192.0.2.2".parse().expect("ip"), subnet: None, phase: Phase::Pending },
         ];
         let out = nodes(&rows, false);
         let lines: Vec<_> = out.lines().collect();
         assert_eq!(lines.len(), 3, "{out}");
-        assert!(
-            lines[0]
-                .split_whitespace()
-                .eq(["NAME", "IP", "SUBNET", "PHASE"])
-        );
-        assert!(
-            lines[2]
-                .split_whitespace()
-                .eq(["n2", "192.0.2.2", "<none>", "Pending"])
-        );
+        assert!(lines[0].split_whitespace().eq(["NAME", "IP", "SUBNET", "PHASE"]));
+        assert!(lines[2].split_whitespace().eq(["n2", "192.0.2.2", "<none>", "Pending"]));
         let parsed: Vec<NodeView> = serde_json::from_str(&nodes(&rows, true)).expect("json");
         assert_eq!(parsed, rows);
     }

@@ -1,0 +1,95 @@
+//! A control plane for one test: an etcd, some masters, and a store on the
+//! same etcd for registering nodes and checking what the masters wrote.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sdn_cluster::store::Store;
+use sdn_cluster::{ClusterNetwork, Node};
+
+use crate::etcd::Etcd;
+use crate::master::{Allocations, Master, MasterOptions, store};
+use crate::rundir::RunDir;
+use crate::{HarnessError, wait};
+
+pub struct ControlPlane {
+    pub dir: Arc<RunDir>,
+    pub etcd: Etcd,
+    pub masters: Vec<Master>,
+    pub store: Store,
+    pub network: ClusterNetwork,
+}
+
+impl ControlPlane {
+    /// etcd plus `masters` masters named `<name>-m0`, `<name>-m1`, …
+    pub async fn start(name: &str, network: ClusterNetwork, masters: usize) -> Result<Self, HarnessError> {
+        let dir = Arc::new(RunDir::new(name)?);
+        let etcd = Etcd::start(dir.clone()).await?;
+        let mut started = Vec::new();
+        for i in 0..masters {
+            let mut options = MasterOptions::new(&format!("{name}-m{i}"), &etcd.endpoint());
+            options.network = network.clone();
+            started.push(Master::start(dir.clone(), options).await?);
+        }
+        let store = store(&etcd.endpoint(), "/sdn").await;
+        Ok(Self { dir, etcd, masters: started, store, network })
+    }
+
+    /// Options for one more master on this control plane.
+    pub fn master_options(&self, name: &str) -> MasterOptions {
+        let mut options = MasterOptions::new(name, &self.etcd.endpoint());
+        options.network = self.network.clone();
+        options
+    }
+
+    /// Registers a node directly in etcd, as an agent does.
+    pub async fn register(&self, name: &str, ip: IpAddr) {
+        let node = Node { name: name.into(), ip };
+        if let Err(err) = self.store.register_node(&node).await {
+            panic!("registering {name}: {err}");
+        }
+    }
+
+    /// The name of the leading master, from the leader key.
+    pub async fn leader(&self) -> Option<String> {
+        let mut client = self.store.client();
+        let resp = client.get(self.store.keys().leader(), None).await.ok()?;
+        resp.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+    }
+
+    pub async fn allocations(&self) -> Allocations {
+        Allocations::read(&self.store).await
+    }
+
+    /// Waits until exactly `count` nodes have subnets.
+    pub async fn wait_allocated(&self, count: usize, timeout: Duration) -> Allocations {
+        let result = wait::until(timeout, || async {
+            let a = self.allocations().await;
+            if a.subnets.len() == count { Ok(a) } else { Err(format!("{} of {count} allocated", a.subnets.len())) }
+        })
+        .await;
+        match result {
+            Ok(a) => a,
+            Err(err) => panic!("waiting for {count} allocations: {err}\n{}", self.logs()),
+        }
+    }
+
+    /// Waits until at least `count` nodes have subnets.
+    pub async fn wait_allocated_at_least(&self, count: usize, timeout: Duration) -> Allocations {
+        let result = wait::until(timeout, || async {
+            let a = self.allocations().await;
+            if a.subnets.len() >= count { Ok(a) } else { Err(format!("{} of {count} allocated", a.subnets.len())) }
+        })
+        .await;
+        match result {
+            Ok(a) => a,
+            Err(err) => panic!("waiting for {count} allocations: {err}\n{}", self.logs()),
+        }
+    }
+
+    /// Every master's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.masters.iter().map(|m| format!("--- {} ---\n{}", m.name(), m.log())).collect()
+    }
+}

@@ -1,0 +1,210 @@
+//! `sdn-master` processes for tests, and reading the cluster state back from
+//! etcd to check it.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnetwork::Ipv4Network;
+use sdn_cluster::etcd::EtcdConfig;
+use sdn_cluster::store::{Store, decode};
+use sdn_cluster::{ClusterNetwork, HostSubnet, Keys};
+use sdn_master::ctl::Client;
+
+use crate::process::Process;
+use crate::rundir::RunDir;
+use crate::{HarnessError, bins, free_port};
+
+/// The token every test master accepts.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// How a test master is started.
+#[derive(Debug, Clone)]
+pub struct MasterOptions {
+    pub name: String,
+    pub etcd_endpoint: String,
+    pub prefix: String,
+    pub network: ClusterNetwork,
+    pub lease_ttl_secs: u64,
+    pub extra_args: Vec<String>,
+}
+
+impl MasterOptions {
+    pub fn new(name: &str, etcd_endpoint: &str) -> Self {
+        Self {
+            name: name.into(),
+            etcd_endpoint: etcd_endpoint.into(),
+            prefix: "/sdn".into(),
+            network: ClusterNetwork::default(),
+            lease_ttl_secs: 3,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+pub struct Master {
+    process: Process,
+    options: MasterOptions,
+    port: u16,
+    dir: Arc<RunDir>,
+}
+
+impl Master {
+    /// Starts a master and waits until its `/readyz` answers 200.
+    pub async fn start(dir: Arc<RunDir>, options: MasterOptions) -> Result<Self, HarnessError> {
+        let master = Self::spawn(dir, options)?;
+        master.wait_ready(Duration::from_secs(20)).await?;
+        Ok(master)
+    }
+
+    /// Starts a master without waiting for it.
+    pub fn spawn(dir: Arc<RunDir>, options: MasterOptions) -> Result<Self, HarnessError> {
+        let port = free_port()?;
+        let process = Self::launch(&dir, &options, port)?;
+        Ok(Self { process, options, port, dir })
+    }
+
+    fn launch(dir: &RunDir, options: &MasterOptions, port: u16) -> Result<Process, HarnessError> {
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, TOKEN).map_err(HarnessError::io("writing the token file"))?;
+        let n = &options.network;
+        let mut command = Command::new(bins::project("sdn-master")?);
+        command
+            .env("RUST_LOG", "info")
+            .arg(format!("--name={}", options.name))
+            .arg(format!("--etcd-endpoints={}", options.etcd_endpoint))
+            .arg(format!("--etcd-prefix={}", options.prefix))
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--token-file={}", token_file.display()))
+            .arg(format!("--lease-ttl={}", options.lease_ttl_secs))
+            .arg(format!("--cluster-network={}", n.network))
+            .arg(format!("--host-subnet-length={}", n.host_subnet_length))
+            .arg(format!("--service-network={}", n.service_network))
+            .arg(format!("--vxlan-port={}", n.vxlan_port))
+            .args(n.mtu.map(|m| format!("--mtu={m}")))
+            .args(&options.extra_args);
+        Process::spawn(&options.name, command, dir)
+    }
+
+    /// Kills the master with SIGKILL and starts it again with the same options.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.process.kill();
+        self.process = Self::launch(&self.dir, &self.options, self.port)?;
+        self.wait_ready(Duration::from_secs(20)).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// An API client with the right token.
+    pub fn client(&self) -> Client {
+        self.client_with_token(TOKEN)
+    }
+
+    pub fn client_with_token(&self, token: &str) -> Client {
+        match Client::new(&self.url(), token.into(), None) {
+            Ok(client) => client,
+            Err(err) => panic!("building an API client for {}: {err}", self.url()),
+        }
+    }
+
+    /// Status and body of an unauthenticated GET (for the probes).
+    pub async fn probe(&self, path: &str) -> Result<(u16, String), String> {
+        let resp = reqwest::get(format!("{}{path}", self.url())).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await.map_err(|e| e.to_string())?))
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), HarnessError> {
+        let ready = crate::wait::until(timeout, || async {
+            match self.probe("/readyz").await? {
+                (200, _) => Ok(()),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        })
+        .await;
+        ready.map_err(|_| HarnessError::NotReady {
+            what: format!("master {}", self.options.name),
+            seconds: timeout.as_secs(),
+            log: self.log(),
+        })
+    }
+}
+
+/// A store on the test's etcd, for writing and checking state directly.
+pub async fn store(etcd_endpoint: &str, prefix: &str) -> Store {
+    let config = EtcdConfig { endpoints: vec![etcd_endpoint.into()], prefix: prefix.into(), tls: None };
+    match Store::connect(&config).await {
+        Ok(store) => store,
+        Err(err) => panic!("connecting to the test etcd: {err}"),
+    }
+}
+
+/// Every allocation as etcd holds it: node → subnet, and subnet claim → node.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Allocations {
+    pub subnets: BTreeMap<String, Ipv4Network>,
+    pub claims: BTreeMap<String, String>,
+}
+
+impl Allocations {
+    pub async fn read(store: &Store) -> Self {
+        let keys: &Keys = store.keys();
+        let subnets: Vec<HostSubnet> = match store.list(&keys.subnets()).await {
+            Ok(s) => s,
+            Err(err) => panic!("listing subnets: {err}"),
+        };
+        let mut client = store.client();
+        let claims_dir = format!("{}/subnet-claims/", keys.prefix());
+        let resp = match client.get(claims_dir.as_str(), Some(etcd_client::GetOptions::new().with_prefix())).await {
+            Ok(resp) => resp,
+            Err(err) => panic!("listing claims: {err}"),
+        };
+        let claims = resp
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key());
+                (key.trim_start_matches(&claims_dir).to_owned(), String::from_utf8_lossy(kv.value()).into_owned())
+            })
+            .collect();
+        Self { subnets: subnets.into_iter().map(|s| (s.host, s.subnet)).collect(), claims }
+    }
+
+    /// Panics unless every allocation is distinct, inside `network`, and
+    /// matched one to one by a claim.
+    pub fn assert_consistent(&self, network: &ClusterNetwork) {
+        let mut seen = BTreeMap::new();
+        for (node, subnet) in &self.subnets {
+            assert!(network.subnet_index(*subnet).is_some(), "{node} got {subnet}, not a host subnet of {network}");
+            if let Some(other) = seen.insert(*subnet, node) {
+                panic!("{subnet} allocated to both {other} and {node}");
+            }
+            let claim = format!("{}-{}", subnet.ip(), subnet.prefix());
+            assert_eq!(self.claims.get(&claim), Some(node), "claim of {subnet} should name {node}");
+        }
+        assert_eq!(self.claims.len(), self.subnets.len(), "claims without subnets: {:?}", self.claims);
+    }
+}
+
+/// Decodes one record from etcd, panicking with the key on failure.
+pub fn decode_record<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> T {
+    match decode(key, value) {
+        Ok(v) => v,
+        Err(err) => panic!("{err}"),
+    }
+}

@@ -1,0 +1,80 @@
+//! Per-test run directories under `/tmp/sdn-tests`, and the removal of what
+//! interrupted runs left behind.
+//!
+//! Each directory records the test process that owns it and the pids of the
+//! processes started in it. A directory whose owner is gone is stale: its
+//! processes are killed and it is removed, once per test process.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::HarnessError;
+
+const ROOT: &str = "/tmp/sdn-tests";
+
+/// A directory for one test's files, removed when dropped.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Kills the recorded processes of runs whose test process has exited.
+pub fn remove_stale() {
+    let Ok(entries) = fs::read_dir(ROOT) else { return };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let owner = fs::read_to_string(dir.join("owner")).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        if owner.is_some_and(alive) {
+            continue;
+        }
+        for pid in fs::read_to_string(dir.join("pids")).unwrap_or_default().lines() {
+            let Ok(pid) = pid.trim().parse::<i32>() else { continue };
+            // Only our own kinds of process: a pid may have been reused.
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("etcd") || cmdline.contains("sdn-") {
+                // SAFETY: kill(2) with a pid read above; no memory is involved.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+impl RunDir {
+    pub fn new(name: &str) -> Result<Self, HarnessError> {
+        static STALE: Once = Once::new();
+        STALE.call_once(remove_stale);
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = PathBuf::from(ROOT).join(format!("{name}-{}-{n}", std::process::id()));
+        fs::create_dir_all(&path).map_err(HarnessError::io(format!("creating {}", path.display())))?;
+        fs::write(path.join("owner"), std::process::id().to_string())
+            .map_err(HarnessError::io(format!("writing {}/owner", path.display())))?;
+        Ok(Self { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a started process so a later run can kill it if this one dies.
+    pub fn record_pid(&self, pid: u32) {
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(self.path.join("pids")) {
+            let _ = writeln!(f, "{pid}");
+        }
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}

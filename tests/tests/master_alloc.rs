@@ -1,0 +1,304 @@
+//! Subnet allocation by real masters against a real etcd: races, leader
+//! failover, restarts, reuse, exhaustion, IP changes and watch recovery.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sdn_cluster::ClusterNetwork;
+use sdn_master::api::types::{NodeView, Phase, RegisterNode};
+use sdn_tests::cluster::ControlPlane;
+use sdn_tests::master::{Master, MasterOptions};
+use sdn_tests::proxy::Proxy;
+use sdn_tests::wait;
+
+fn ip(i: usize) -> IpAddr {
+    IpAddr::from([192, 0, 2 + (i / 250) as u8, 1 + (i % 250) as u8])
+}
+
+fn network(cidr: &str, host_bits: u8) -> ClusterNetwork {
+    let network =
+        ClusterNetwork { network: cidr.parse().expect("cidr"), host_subnet_length: host_bits, ..Default::default() };
+    network.validate().expect("valid test network");
+    network
+}
+
+/// Four /24s: small enough to exhaust.
+fn tiny() -> ClusterNetwork {
+    network("10.1.0.0/22", 8)
+}
+
+async fn start(name: &str, network: ClusterNetwork, masters: usize) -> ControlPlane {
+    match ControlPlane::start(name, network, masters).await {
+        Ok(cp) => cp,
+        Err(err) => panic!("starting the control plane: {err}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_masters_and_300_concurrent_registrations() {
+    let cp = Arc::new(start("race", network("10.128.0.0/14", 9), 3).await);
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let cp = cp.clone();
+        tasks.push(tokio::spawn(async move {
+            // Registrations reach all three masters' APIs at once.
+            let client = cp.masters[i % 3].client();
+            let body = RegisterNode { name: format!("node-{i}"), ip: ip(i) };
+            client.post::<_, NodeView>("/api/v1/nodes", &body).await.map_err(|e| format!("node-{i}: {e}"))
+        }));
+    }
+    for task in tasks {
+        task.await.expect("registration task").expect("registration accepted");
+    }
+    let allocations = cp.wait_allocated(300, Duration::from_secs(60)).await;
+    allocations.assert_consistent(&cp.network);
+    let names: BTreeSet<_> = allocations.subnets.keys().cloned().collect();
+    assert_eq!(names, (0..300).map(|i| format!("node-{i}")).collect::<BTreeSet<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_mid_allocation_hands_over_without_duplicates() {
+    let mut cp = start("failover", network("10.128.0.0/14", 9), 3).await;
+    let leader = wait::until(Duration::from_secs(10), || async { cp.leader().await.ok_or("no leader".to_string()) })
+        .await
+        .expect("a leader is elected");
+    let store = cp.store.clone();
+    let registering = tokio::spawn(async move {
+        for i in 0..200 {
+            let node = sdn_cluster::Node { name: format!("node-{i}"), ip: ip(i) };
+            store.register_node(&node).await.expect("register");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    cp.wait_allocated_at_least(40, Duration::from_secs(30)).await;
+    let killed_at = Instant::now();
+    let index = cp.masters.iter().position(|m| m.name() == leader).expect("leader is one of ours");
+    cp.masters[index].process().kill();
+    registering.await.expect("registrations finish");
+    let allocations = cp.wait_allocated(200, Duration::from_secs(60)).await;
+    allocations.assert_consistent(&cp.network);
+    let new_leader = cp.leader().await.expect("a new leader");
+    assert_ne!(new_leader, leader, "a standby took over");
+    assert!(killed_at.elapsed() < Duration::from_secs(30), "takeover took {:?}", killed_at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocations_survive_master_and_etcd_restarts() {
+    let mut cp = start("restart", ClusterNetwork::default(), 1).await;
+    for i in 0..20 {
+        cp.register(&format!("node-{i}"), ip(i)).await;
+    }
+    let before = cp.wait_allocated(20, Duration::from_secs(20)).await;
+    before.assert_consistent(&cp.network);
+
+    cp.masters[0].restart().await.expect("master restarts");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cp.allocations().await, before, "a master restart changes nothing");
+
+    cp.etcd.stop();
+    let master = &cp.masters[0];
+    wait::until(Duration::from_secs(20), || async {
+        match master.probe("/readyz").await {
+            Ok((503, body)) if body.contains("etcd is unreachable") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("not ready while etcd is down");
+    cp.etcd.resume().await.expect("etcd restarts");
+    master.wait_ready(Duration::from_secs(30)).await.expect("ready again");
+    assert_eq!(cp.allocations().await, before, "an etcd restart changes nothing");
+
+    // The master's watch resumed: a node registered now is served.
+    cp.register("node-late", ip(99)).await;
+    let after = cp.wait_allocated(21, Duration::from_secs(20)).await;
+    after.assert_consistent(&cp.network);
+    for (node, subnet) in &before.subnets {
+        assert_eq!(after.subnets.get(node), Some(subnet));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_node_subnet_is_reused() {
+    let cp = start("reuse", tiny(), 1).await;
+    for i in 0..4 {
+        cp.register(&format!("node-{i}"), ip(i)).await;
+    }
+    let before = cp.wait_allocated(4, Duration::from_secs(20)).await;
+    let freed = before.subnets["node-2"];
+    cp.masters[0].client().delete("/api/v1/nodes/node-2").await.expect("delete");
+    cp.wait_allocated(3, Duration::from_secs(20)).await.assert_consistent(&cp.network);
+    cp.register("node-new", ip(50)).await;
+    let after = cp.wait_allocated(4, Duration::from_secs(20)).await;
+    after.assert_consistent(&cp.network);
+    assert_eq!(after.subnets["node-new"], freed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhaustion_waits_quietly_and_recovers() {
+    let cp = start("exhaust", tiny(), 1).await;
+    for i in 0..6 {
+        cp.register(&format!("node-{i}"), ip(i)).await;
+    }
+    cp.wait_allocated(4, Duration::from_secs(20)).await.assert_consistent(&cp.network);
+    let master = &cp.masters[0];
+    let nodes: Vec<NodeView> = master.client().get("/api/v1/nodes").await.expect("list");
+    let pending: Vec<_> = nodes.iter().filter(|n| n.phase == Phase::Pending).map(|n| n.name.as_str()).collect();
+    assert_eq!(pending, ["node-4", "node-5"], "the last two registered wait");
+
+    // Waiting nodes cause no writes: no retry storm.
+    let revision = |cp: &ControlPlane| {
+        let mut client = cp.store.client();
+        async move { client.get("/", None).await.expect("etcd get").header().expect("header").revision() }
+    };
+    let r0 = revision(&cp).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(revision(&cp).await, r0, "nothing is written while the network is exhausted");
+
+    let (_, metrics) = metrics(master).await;
+    assert!(metrics.lines().any(|l| l == "sdn_master_nodes_pending 2"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "sdn_master_subnets_free 0"), "{metrics}");
+    let log = master.log();
+    assert_eq!(log.matches("node node-4 waits for a subnet").count(), 1, "logged once:\n{log}");
+
+    for gone in ["node-0", "node-1"] {
+        master.client().delete(&format!("/api/v1/nodes/{gone}")).await.expect("delete");
+    }
+    let after = cp.wait_allocated(4, Duration::from_secs(20)).await;
+    after.assert_consistent(&cp.network);
+    assert!(after.subnets.contains_key("node-4") && after.subnets.contains_key("node-5"), "{after:?}");
+}
+
+async fn metrics(master: &Master) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/metrics", master.url()))
+        .bearer_auth(sdn_tests::master::TOKEN)
+        .send()
+        .await
+        .expect("metrics");
+    (resp.status().as_u16(), resp.text().await.expect("metrics body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ip_change_keeps_its_subnet() {
+    let cp = start("ipchange", ClusterNetwork::default(), 1).await;
+    let client = cp.masters[0].client();
+    let first: NodeView =
+        client.post("/api/v1/nodes", &RegisterNode { name: "node-a".into(), ip: ip(1) }).await.expect("register");
+    assert_eq!(first.phase, Phase::Allocated, "answered with the subnet: {first:?}");
+    let moved: NodeView =
+        client.post("/api/v1/nodes", &RegisterNode { name: "node-a".into(), ip: ip(2) }).await.expect("move");
+    assert_eq!(moved.subnet, first.subnet);
+    let subnet = wait::until(Duration::from_secs(10), || async {
+        let s: sdn_cluster::HostSubnet = client.get("/api/v1/subnets/node-a").await.map_err(|e| e.to_string())?;
+        if s.host_ip == ip(2) { Ok(s) } else { Err(format!("{s:?}")) }
+    })
+    .await
+    .expect("the HostSubnet follows the new IP");
+    assert_eq!(Some(subnet.subnet), first.subnet);
+    // The old IP is free for another node.
+    let other: NodeView =
+        client.post("/api/v1/nodes", &RegisterNode { name: "node-b".into(), ip: ip(1) }).await.expect("reuse ip");
+    assert_ne!(other.subnet, first.subnet);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_after_disconnect_and_relists_after_compaction() {
+    let mut cp = start("watch", ClusterNetwork::default(), 0).await;
+    let target = format!("127.0.0.1:{}", cp.etcd.port()).parse().expect("addr");
+    let proxy = Proxy::start(target).await.expect("proxy");
+    let mut options = cp.master_options("watch-m0");
+    options.etcd_endpoint = proxy.endpoint();
+    let master = Master::start(cp.dir.clone(), options).await.expect("master via proxy");
+    cp.masters.push(master);
+    for i in 0..3 {
+        cp.register(&format!("node-{i}"), ip(i)).await;
+    }
+    cp.wait_allocated(3, Duration::from_secs(20)).await;
+
+    // Disconnect: nodes registered meanwhile arrive through the resumed watch.
+    proxy.cut();
+    let master = &cp.masters[0];
+    wait::until(Duration::from_secs(20), || async {
+        match master.probe("/readyz").await {
+            Ok((503, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("the master notices etcd is gone");
+    cp.register("node-3", ip(3)).await;
+    cp.register("node-4", ip(4)).await;
+    proxy.restore();
+    cp.wait_allocated(5, Duration::from_secs(30)).await;
+
+    // Disconnect again and compact past the master's revision: it must list again.
+    proxy.cut();
+    wait::until(Duration::from_secs(20), || async {
+        match master.probe("/readyz").await {
+            Ok((503, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("the master notices etcd is gone again");
+    cp.register("node-5", ip(5)).await;
+    // One more revision after node-5, so compaction removes node-5's event.
+    let mut client = cp.store.client();
+    let revision = client.put("/unrelated", "x", None).await.expect("put").header().expect("header").revision();
+    client.compact(revision, None).await.expect("compact");
+    proxy.restore();
+    cp.wait_allocated(6, Duration::from_secs(30)).await.assert_consistent(&cp.network);
+    assert!(master.log().contains("was compacted"), "the informer re-listed:\n{}", master.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_etcd_at_start_is_waited_for() {
+    let cp = start("noetcd", ClusterNetwork::default(), 0).await;
+    let target = format!("127.0.0.1:{}", cp.etcd.port()).parse().expect("addr");
+    let proxy = Proxy::start(target).await.expect("proxy");
+    proxy.cut();
+    let mut options: MasterOptions = cp.master_options("noetcd-m0");
+    options.etcd_endpoint = proxy.endpoint();
+    let mut master = Master::spawn(cp.dir.clone(), options).expect("spawn");
+    let probe = wait::until(Duration::from_secs(10), || async {
+        match (master.probe("/healthz").await, master.probe("/readyz").await) {
+            (Ok((200, _)), Ok((503, _))) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    probe.expect("alive but not ready");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(master.process().is_running(), "no exit loop:\n{}", master.log());
+    let log = master.log();
+    assert!(log.contains(&format!("etcd at {}", proxy.endpoint())) && log.contains("retrying in"), "{log}");
+    proxy.restore();
+    master.wait_ready(Duration::from_secs(30)).await.expect("ready once etcd is reachable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_change_that_orphans_subnets_is_refused() {
+    let mut cp = start("layout", ClusterNetwork::default(), 1).await;
+    cp.register("node-0", ip(0)).await;
+    cp.wait_allocated(1, Duration::from_secs(20)).await;
+    cp.masters[0].process().kill();
+
+    let mut moved = cp.master_options("layout-moved");
+    moved.network = network("10.2.0.0/16", 8);
+    let mut refused = Master::spawn(cp.dir.clone(), moved).expect("spawn");
+    let status = refused.process().wait_exit(Duration::from_secs(20)).expect("the master exits");
+    assert!(!status.success());
+    let log = refused.log();
+    assert!(log.contains("network differs") && log.contains("10.1.0.0/24 would be orphaned"), "{log}");
+
+    // A change that orphans nothing (the MTU) is taken.
+    let mut mtu = cp.master_options("layout-mtu");
+    mtu.network.mtu = Some(1400);
+    let master = Master::start(cp.dir.clone(), mtu).await.expect("starts");
+    let stored: ClusterNetwork = master.client().get("/api/v1/network").await.expect("network");
+    assert_eq!(stored.mtu, Some(1400));
+    assert_eq!(cp.allocations().await.subnets.len(), 1);
+}
