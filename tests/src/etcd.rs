@@ -7,7 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use etcd_client::Client;
+use sdn_cluster::etcd::{EtcdConfig, EtcdTls};
 
+use crate::pki::Pki;
 use crate::process::Process;
 use crate::rundir::RunDir;
 use crate::{HarnessError, bins, free_port};
@@ -19,10 +21,21 @@ pub struct Etcd {
     client_port: u16,
     peer_port: u16,
     dir: std::sync::Arc<RunDir>,
+    /// Serve clients over TLS and require client certificates.
+    tls: Option<Pki>,
 }
 
 impl Etcd {
     pub async fn start(dir: std::sync::Arc<RunDir>) -> Result<Self, HarnessError> {
+        Self::start_with(dir, None).await
+    }
+
+    /// etcd over TLS with client-certificate authentication.
+    pub async fn start_tls(dir: std::sync::Arc<RunDir>, pki: Pki) -> Result<Self, HarnessError> {
+        Self::start_with(dir, Some(pki)).await
+    }
+
+    async fn start_with(dir: std::sync::Arc<RunDir>, tls: Option<Pki>) -> Result<Self, HarnessError> {
         let binary = bins::tool("etcd", "install Debian's etcd-server (scripts/setup.sh does)")?;
         let mut etcd = Self {
             process: None,
@@ -31,13 +44,24 @@ impl Etcd {
             client_port: free_port()?,
             peer_port: free_port()?,
             dir,
+            tls,
         };
         etcd.resume().await?;
         Ok(etcd)
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// How a client reaches this etcd, certificates included.
+    pub fn config(&self, prefix: &str) -> EtcdConfig {
+        let tls = self.tls.as_ref().map(|pki| EtcdTls {
+            ca_file: pki.ca.clone(),
+            client: Some((pki.client_cert.clone(), pki.client_key.clone())),
+        });
+        EtcdConfig { endpoints: vec![self.endpoint()], prefix: prefix.into(), tls }
     }
 
     pub fn port(&self) -> u16 {
@@ -65,14 +89,17 @@ impl Etcd {
             .arg(format!("--initial-cluster=test={peer}"))
             .arg("--logger=zap")
             .arg("--log-level=warn");
+        if let Some(pki) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", pki.server_cert.display()))
+                .arg(format!("--key-file={}", pki.server_key.display()))
+                .arg(format!("--trusted-ca-file={}", pki.ca.display()))
+                .arg("--client-cert-auth");
+        }
         let process = Process::spawn("etcd", command, &self.dir)?;
-        let endpoint = self.endpoint();
-        let ready = crate::wait::until(Duration::from_secs(15), || {
-            let endpoint = endpoint.clone();
-            async move {
-                let mut client = Client::connect([endpoint], None).await.map_err(|e| e.to_string())?;
-                client.status().await.map(drop).map_err(|e| e.to_string())
-            }
+        let config = self.config("/");
+        let ready = crate::wait::until(Duration::from_secs(15), || async {
+            config.connect().await.map(drop).map_err(|e| e.to_string())
         })
         .await;
         if ready.is_err() {
@@ -83,7 +110,7 @@ impl Etcd {
     }
 
     pub async fn client(&self) -> Result<Client, HarnessError> {
-        Client::connect([self.endpoint()], None).await.map_err(|e| HarnessError::Io {
+        self.config("/").connect().await.map_err(|e| HarnessError::Io {
             what: format!("connecting to etcd at {}", self.endpoint()),
             source: std::io::Error::other(e.to_string()),
         })

@@ -11,6 +11,7 @@ pub mod bins;
 pub mod cluster;
 pub mod etcd;
 pub mod master;
+pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod rundir;

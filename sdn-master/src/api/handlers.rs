@@ -37,9 +37,12 @@ fn view(snapshot: &Snapshot, name: &str) -> Option<NodeView> {
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let syntax = err.inner().is_syntax() || err.inner().is_eof();
         let inner = err.inner().to_string();
         let path = err.path().to_string();
-        let field = if path != "." {
+        let field = if syntax {
+            None
+        } else if path != "." && path != "?" {
             Some(path)
         } else {
             // Missing and unknown fields are reported at the root.

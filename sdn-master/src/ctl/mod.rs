@@ -96,10 +96,10 @@ pub async fn run(cli: Cli) -> Result<String, CtlError> {
     Ok(match cli.command {
         Command::Nodes(NodesCommand::List) => output::nodes(&client.get::<Vec<_>>("/api/v1/nodes").await?, json),
         Command::Nodes(NodesCommand::Get { name }) => {
-            output::nodes(&[client.get(&format!("/api/v1/nodes/{name}")).await?], json)
+            output::node(&client.get(&format!("/api/v1/nodes/{name}")).await?, json)
         }
         Command::Nodes(NodesCommand::Add { name, ip }) => {
-            output::nodes(&[client.post("/api/v1/nodes", &RegisterNode { name, ip }).await?], json)
+            output::node(&client.post("/api/v1/nodes", &RegisterNode { name, ip }).await?, json)
         }
         Command::Nodes(NodesCommand::Delete { name }) => {
             client.delete(&format!("/api/v1/nodes/{name}")).await?;

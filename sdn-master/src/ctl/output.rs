@@ -29,9 +29,14 @@ fn json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string_pretty(value).map(|s| s + "\n").unwrap_or_default()
 }
 
+/// One node: a JSON object, or a one-row table.
+pub fn node(node: &NodeView, as_json: bool) -> String {
+    if as_json { json(node) } else { nodes(std::slice::from_ref(node), false) }
+}
+
 pub fn nodes(nodes: &[NodeView], as_json: bool) -> String {
     if as_json {
-        return if let [one] = nodes { json(one) } else { json(nodes) };
+        return json(nodes);
     }
     table(
         &["NAME", "IP", "SUBNET", "PHASE"],
