@@ -56,7 +56,9 @@ async fn bad_requests_name_the_field_and_write_nothing() {
     cp.wait_allocated(1, Duration::from_secs(10)).await;
     let before = revision(&cp).await;
 
-    let cases: &[(&str, &str, Option<&str>, u16, Option<&str>)] = &[
+    // method, path, body, expected status, expected field
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, u16, Option<&'a str>);
+    let cases: &[Case] = &[
         ("POST", "/api/v1/nodes", Some("{not json"), 400, None),
         ("POST", "/api/v1/nodes", Some(""), 400, None),
         ("POST", "/api/v1/nodes", Some(r#"{"name":"node-b"}"#), 400, Some("ip")),
