@@ -27,6 +27,8 @@ pub struct MasterOptions {
     pub prefix: String,
     pub network: ClusterNetwork,
     pub lease_ttl_secs: u64,
+    /// The admin API's bearer token.
+    pub token: String,
     pub extra_args: Vec<String>,
 }
 
@@ -38,6 +40,7 @@ impl MasterOptions {
             prefix: "/sdn".into(),
             network: ClusterNetwork::default(),
             lease_ttl_secs: 3,
+            token: TOKEN.into(),
             extra_args: Vec::new(),
         }
     }
@@ -67,7 +70,7 @@ impl Master {
 
     fn launch(dir: &RunDir, options: &MasterOptions, port: u16) -> Result<Process, HarnessError> {
         let token_file = dir.path().join("token");
-        std::fs::write(&token_file, TOKEN).map_err(HarnessError::io("writing the token file"))?;
+        std::fs::write(&token_file, &options.token).map_err(HarnessError::io("writing the token file"))?;
         let n = &options.network;
         let mut command = Command::new(bins::project("sdn-master")?);
         command
@@ -112,7 +115,7 @@ impl Master {
 
     /// An API client with the right token.
     pub fn client(&self) -> Client {
-        self.client_with_token(TOKEN)
+        self.client_with_token(&self.options.token)
     }
 
     pub fn client_with_token(&self, token: &str) -> Client {

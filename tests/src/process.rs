@@ -14,6 +14,8 @@ pub struct Process {
     name: String,
     child: Option<Child>,
     log: PathBuf,
+    /// Left running when dropped (the lab's processes).
+    detached: bool,
 }
 
 impl Process {
@@ -28,16 +30,24 @@ impl Process {
                 .map_err(HarnessError::io(format!("opening {}", log.display())))
         };
         command.stdin(Stdio::null()).stdout(open()?).stderr(open()?);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        let detached = dir.persistent_processes();
+        // SAFETY: prctl and setsid are async-signal-safe and touch no memory
+        // of the parent.
         unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            command.pre_exec(move || {
+                if detached {
+                    // Out of the terminal's process group: Ctrl-C in the
+                    // shell that ran `make lab` leaves the lab running.
+                    libc::setsid();
+                } else {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                }
                 Ok(())
             });
         }
         let child = command.spawn().map_err(HarnessError::io(format!("starting {name}")))?;
         dir.record_pid(child.id());
-        Ok(Self { name: name.to_owned(), child: Some(child), log })
+        Ok(Self { name: name.to_owned(), child: Some(child), log, detached })
     }
 
     pub fn name(&self) -> &str {
@@ -96,6 +106,8 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        self.kill();
+        if !self.detached {
+            self.kill();
+        }
     }
 }

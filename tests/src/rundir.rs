@@ -15,10 +15,12 @@ use crate::HarnessError;
 
 const ROOT: &str = "/tmp/sdn-tests";
 
-/// A directory for one test's files, removed when dropped.
+/// A directory for one test's files, removed when dropped; or, for the lab,
+/// a directory that outlives the command that made it.
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
+    persistent: bool,
 }
 
 fn alive(pid: i32) -> bool {
@@ -34,17 +36,21 @@ pub fn remove_stale() {
         if owner.is_some_and(alive) {
             continue;
         }
-        for pid in fs::read_to_string(dir.join("pids")).unwrap_or_default().lines() {
-            let Ok(pid) = pid.trim().parse::<i32>() else { continue };
-            // Only our own kinds of process: a pid may have been reused.
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if cmdline.contains("etcd") || cmdline.contains("sdn-") {
-                // SAFETY: kill(2) with a pid read above; no memory is involved.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
+        kill_recorded(&dir);
         let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// Kills the processes recorded in `dir` that are still ours.
+pub fn kill_recorded(dir: &Path) {
+    for pid in RunDir::pids(dir) {
+        // Only our own kinds of process: a pid may have been reused.
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("etcd") || cmdline.contains("sdn-") {
+            // SAFETY: kill(2) with a pid read from our own record; no memory is involved.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 }
 
@@ -58,7 +64,29 @@ impl RunDir {
         fs::create_dir_all(&path).map_err(HarnessError::io(format!("creating {}", path.display())))?;
         fs::write(path.join("owner"), std::process::id().to_string())
             .map_err(HarnessError::io(format!("writing {}/owner", path.display())))?;
-        Ok(Self { path })
+        Ok(Self { path, persistent: false })
+    }
+
+    /// A directory that is kept, with processes that outlive this one (the
+    /// lab). Whatever it held before is removed first.
+    pub fn persistent(path: PathBuf) -> Result<Self, HarnessError> {
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).map_err(HarnessError::io(format!("creating {}", path.display())))?;
+        Ok(Self { path, persistent: true })
+    }
+
+    /// Whether processes started here are left running when dropped.
+    pub fn persistent_processes(&self) -> bool {
+        self.persistent
+    }
+
+    /// Pids recorded by [`RunDir::record_pid`].
+    pub fn pids(path: &Path) -> Vec<i32> {
+        fs::read_to_string(path.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
     }
 
     pub fn path(&self) -> &Path {
@@ -75,6 +103,8 @@ impl RunDir {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+        if !self.persistent {
+            let _ = fs::remove_dir_all(&self.path);
+        }
     }
 }

@@ -1,0 +1,34 @@
+# The two commands of the README are `make lab` and `make test`; both run
+# the idempotent install step first (a second run takes a second or two).
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+
+.PHONY: setup build lint test lab lab-down bench bench-master
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --workspace --bins
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Every test: style, unit tests of the pure cores, integration tests against
+# real etcd and master processes.
+test: lint build
+	$(CARGO) test --workspace --no-fail-fast
+
+lab: build
+	target/debug/sdn-lab up
+
+lab-down:
+	@if [ -x target/debug/sdn-lab ]; then target/debug/sdn-lab down; else echo "no lab binary: nothing to stop"; fi
+
+bench: bench-master
+
+bench-master: setup
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) bench -p sdn-tests --bench master_alloc

@@ -1,0 +1,44 @@
+//! The README's lab command: `sdn-lab up` leaves a running control plane
+//! with allocated subnets, `sdn-lab down` removes every trace of it.
+
+use std::path::Path;
+use std::process::Command;
+
+use sdn_tests::bins;
+use sdn_tests::rundir::RunDir;
+
+fn lab(dir: &Path, verb: &str) -> (bool, String) {
+    let out = Command::new(bins::project("sdn-lab").expect("sdn-lab built"))
+        .env("SDN_LAB_DIR", dir)
+        .arg(verb)
+        .output()
+        .expect("run sdn-lab");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn lab_up_then_down() {
+    let dir = std::env::temp_dir().join(format!("sdn-lab-test-{}", std::process::id()));
+    let (ok, out) = lab(&dir, "up");
+    let pids = RunDir::pids(&dir);
+    let cleanup = || lab(&dir, "down");
+    if !ok {
+        cleanup();
+        panic!("lab up failed:\n{out}");
+    }
+    for expected in ["node-1", "10.1.0.0/24", "node-2", "10.1.1.0/24", "sdnctl nodes list"] {
+        assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
+    }
+    assert_eq!(pids.len(), 2, "etcd and the master run");
+    let env = std::fs::read_to_string(dir.join("env")).expect("env file");
+    assert!(env.contains("SDN_SERVER=http://127.0.0.1:") && env.contains("SDN_TOKEN_FILE="), "{env}");
+
+    let (ok, out) = cleanup();
+    assert!(ok, "{out}");
+    assert!(!dir.exists(), "lab down removes its directory");
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        assert!(status.is_empty() || status.contains("State:\tZ"), "pid {pid} still runs");
+    }
+}
