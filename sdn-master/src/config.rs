@@ -253,7 +253,14 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 /// Reads the admin token: the file's content less surrounding white space.
+/// A token file others may read is taken, with a warning.
 pub fn read_token(path: &Path) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!("token file {} is readable by other users; chmod 600 it", path.display());
+    }
     let token = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let token = token.trim().to_owned();
     if token.len() < 16 {

@@ -57,8 +57,12 @@ impl Elector {
                 _ = ticker.tick() => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
-            if let Err(err) = self.round(&mut lease).await {
-                tracing::warn!("leader election: {err}");
+            // A round never outlives half the TTL, so a stalled etcd cannot
+            // keep this master believing it leads past its lease.
+            match tokio::time::timeout(self.ttl / 2, self.round(&mut lease)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!("leader election: {err}"),
+                Err(_) => tracing::warn!("leader election: etcd did not answer within {:?}", self.ttl / 2),
             }
             // Without a renewal inside the TTL, etcd may already have handed
             // leadership to another master: stop acting as leader.
