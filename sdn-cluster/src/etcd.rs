@@ -97,13 +97,17 @@ impl EtcdConfig {
     }
 
     fn options(&self) -> Result<ConnectOptions, EtcdError> {
-        // HTTP/2 keepalives notice a dead server within seconds, so watches
-        // break and resume instead of hanging on a half-open connection.
+        // HTTP/2 keepalives notice a dead server, so watches break and
+        // resume instead of hanging on a half-open connection. etcd answers
+        // pings more often than every 5 s (--grpc-keepalive-min-time) with a
+        // GOAWAY, hence 10 s. Requiring a leader makes a member cut off from
+        // its cluster fail calls and watches instead of serving stale data.
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(10))
-            .with_keep_alive(Duration::from_secs(3), Duration::from_secs(3))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
         if let Some(tls) = &self.tls {
             let mut tls_options =
                 TlsOptions::new().ca_certificate(Certificate::from_pem(read("CA certificate", &tls.ca_file)?));
@@ -126,30 +130,11 @@ impl EtcdConfig {
             .map_err(|source| EtcdError::Client { endpoints: self.endpoints_display(), source })
     }
 
-    /// Connects and proves the connection with one read. Errors are returned,
-    /// not retried: see [`EtcdConfig::connect_with_retry`].
+    /// Connects and proves the connection with one read.
     pub async fn connect(&self) -> Result<Client, EtcdError> {
         let mut client = self.client().await?;
         client.status().await.map_err(|source| EtcdError::Client { endpoints: self.endpoints_display(), source })?;
         Ok(client)
-    }
-
-    /// Connects, waiting out an unreachable etcd with backoff and one log
-    /// line per attempt. Only configuration errors (missing endpoints,
-    /// unreadable certificates) end the wait, since retrying cannot fix them.
-    pub async fn connect_with_retry(&self) -> Result<Client, EtcdError> {
-        let mut backoff = Backoff::default();
-        loop {
-            match self.connect().await {
-                Ok(client) => return Ok(client),
-                Err(err @ (EtcdError::NoEndpoints | EtcdError::TlsFile { .. })) => return Err(err),
-                Err(err) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!("etcd unreachable ({err}); retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
     }
 }
 
@@ -169,10 +154,11 @@ mod tests {
     #[tokio::test]
     async fn missing_tls_file_is_named() {
         let config = EtcdConfig {
+            endpoints: vec!["https://127.0.0.1:2379".into()],
             tls: Some(EtcdTls { ca_file: "/nonexistent/ca.pem".into(), client: None }),
             ..Default::default()
         };
-        let Err(err) = config.connect_with_retry().await else { panic!("connect must fail") };
+        let Err(err) = config.client().await else { panic!("client must fail") };
         assert!(err.to_string().contains("CA certificate /nonexistent/ca.pem"), "{err}");
     }
 }

@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions, WatchStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::etcd::Backoff;
+use crate::etcd::{Backoff, concise};
 
 /// One key's value and revisions, as etcd reported them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +132,21 @@ impl Informer {
     }
 }
 
-async fn run(mut client: Client, prefix: String, shared: Arc<Shared>, tx: watch::Sender<i64>) {
+/// Largest list or watch message accepted: a whole cluster's records in one
+/// list must fit (tonic's default of 4 MiB would not for large clusters).
+const MAX_MESSAGE: usize = 512 << 20;
+
+/// How one watch stream ended.
+enum WatchEnd {
+    /// Resume from the last applied revision.
+    Resume,
+    /// The revision is gone (compacted, or the store was recreated): list again.
+    Relist,
+}
+
+async fn run(client: Client, prefix: String, shared: Arc<Shared>, tx: watch::Sender<i64>) {
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+    let mut watcher = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
     let mut backoff = Backoff::default();
     let mut need_list = true;
     let set_connected = |up: bool| {
@@ -142,22 +156,20 @@ async fn run(mut client: Client, prefix: String, shared: Arc<Shared>, tx: watch:
     };
     loop {
         if need_list {
-            match client.get(prefix.as_str(), Some(GetOptions::new().with_prefix())).await {
+            match kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())).await {
                 Ok(resp) => {
                     let revision = resp.header().map_or(0, |h| h.revision());
                     let mut cache = Cache { entries: BTreeMap::new(), revision };
                     resp.kvs().iter().for_each(|kv| cache.upsert(kv));
-                    tracing::debug!("informer {prefix}: listed {} keys at revision {revision}", cache.entries.len());
+                    tracing::info!("informer {prefix}: listed {} keys at revision {revision}", cache.entries.len());
                     *shared.cache.write().unwrap_or_else(|p| p.into_inner()) = cache;
                     tx.send_replace(revision);
-                    need_list = false;
                     set_connected(true);
-                    backoff.reset();
                 }
                 Err(err) => {
                     set_connected(false);
                     let delay = backoff.next_delay();
-                    tracing::warn!("informer {prefix}: list failed ({err}); retrying in {delay:?}");
+                    tracing::warn!("informer {prefix}: list failed ({}); retrying in {delay:?}", concise(&err));
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -165,76 +177,95 @@ async fn run(mut client: Client, prefix: String, shared: Arc<Shared>, tx: watch:
         }
         let from = *tx.borrow() + 1;
         let options = WatchOptions::new().with_prefix().with_start_revision(from).with_progress_notify();
-        let mut stream = match client.watch(prefix.as_str(), Some(options)).await {
-            Ok(stream) => stream,
+        let end = match watcher.watch(prefix.as_str(), Some(options)).await {
+            Ok(stream) => follow(stream, &prefix, &shared, &tx, &mut backoff, &set_connected).await,
             Err(err) => {
                 set_connected(false);
-                let delay = backoff.next_delay();
-                tracing::warn!("informer {prefix}: watch from revision {from} failed ({err}); retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                continue;
+                tracing::warn!("informer {prefix}: watch from revision {from} failed ({})", concise(&err));
+                WatchEnd::Resume
             }
         };
-        loop {
-            let resp = match stream.message().await {
-                Ok(Some(resp)) => resp,
-                Ok(None) | Err(_) => {
-                    set_connected(false);
-                    let delay = backoff.next_delay();
-                    tracing::warn!(
-                        "informer {prefix}: watch broken at revision {}; resuming in {delay:?}",
-                        *tx.borrow()
-                    );
-                    tokio::time::sleep(delay).await;
-                    break;
-                }
-            };
-            if resp.canceled() {
-                if resp.compact_revision() > 0 {
-                    tracing::info!(
-                        "informer {prefix}: revision {from} was compacted (now {}); listing again",
-                        resp.compact_revision()
-                    );
-                } else {
-                    tracing::warn!("informer {prefix}: watch canceled ({}); listing again", resp.cancel_reason());
-                }
-                need_list = true;
-                break;
+        need_list = matches!(end, WatchEnd::Relist);
+        // Every end of a watch waits, so a watch that keeps ending at once
+        // (or a list that keeps being refused) cannot spin.
+        let delay = backoff.next_delay();
+        tracing::debug!("informer {prefix}: watching again in {delay:?}");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Applies one watch stream's events to the cache until it ends.
+async fn follow(
+    mut stream: WatchStream,
+    prefix: &str,
+    shared: &Shared,
+    tx: &watch::Sender<i64>,
+    backoff: &mut Backoff,
+    set_connected: &impl Fn(bool),
+) -> WatchEnd {
+    loop {
+        let resp = match stream.message().await {
+            Ok(Some(resp)) => resp,
+            Ok(None) => {
+                set_connected(false);
+                tracing::warn!("informer {prefix}: watch closed by etcd at revision {}; resuming", *tx.borrow());
+                return WatchEnd::Resume;
             }
-            set_connected(true);
-            backoff.reset();
-            let header_revision = resp.header().map_or(0, |h| h.revision());
-            if resp.created() {
-                // A store whose revision went backwards was wiped and recreated;
-                // what we hold describes a cluster that no longer exists.
-                if header_revision < *tx.borrow() {
-                    tracing::warn!("informer {prefix}: etcd revision went back to {header_revision}; listing again");
-                    need_list = true;
-                    break;
+            Err(err) => {
+                set_connected(false);
+                tracing::warn!(
+                    "informer {prefix}: watch broken at revision {} ({}); resuming",
+                    *tx.borrow(),
+                    concise(&err)
+                );
+                return WatchEnd::Resume;
+            }
+        };
+        if resp.canceled() {
+            if resp.compact_revision() > 0 {
+                tracing::info!(
+                    "informer {prefix}: revision {} was compacted (now {}); listing again",
+                    *tx.borrow() + 1,
+                    resp.compact_revision()
+                );
+            } else {
+                tracing::warn!("informer {prefix}: watch canceled ({}); listing again", resp.cancel_reason());
+            }
+            return WatchEnd::Relist;
+        }
+        set_connected(true);
+        let header_revision = resp.header().map_or(0, |h| h.revision());
+        if resp.created() {
+            // A store whose revision went backwards was wiped and recreated;
+            // what we hold describes a cluster that no longer exists.
+            if header_revision < *tx.borrow() {
+                tracing::warn!("informer {prefix}: etcd revision went back to {header_revision}; listing again");
+                return WatchEnd::Relist;
+            }
+            continue;
+        }
+        // Only a delivered event or progress notice proves the watch works.
+        backoff.reset();
+        let events = resp.events();
+        let revision = match events.last().and_then(|e| e.kv()) {
+            Some(kv) => kv.mod_revision(),
+            // A progress notification: everything up to the header revision
+            // has been delivered.
+            None => header_revision,
+        };
+        {
+            let mut cache = shared.cache.write().unwrap_or_else(|p| p.into_inner());
+            for event in events {
+                let Some(kv) = event.kv() else { continue };
+                match event.event_type() {
+                    EventType::Put => cache.upsert(kv),
+                    EventType::Delete => cache.remove(kv),
                 }
-                continue;
             }
-            let events = resp.events();
-            let revision = match events.last().and_then(|e| e.kv()) {
-                Some(kv) => kv.mod_revision(),
-                // A progress notification: everything up to the header revision
-                // has been delivered.
-                None => header_revision,
-            };
-            {
-                let mut cache = shared.cache.write().unwrap_or_else(|p| p.into_inner());
-                for event in events {
-                    let Some(kv) = event.kv() else { continue };
-                    match event.event_type() {
-                        EventType::Put => cache.upsert(kv),
-                        EventType::Delete => cache.remove(kv),
-                    }
-                }
-                cache.revision = cache.revision.max(revision);
-            }
-            if revision > *tx.borrow() {
-                tx.send_replace(revision);
-            }
+            cache.revision = cache.revision.max(revision);
+        }
+        if revision > *tx.borrow() {
+            tx.send_replace(revision);
         }
     }
 }

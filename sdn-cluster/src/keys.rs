@@ -62,7 +62,17 @@ impl Keys {
     /// Index that makes subnets unique: `subnet-claims/10.1.2.0-24` holds the
     /// node name. An allocation creates it only if absent.
     pub fn subnet_claim(&self, subnet: Ipv4Network) -> String {
-        format!("{}/subnet-claims/{}-{}", self.prefix, subnet.ip(), subnet.prefix())
+        format!("{}{}-{}", self.subnet_claims(), subnet.ip(), subnet.prefix())
+    }
+
+    pub fn subnet_claims(&self) -> String {
+        format!("{}/subnet-claims/", self.prefix)
+    }
+
+    /// The subnet a claim key's name stands for (`10.1.2.0-24`).
+    pub fn claimed_subnet(name: &str) -> Option<Ipv4Network> {
+        let (ip, prefix) = name.rsplit_once('-')?;
+        Ipv4Network::new(ip.parse().ok()?, prefix.parse().ok()?).ok()
     }
 
     /// The master leadership key, held under a lease by the leader.
@@ -86,7 +96,12 @@ mod tests {
         assert_eq!(k.network(), "/sdn/config/network");
         assert_eq!(k.node("n1"), "/sdn/nodes/n1");
         assert_eq!(k.subnet("n1"), "/sdn/subnets/n1");
-        assert_eq!(k.subnet_claim("10.1.2.0/24".parse().expect("cidr")), "/sdn/subnet-claims/10.1.2.0-24");
+        let subnet = "10.1.2.0/24".parse().expect("cidr");
+        assert_eq!(k.subnet_claim(subnet), "/sdn/subnet-claims/10.1.2.0-24");
+        let name = Keys::name_in(&k.subnet_claims(), "/sdn/subnet-claims/10.1.2.0-24").expect("claim name");
+        assert_eq!(Keys::claimed_subnet(name), Some(subnet));
+        assert_eq!(Keys::claimed_subnet("10.1.2.0"), None);
+        assert_eq!(Keys::claimed_subnet("10.1.2.0-33"), None);
         assert_eq!(k.node_ip("192.0.2.1".parse().expect("ip")), "/sdn/node-ips/192.0.2.1");
         assert_eq!(k.leader(), "/sdn/master/leader");
         assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/n1"), Some("n1"));

@@ -27,7 +27,7 @@ pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 576..=9000;
 ///
 /// Field names follow the OpenShift network API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ClusterNetwork {
     /// Pod addresses; every node's `HostSubnet` is carved from it.
     pub network: Ipv4Network,
@@ -71,6 +71,19 @@ pub enum NetworkError {
     VxlanPortZero,
     #[error("mtu: {0} is outside {min}..={max}", min = MTU_RANGE.start(), max = MTU_RANGE.end())]
     MtuOutOfRange(u32),
+}
+
+impl NetworkError {
+    /// The field at fault, as the API and etcd name it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            NetworkError::HostBitsSet { field, .. } => field,
+            NetworkError::SubnetLargerThanNetwork { .. } | NetworkError::SubnetTooSmall { .. } => "hostSubnetLength",
+            NetworkError::ServiceOverlap { .. } => "serviceNetwork",
+            NetworkError::VxlanPortZero => "vxlanPort",
+            NetworkError::MtuOutOfRange(_) => "mtu",
+        }
+    }
 }
 
 /// A stored `ClusterNetwork` that the configured one may not replace.
@@ -145,8 +158,8 @@ impl ClusterNetwork {
             return None;
         }
         let base = u32::from(self.network.network());
-        let offset = u32::try_from(index).ok()? << self.host_subnet_length;
-        Ipv4Network::new(Ipv4Addr::from(base + offset), self.subnet_prefix()).ok()
+        let offset = u32::try_from(index).ok()?.checked_shl(u32::from(self.host_subnet_length)).unwrap_or(0);
+        Ipv4Network::new(Ipv4Addr::from(base.checked_add(offset)?), self.subnet_prefix()).ok()
     }
 
     /// The index of `subnet` if it is one of this network's host subnets.
@@ -156,7 +169,7 @@ impl ClusterNetwork {
             return None;
         }
         let offset = u32::from(subnet.ip()) - u32::from(self.network.network());
-        Some(u64::from(offset >> self.host_subnet_length))
+        Some(u64::from(offset.checked_shr(u32::from(self.host_subnet_length)).unwrap_or(0)))
     }
 
     /// Pod MTU on a node whose underlay has `underlay_mtu`.
@@ -264,6 +277,20 @@ mod tests {
     }
 
     #[test]
+    fn whole_ipv4_space_as_one_subnet_does_not_overflow() {
+        let n = ClusterNetwork {
+            network: net("0.0.0.0/0"),
+            host_subnet_length: 32,
+            service_network: "2001:db8::/64".parse().expect("cidr"),
+            ..Default::default()
+        };
+        n.validate().expect("valid, if odd");
+        assert_eq!(n.subnet_count(), 1);
+        assert_eq!(n.subnet(0), Some(net("0.0.0.0/0")));
+        assert_eq!(n.subnet_index(net("0.0.0.0/0")), Some(0));
+    }
+
+    #[test]
     fn whole_network_as_one_subnet() {
         let n = ClusterNetwork { network: net("10.9.0.0/24"), host_subnet_length: 8, ..Default::default() };
         n.validate().expect("valid");
@@ -290,8 +317,9 @@ mod tests {
             (ClusterNetwork { mtu: Some(100), ..Default::default() }, "mtu"),
         ];
         for (config, field) in cases {
-            let err = config.validate().expect_err("must be refused").to_string();
-            assert!(err.starts_with(field), "{err:?} should name {field}");
+            let err = config.validate().expect_err("must be refused");
+            assert_eq!(err.field(), field);
+            assert!(err.to_string().starts_with(field), "{err} should name {field}");
         }
     }
 

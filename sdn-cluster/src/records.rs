@@ -5,9 +5,14 @@ use std::net::IpAddr;
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
+use crate::network::ClusterNetwork;
+
 /// A node of the cluster: registered by its agent or by an admin.
+///
+/// Stored records ignore fields they do not know, so a newer agent that
+/// writes more does not make an older master lose the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Node {
     pub name: String,
     /// The node's underlay address: VXLAN tunnels to its pods end here.
@@ -16,7 +21,7 @@ pub struct Node {
 
 /// The subnet the master allocated to a node (OpenShift's `HostSubnet`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct HostSubnet {
     pub host: String,
     #[serde(rename = "hostIP")]
@@ -30,7 +35,7 @@ pub enum RecordError {
     #[error("{field}: {value:?} is not a DNS-1123 label: {reason}")]
     InvalidName { field: &'static str, value: String, reason: &'static str },
     #[error("{field}: {value} is not a usable node address: {reason}")]
-    InvalidIp { field: &'static str, value: IpAddr, reason: &'static str },
+    InvalidIp { field: &'static str, value: IpAddr, reason: String },
 }
 
 /// Longest DNS-1123 label.
@@ -62,11 +67,30 @@ impl Node {
         let reason = match self.ip {
             ip if ip.is_unspecified() => Some("it is unspecified"),
             ip if ip.is_multicast() => Some("it is multicast"),
+            ip if ip.is_loopback() => Some("it is a loopback address, which other nodes cannot reach"),
             IpAddr::V4(v4) if v4.is_broadcast() => Some("it is the broadcast address"),
             _ => None,
         };
         match reason {
-            Some(reason) => Err(RecordError::InvalidIp { field: "ip", value: self.ip, reason }),
+            Some(reason) => Err(RecordError::InvalidIp { field: "ip", value: self.ip, reason: reason.into() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses an address inside the cluster or service network: tunnels to
+    /// it would be routed into the overlay they are meant to carry.
+    pub fn validate_outside(&self, network: &ClusterNetwork) -> Result<(), RecordError> {
+        let inside = match self.ip {
+            IpAddr::V4(v4) if network.network.contains(v4) => Some(("cluster", network.network.to_string())),
+            ip if network.service_network.contains(ip) => Some(("service", network.service_network.to_string())),
+            _ => None,
+        };
+        match inside {
+            Some((which, cidr)) => Err(RecordError::InvalidIp {
+                field: "ip",
+                value: self.ip,
+                reason: format!("it is inside the {which} network {cidr}"),
+            }),
             None => Ok(()),
         }
     }
@@ -92,7 +116,7 @@ mod tests {
         let node = |ip: &str| Node { name: "n".into(), ip: ip.parse().expect("ip") };
         node("192.0.2.10").validate().expect("unicast");
         node("2001:db8::1").validate().expect("v6");
-        for bad in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::"] {
+        for bad in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::", "127.0.0.1"] {
             assert!(node(bad).validate().expect_err(bad).to_string().starts_with("ip: "));
         }
     }
@@ -110,8 +134,19 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_refused() {
-        let err = serde_json::from_str::<Node>(r#"{"name":"a","ip":"192.0.2.1","extra":1}"#).expect_err("unknown");
-        assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+    fn stored_records_from_newer_writers_still_decode() {
+        let node: Node = serde_json::from_str(r#"{"name":"a","ip":"192.0.2.1","zone":"b"}"#).expect("decodes");
+        assert_eq!(node.name, "a");
+    }
+
+    #[test]
+    fn node_ip_inside_the_overlay_is_refused() {
+        let network = ClusterNetwork::default();
+        let node = |ip: &str| Node { name: "n".into(), ip: ip.parse().expect("ip") };
+        node("192.0.2.1").validate_outside(&network).expect("underlay");
+        for bad in ["10.1.3.4", "172.30.0.10"] {
+            let err = node(bad).validate_outside(&network).expect_err(bad).to_string();
+            assert!(err.starts_with("ip: ") && err.contains("inside the"), "{err}");
+        }
     }
 }

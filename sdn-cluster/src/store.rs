@@ -63,12 +63,6 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects, waiting for etcd with backoff while it is unreachable.
-    pub async fn connect(config: &EtcdConfig) -> Result<Self, EtcdError> {
-        let client = config.connect_with_retry().await?;
-        Ok(Self { client, keys: Keys::new(&config.prefix), endpoints: config.endpoints_display() })
-    }
-
     /// A store whose connection is made on first use: fails only on bad
     /// configuration, never because etcd is down. Callers retry their calls.
     pub async fn open(config: &EtcdConfig) -> Result<Self, EtcdError> {

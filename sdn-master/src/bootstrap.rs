@@ -16,9 +16,13 @@ pub enum BootstrapError {
     Incompatible(#[from] IncompatibleChange),
     #[error("refusing to start: other masters keep rewriting {key}")]
     Contention { key: String },
+    #[error(
+        "refusing to start: etcd holds no cluster network, but the allocated subnet {subnet} lies outside the configured {network}"
+    )]
+    OrphanedWithoutNetwork { subnet: ipnetwork::Ipv4Network, network: ipnetwork::Ipv4Network },
 }
 
-const ATTEMPTS: usize = 5;
+const ATTEMPTS: u32 = 8;
 
 /// [`ensure_network`], waiting out an unreachable etcd with backoff. Only a
 /// refusal (or a corrupt stored record) ends the wait.
@@ -43,7 +47,11 @@ pub async fn ensure_network_with_retry(
 pub async fn ensure_network(store: &Store, configured: &ClusterNetwork) -> Result<ClusterNetwork, BootstrapError> {
     let keys = store.keys();
     let key = keys.network();
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            // Subnet writes by a running leader fail the write's compare; let them pass.
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+        }
         // One read gives the stored network and the subnets at one revision.
         let read = Txn::new().and_then([
             TxnOp::get(key.as_str(), None),
@@ -63,12 +71,12 @@ pub async fn ensure_network(store: &Store, configured: &ClusterNetwork) -> Resul
             tracing::info!("cluster network: {configured}");
             return Ok(configured.clone());
         }
+        let allocated = subnets
+            .kvs()
+            .iter()
+            .map(|kv| decode::<HostSubnet>(&String::from_utf8_lossy(kv.key()), kv.value()).map(|s| s.subnet))
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(stored_network) = &stored_network {
-            let allocated = subnets
-                .kvs()
-                .iter()
-                .map(|kv| decode::<HostSubnet>(&String::from_utf8_lossy(kv.key()), kv.value()).map(|s| s.subnet))
-                .collect::<Result<Vec<_>, _>>()?;
             configured.check_replaces(stored_network, &allocated)?;
             tracing::info!(
                 "cluster network: replacing the stored one ({}) with the configured one ({configured}); changed: {}",
@@ -76,6 +84,9 @@ pub async fn ensure_network(store: &Store, configured: &ClusterNetwork) -> Resul
                 configured.differing_fields(stored_network).join(", ")
             );
         } else {
+            if let Some(subnet) = allocated.iter().find(|s| configured.subnet_index(**s).is_none()) {
+                return Err(BootstrapError::OrphanedWithoutNetwork { subnet: *subnet, network: configured.network });
+            }
             tracing::info!("cluster network: storing {configured}");
         }
         // The write holds only if neither the network nor any subnet changed

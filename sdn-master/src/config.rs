@@ -22,16 +22,33 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {source}")]
     Parse { path: PathBuf, source: Box<toml::de::Error> },
-    #[error("invalid cluster network: {0}")]
-    Network(#[from] NetworkError),
+    #[error("{file} (--{flag}): {source}", file = file_key(.source.field()), flag = flag(.source.field()))]
+    Network {
+        #[from]
+        source: NetworkError,
+    },
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+}
+
+/// The config-file key of a `ClusterNetwork` field.
+fn file_key(field: &str) -> String {
+    format!("network.{}", flag(field))
+}
+
+/// The flag of a `ClusterNetwork` field (`hostSubnetLength` → `host-subnet-length`).
+fn flag(field: &str) -> String {
+    let kebab: String = field
+        .chars()
+        .flat_map(|c| if c.is_ascii_uppercase() { vec!['-', c.to_ascii_lowercase()] } else { vec![c] })
+        .collect();
+    if kebab == "network" { "cluster-network".into() } else { kebab }
 }
 
 /// Flags of `sdn-master`; each overrides the same setting of the file.
 #[derive(Debug, Clone, Default, Args)]
 pub struct MasterArgs {
-    /// TOML configuration file (see docs/configuration.md).
+    /// TOML configuration file (see docs/master.md).
     #[arg(long, env = "SDN_MASTER_CONFIG")]
     pub config: Option<PathBuf>,
     /// Name of this master in the leader election [default: host name and pid].
@@ -198,7 +215,7 @@ impl MasterConfig {
             }
         }
         let prefix = args.etcd_prefix.or(file.etcd.prefix).unwrap_or(etcd_defaults.prefix);
-        if !prefix.starts_with('/') || prefix.len() < 2 {
+        if !prefix.starts_with('/') || prefix.trim_end_matches('/').is_empty() {
             return Err(ConfigError::Invalid {
                 field: "etcd.prefix",
                 reason: format!("{prefix:?} must start with '/' and name a directory"),
@@ -236,8 +253,8 @@ impl MasterConfig {
             )?,
         };
         let lease_ttl = args.lease_ttl.or(file.lease_ttl).map_or(DEFAULT_LEASE_TTL, Duration::from_secs);
-        if lease_ttl < Duration::from_secs(2) {
-            return Err(ConfigError::Invalid { field: "lease-ttl", reason: "must be at least 2 seconds".into() });
+        if !(Duration::from_secs(2)..=Duration::from_secs(300)).contains(&lease_ttl) {
+            return Err(ConfigError::Invalid { field: "lease-ttl", reason: "must be 2 to 300 seconds".into() });
         }
         let name = args.name.or(file.name).unwrap_or_else(default_name);
         if name.is_empty() {
@@ -307,8 +324,13 @@ mod tests {
 
     #[test]
     fn refusals_name_the_field() {
-        let cases: [(&str, &str); 7] = [
-            ("[network]\nhost-subnet-length = 20\n", "hostSubnetLength"),
+        let cases: [(&str, &str); 9] = [
+            (
+                "[network]\nhost-subnet-length = 20\n",
+                "network.host-subnet-length (--host-subnet-length): hostSubnetLength",
+            ),
+            ("[network]\ncluster-network = \"10.1.0.1/16\"\n", "network.cluster-network (--cluster-network)"),
+            ("[etcd]\nprefix = \"//\"\n", "etcd.prefix"),
             ("[network]\ncluster-network = \"10.1.0.0/16\"\nservice-network = \"10.1.0.0/20\"\n", "serviceNetwork"),
             ("[network]\ncluster-network = \"not-a-cidr\"\n", "cluster-network"),
             ("[network]\nclustr-network = \"10.1.0.0/16\"\n", "unknown field `clustr-network`"),

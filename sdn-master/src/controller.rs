@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use ipnetwork::Ipv4Network;
 use sdn_cluster::informer::{Cache, Informer};
 use sdn_cluster::store::{Store, StoreError, decode, encode};
 use sdn_cluster::{ClusterNetwork, HostSubnet, Keys, Node};
@@ -24,10 +25,16 @@ const MAX_TXN_PARTS: usize = 120;
 /// The cluster as the allocator needs it, decoded from one cache revision.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// The stored network, if it is there and valid.
     pub network: Option<ClusterNetwork>,
+    /// Mod revision of the network key: allocations compare it, so none can
+    /// land under a layout that was replaced after the plan.
+    pub network_revision: i64,
     pub nodes: Vec<NodeState>,
     pub subnets: Vec<SubnetState>,
-    /// Keys whose records could not be decoded, with the reason.
+    /// Subnets with a claim key.
+    pub claimed: Vec<Ipv4Network>,
+    /// Records that could not be used, with the reason.
     pub corrupt: Vec<String>,
     /// Index into `subnets` by node name.
     by_host: HashMap<String, usize>,
@@ -38,45 +45,79 @@ impl Snapshot {
         let mut snapshot = Snapshot::default();
         let network_key = keys.network();
         if let Some(entry) = cache.get(&network_key) {
-            match decode(&network_key, &entry.value) {
-                Ok(network) => snapshot.network = Some(network),
+            snapshot.network_revision = entry.mod_revision;
+            match decode::<ClusterNetwork>(&network_key, &entry.value) {
+                Ok(network) => match network.validate() {
+                    Ok(()) => snapshot.network = Some(network),
+                    Err(err) => snapshot.corrupt.push(format!("{network_key}: {err}")),
+                },
                 Err(err) => snapshot.corrupt.push(err.to_string()),
             }
         }
+        // Names come from the keys, so a record that cannot be read still
+        // marks its node as present and its subnet as taken.
         let nodes_dir = keys.nodes();
         for (key, entry) in cache.range(&nodes_dir) {
-            if Keys::name_in(&nodes_dir, key).is_none() {
-                continue;
-            }
-            match decode::<Node>(key, &entry.value) {
-                Ok(node) => snapshot.nodes.push(NodeState {
-                    name: node.name,
-                    ip: node.ip,
-                    create_revision: entry.create_revision,
-                    mod_revision: entry.mod_revision,
-                }),
-                Err(err) => snapshot.corrupt.push(err.to_string()),
-            }
+            let Some(name) = Keys::name_in(&nodes_dir, key) else { continue };
+            let ip = match decode::<Node>(key, &entry.value) {
+                Ok(node) if node.name == name => Some(node.ip),
+                Ok(node) => {
+                    snapshot.corrupt.push(format!("{key}: names node {:?}", node.name));
+                    None
+                }
+                Err(err) => {
+                    snapshot.corrupt.push(err.to_string());
+                    None
+                }
+            };
+            snapshot.nodes.push(NodeState {
+                name: name.to_owned(),
+                ip,
+                create_revision: entry.create_revision,
+                mod_revision: entry.mod_revision,
+            });
         }
         let subnets_dir = keys.subnets();
         for (key, entry) in cache.range(&subnets_dir) {
-            if Keys::name_in(&subnets_dir, key).is_none() {
-                continue;
-            }
-            match decode::<HostSubnet>(key, &entry.value) {
+            let Some(name) = Keys::name_in(&subnets_dir, key) else { continue };
+            let record = match decode::<HostSubnet>(key, &entry.value) {
+                Ok(record) if record.host == name => Some(record),
                 Ok(record) => {
-                    snapshot.by_host.insert(record.host.clone(), snapshot.subnets.len());
-                    snapshot.subnets.push(SubnetState { record, mod_revision: entry.mod_revision });
+                    snapshot.corrupt.push(format!("{key}: names host {:?}", record.host));
+                    None
                 }
-                Err(err) => snapshot.corrupt.push(err.to_string()),
-            }
+                Err(err) => {
+                    snapshot.corrupt.push(err.to_string());
+                    None
+                }
+            };
+            snapshot.by_host.insert(name.to_owned(), snapshot.subnets.len());
+            snapshot.subnets.push(SubnetState { node: name.to_owned(), record, mod_revision: entry.mod_revision });
         }
+        let claims_dir = keys.subnet_claims();
+        snapshot.claimed = cache
+            .range(&claims_dir)
+            .filter_map(|(key, _)| Keys::name_in(&claims_dir, key).and_then(Keys::claimed_subnet))
+            .collect();
         snapshot
     }
 
-    /// The subnet of `node`, if it has one.
+    /// The subnet of `node`, if it has a readable one.
     pub fn subnet_of(&self, node: &str) -> Option<&HostSubnet> {
-        self.by_host.get(node).and_then(|&i| self.subnets.get(i)).map(|s| &s.record)
+        self.by_host.get(node).and_then(|&i| self.subnets.get(i)).and_then(|s| s.record.as_ref())
+    }
+
+    /// Whether `node` has a subnet record, readable or not.
+    pub fn has_subnet(&self, node: &str) -> bool {
+        self.by_host.contains_key(node)
+    }
+
+    /// The allocator's plan for this snapshot; empty without a valid network.
+    pub fn plan(&self) -> Plan {
+        match &self.network {
+            Some(network) => allocator::plan(network, &self.nodes, &self.subnets, &self.claimed),
+            None => Plan::default(),
+        }
     }
 }
 
@@ -103,7 +144,11 @@ fn txn_parts(keys: &Keys, action: &Action) -> (Vec<Compare>, Vec<TxnOp>) {
                 .when([Compare::value(claim.as_str(), CompareOp::Equal, node.as_str())])
                 .and_then([TxnOp::delete(claim, None)]);
             (
-                vec![Compare::mod_revision(keys.subnet(node), CompareOp::Equal, *mod_revision)],
+                vec![
+                    Compare::mod_revision(keys.subnet(node), CompareOp::Equal, *mod_revision),
+                    // A node re-registered since the plan keeps its subnet.
+                    Compare::create_revision(keys.node(node), CompareOp::Equal, 0),
+                ],
                 vec![TxnOp::delete(keys.subnet(node), None), TxnOp::txn(release_claim)],
             )
         }
@@ -114,12 +159,28 @@ fn txn_parts(keys: &Keys, action: &Action) -> (Vec<Compare>, Vec<TxnOp>) {
     }
 }
 
+/// What every transaction of a plan compares besides its own keys: the
+/// writer still leads, and the network is the one the plan was made for.
+#[derive(Debug, Clone, Copy)]
+struct Guard {
+    leadership: Leadership,
+    network_revision: i64,
+}
+
+impl Guard {
+    fn compares(&self, keys: &Keys) -> Vec<Compare> {
+        vec![
+            Compare::create_revision(keys.leader(), CompareOp::Equal, self.leadership.create_revision),
+            Compare::mod_revision(keys.network(), CompareOp::Equal, self.network_revision),
+        ]
+    }
+}
+
 /// Packs the plan's actions, releases first, into as few transactions as
-/// etcd accepts, each guarded by the leadership compare.
-fn batch<'a>(keys: &Keys, leadership: Leadership, actions: &'a [Action]) -> Vec<(Txn, Vec<&'a Action>)> {
-    let leader = || Compare::create_revision(keys.leader(), CompareOp::Equal, leadership.create_revision);
+/// etcd accepts, each carrying the guard.
+fn batch<'a>(keys: &Keys, guard: Guard, actions: &'a [Action]) -> Vec<(Txn, Vec<&'a Action>)> {
     let mut batches = Vec::new();
-    let (mut compares, mut ops, mut members) = (vec![leader()], Vec::new(), Vec::new());
+    let (mut compares, mut ops, mut members) = (guard.compares(keys), Vec::new(), Vec::new());
     let mut ordered: Vec<&'a Action> = actions.iter().filter(|a| !matches!(a, Action::Allocate { .. })).collect();
     ordered.extend(actions.iter().filter(|a| matches!(a, Action::Allocate { .. })));
     let mut last_was_release = false;
@@ -131,7 +192,7 @@ fn batch<'a>(keys: &Keys, leadership: Leadership, actions: &'a [Action]) -> Vec<
         let boundary = last_was_release && is_allocation;
         if boundary || compares.len() + c.len() > MAX_TXN_PARTS || ops.len() + o.len() > MAX_TXN_PARTS {
             batches.push((Txn::new().when(compares).and_then(ops), std::mem::take(&mut members)));
-            (compares, ops) = (vec![leader()], Vec::new());
+            (compares, ops) = (guard.compares(keys), Vec::new());
         }
         last_was_release = !is_allocation;
         compares.extend(c);
@@ -144,13 +205,19 @@ fn batch<'a>(keys: &Keys, leadership: Leadership, actions: &'a [Action]) -> Vec<
     batches
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ApplyError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("etcd changed since the plan was made (or leadership was lost); planning again")]
-    Conflict,
+/// What applying a plan achieved.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Highest revision written; 0 if nothing was.
+    committed: i64,
+    /// etcd's revision when a transaction's compares failed: the cache must
+    /// reach it before the next plan can see what changed.
+    conflict: Option<i64>,
 }
+
+/// How long the controller waits for its own writes to come back through
+/// the watch. Bounded, because a re-listed cache can start below them.
+const CATCH_UP: Duration = Duration::from_secs(5);
 
 pub struct Controller {
     pub store: Store,
@@ -165,7 +232,8 @@ impl Controller {
         self.informer.synced().await;
         let mut changes = self.informer.subscribe();
         let mut logged_pending: HashSet<String> = HashSet::new();
-        let mut retry = Duration::ZERO;
+        let mut logged_corrupt: HashSet<String> = HashSet::new();
+        let mut backoff = Duration::ZERO;
         loop {
             let Some(leadership) = *self.leadership.borrow_and_update() else {
                 logged_pending.clear();
@@ -175,30 +243,42 @@ impl Controller {
                 continue;
             };
             changes.borrow_and_update();
-            let (plan, network) = self.plan();
-            self.log_pending(&plan, &mut logged_pending);
-            if network.is_none() {
-                tracing::error!("no ClusterNetwork stored at {}; not allocating", self.store.keys().network());
+            let snapshot = Snapshot::from_cache(&self.informer.read(), self.store.keys());
+            log_new(&mut logged_corrupt, snapshot.corrupt.iter().cloned(), |c| tracing::warn!("skipping {c}"));
+            if snapshot.network.is_none() {
+                tracing::error!("no valid ClusterNetwork at {}; not allocating", self.store.keys().network());
             }
-            let outcome = if plan.actions.is_empty() { Ok(0) } else { self.apply(leadership, &plan).await };
-            match outcome {
-                Ok(revision) if revision > 0 => {
-                    retry = Duration::ZERO;
-                    // Plan again only once our own writes are in the cache.
-                    self.informer.wait_for(revision).await;
-                    continue;
-                }
-                Ok(_) => retry = Duration::ZERO,
-                Err(err) => {
-                    if matches!(err, ApplyError::Store(_)) {
-                        self.metrics.etcd_errors.inc();
+            let plan = snapshot.plan();
+            log_new(&mut logged_pending, plan.pending.iter().cloned(), |node| {
+                tracing::warn!("node {node} waits for a subnet: the cluster network is exhausted");
+            });
+            if !plan.actions.is_empty() {
+                let guard = Guard { leadership, network_revision: snapshot.network_revision };
+                match self.apply(guard, &plan).await {
+                    Ok(applied) => {
+                        let caught_up = applied.committed.max(applied.conflict.unwrap_or(0));
+                        let _ = tokio::time::timeout(CATCH_UP, self.informer.wait_for(caught_up)).await;
+                        if applied.conflict.is_none() {
+                            backoff = Duration::ZERO;
+                            continue;
+                        }
+                        // The first conflict is normal (the cache was a step
+                        // behind) and is retried at once; repeats back off.
+                        if !backoff.is_zero() {
+                            tracing::warn!("allocation: etcd keeps refusing the plan; again in {backoff:?}");
+                            tokio::time::sleep(backoff).await;
+                        }
                     }
-                    retry = (retry * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
-                    tracing::warn!("allocation: {err}; again in {retry:?}");
-                    tokio::time::sleep(retry).await;
-                    continue;
+                    Err(err) => {
+                        self.metrics.etcd_errors.inc();
+                        tracing::warn!("allocation: {err}; again in {:?}", backoff.max(Duration::from_millis(50)));
+                        tokio::time::sleep(backoff.max(Duration::from_millis(50))).await;
+                    }
                 }
+                backoff = (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
+                continue;
             }
+            backoff = Duration::ZERO;
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { return },
                 changed = self.leadership.changed() => if changed.is_err() { return },
@@ -206,34 +286,17 @@ impl Controller {
         }
     }
 
-    fn plan(&self) -> (Plan, Option<ClusterNetwork>) {
-        let snapshot = Snapshot::from_cache(&self.informer.read(), self.store.keys());
-        for corrupt in &snapshot.corrupt {
-            tracing::warn!("skipping {corrupt}");
-        }
-        match &snapshot.network {
-            Some(network) => (allocator::plan(network, &snapshot.nodes, &snapshot.subnets), snapshot.network.clone()),
-            None => (Plan::default(), None),
-        }
-    }
-
-    fn log_pending(&self, plan: &Plan, logged: &mut HashSet<String>) {
-        let now: HashSet<String> = plan.pending.iter().cloned().collect();
-        for node in now.difference(logged) {
-            tracing::warn!("node {node} waits for a subnet: the cluster network is exhausted");
-        }
-        *logged = now;
-    }
-
-    /// Applies the plan; returns the highest revision written.
-    async fn apply(&self, leadership: Leadership, plan: &Plan) -> Result<i64, ApplyError> {
-        let mut revision = 0;
-        for (txn, members) in batch(self.store.keys(), leadership, &plan.actions) {
+    /// Applies the plan batch by batch, stopping at the first refused one.
+    async fn apply(&self, guard: Guard, plan: &Plan) -> Result<Applied, StoreError> {
+        let mut applied = Applied::default();
+        for (txn, members) in batch(self.store.keys(), guard, &plan.actions) {
             let resp = self.store.txn(txn).await?;
+            let revision = resp.header().map_or(0, |h| h.revision());
             if !resp.succeeded() {
-                return Err(ApplyError::Conflict);
+                applied.conflict = Some(revision);
+                break;
             }
-            revision = resp.header().map_or(revision, |h| h.revision());
+            applied.committed = revision;
             for action in members {
                 match action {
                     Action::Allocate { node, subnet, .. } => {
@@ -250,8 +313,17 @@ impl Controller {
                 }
             }
         }
-        Ok(revision)
+        Ok(applied)
     }
+}
+
+/// Logs each item of `now` not in `logged` once, and remembers `now`.
+fn log_new(logged: &mut HashSet<String>, now: impl Iterator<Item = String>, log: impl Fn(&str)) {
+    let now: HashSet<String> = now.collect();
+    for item in now.difference(logged) {
+        log(item);
+    }
+    *logged = now;
 }
 
 #[cfg(test)]
@@ -276,7 +348,8 @@ mod tests {
             subnet: "10.1.200.0/24".parse().expect("cidr"),
             mod_revision: 5,
         });
-        let batches = batch(&keys, Leadership { create_revision: 7 }, &actions);
+        let guard = Guard { leadership: Leadership { create_revision: 7 }, network_revision: 3 };
+        let batches = batch(&keys, guard, &actions);
         assert!(matches!(batches[0].1[0], Action::Release { .. }));
         assert_eq!(batches[0].1.len(), 1, "a release never shares a txn with allocations");
         let total: usize = batches.iter().map(|(_, m)| m.len()).sum();

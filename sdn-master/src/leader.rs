@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use sdn_cluster::store::{Store, StoreError};
 use tokio::sync::watch;
 
@@ -22,8 +22,6 @@ pub struct Leadership {
 /// The lease of this master and when it was last renewed.
 struct Lease {
     id: i64,
-    keeper: LeaseKeeper,
-    responses: LeaseKeepAliveStream,
     renewed: Instant,
 }
 
@@ -96,38 +94,30 @@ impl Elector {
 
     async fn round(&self, lease: &mut Option<Lease>) -> Result<(), StoreError> {
         let mut client = self.store.client();
-        if lease.is_none() {
-            let ttl_secs = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
-            let grant = client.lease_grant(ttl_secs, None).await.map_err(|e| self.store.etcd_error(e))?;
-            let (keeper, responses) =
-                client.lease_keep_alive(grant.id()).await.map_err(|e| self.store.etcd_error(e))?;
-            *lease = Some(Lease { id: grant.id(), keeper, responses, renewed: Instant::now() });
-        }
-        let Some(current) = lease.as_mut() else {
-            return Ok(());
+        let current = match lease {
+            Some(current) => current,
+            None => {
+                let ttl_secs = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+                let grant = client.lease_grant(ttl_secs, None).await.map_err(|e| self.store.etcd_error(e))?;
+                lease.insert(Lease { id: grant.id(), renewed: Instant::now() })
+            }
         };
+        // Each round renews over a stream of its own: opening it sends the
+        // renewal and reads etcd's answer, so no answer left in a stream from
+        // an earlier round or from before an etcd restart is taken as fresh.
         let sent = Instant::now();
-        let renewal = async {
-            current.keeper.keep_alive().await?;
-            current.responses.message().await
-        };
-        match tokio::time::timeout(self.tick(), renewal).await {
-            Ok(Ok(Some(resp))) if resp.ttl() > 0 => current.renewed = sent,
-            Ok(Ok(Some(_))) => {
-                // etcd no longer knows the lease: it expired.
+        match client.lease_keep_alive(current.id).await {
+            Ok(_) => current.renewed = sent,
+            Err(etcd_client::Error::LeaseKeepAliveError(reason)) => {
+                // etcd no longer knows the lease ("lease not found"): it expired.
+                tracing::warn!("lease {:x} is gone ({reason}); taking a new one", current.id);
                 *lease = None;
                 self.set(None);
                 return Ok(());
             }
-            Ok(Ok(None)) | Err(_) => {
-                // The keep-alive stream ended or stalled; open a new one next tick.
-                let (keeper, responses) =
-                    client.lease_keep_alive(current.id).await.map_err(|e| self.store.etcd_error(e))?;
-                (current.keeper, current.responses) = (keeper, responses);
-                return Ok(());
-            }
-            Ok(Err(err)) => return Err(self.store.etcd_error(err)),
+            Err(err) => return Err(self.store.etcd_error(err)),
         }
+        let Some(current) = lease.as_ref() else { return Ok(()) };
         let key = self.store.keys().leader();
         let txn = Txn::new()
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])

@@ -64,27 +64,32 @@ impl ControlPlane {
 
     /// Waits until exactly `count` nodes have subnets.
     pub async fn wait_allocated(&self, count: usize, timeout: Duration) -> Allocations {
-        let result = wait::until(timeout, || async {
-            let a = self.allocations().await;
-            if a.subnets.len() == count { Ok(a) } else { Err(format!("{} of {count} allocated", a.subnets.len())) }
-        })
-        .await;
-        match result {
-            Ok(a) => a,
-            Err(err) => panic!("waiting for {count} allocations: {err}\n{}", self.logs()),
-        }
+        self.wait_allocations(&format!("exactly {count}"), timeout, |n| n == count).await
     }
 
     /// Waits until at least `count` nodes have subnets.
     pub async fn wait_allocated_at_least(&self, count: usize, timeout: Duration) -> Allocations {
+        self.wait_allocations(&format!("at least {count}"), timeout, |n| n >= count).await
+    }
+
+    async fn wait_allocations(&self, what: &str, timeout: Duration, done: impl Fn(usize) -> bool) -> Allocations {
         let result = wait::until(timeout, || async {
             let a = self.allocations().await;
-            if a.subnets.len() >= count { Ok(a) } else { Err(format!("{} of {count} allocated", a.subnets.len())) }
+            if done(a.subnets.len()) { Ok(a) } else { Err(format!("{} allocated", a.subnets.len())) }
         })
         .await;
         match result {
             Ok(a) => a,
-            Err(err) => panic!("waiting for {count} allocations: {err}\n{}", self.logs()),
+            Err(err) => panic!("waiting for {what} allocations: {err}\n{}", self.logs()),
+        }
+    }
+
+    /// etcd's current revision.
+    pub async fn revision(&self) -> i64 {
+        let mut client = self.store.client();
+        match client.get("/", None).await.map(|r| r.header().map(|h| h.revision())) {
+            Ok(Some(revision)) => revision,
+            other => panic!("reading etcd's revision: {other:?}"),
         }
     }
 

@@ -70,7 +70,7 @@ impl Master {
 
     fn launch(dir: &RunDir, options: &MasterOptions, port: u16) -> Result<Process, HarnessError> {
         let token_file = dir.path().join("token");
-        std::fs::write(&token_file, &options.token).map_err(HarnessError::io("writing the token file"))?;
+        write_private(&token_file, &options.token)?;
         let n = &options.network;
         let mut command = Command::new(bins::project("sdn-master")?);
         command
@@ -132,6 +132,37 @@ impl Master {
         Ok((status, resp.text().await.map_err(|e| e.to_string())?))
     }
 
+    /// Waits until `/readyz` answers 503, as it does while etcd is unreachable.
+    pub async fn wait_unready(&self, timeout: Duration) -> Result<String, String> {
+        crate::wait::until(timeout, || async {
+            match self.probe("/readyz").await? {
+                (503, body) => Ok(body),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        })
+        .await
+    }
+
+    /// The master's metrics, in Prometheus text format.
+    pub async fn metrics(&self) -> Result<String, String> {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/metrics", self.url()))
+            .bearer_auth(&self.options.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        resp.text().await.map_err(|e| e.to_string())
+    }
+
+    /// Waits until this master reports that it leads.
+    pub async fn wait_leading(&self, timeout: Duration) -> Result<(), String> {
+        crate::wait::until(timeout, || async {
+            let metrics = self.metrics().await?;
+            if metrics.lines().any(|l| l == "sdn_master_leader 1") { Ok(()) } else { Err("not leading".into()) }
+        })
+        .await
+    }
+
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), HarnessError> {
         let ready = crate::wait::until(timeout, || async {
             match self.probe("/readyz").await? {
@@ -148,10 +179,24 @@ impl Master {
     }
 }
 
+/// Writes a file only its owner can read, as a token file should be.
+fn write_private(path: &std::path::Path, content: &str) -> Result<(), HarnessError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(HarnessError::io(format!("writing {}", path.display())))?;
+    file.write_all(content.as_bytes()).map_err(HarnessError::io(format!("writing {}", path.display())))
+}
+
 /// A store on the test's etcd, for writing and checking state directly.
 pub async fn store(etcd_endpoint: &str, prefix: &str) -> Store {
     let config = EtcdConfig { endpoints: vec![etcd_endpoint.into()], prefix: prefix.into(), tls: None };
-    match Store::connect(&config).await {
+    match Store::open(&config).await {
         Ok(store) => store,
         Err(err) => panic!("connecting to the test etcd: {err}"),
     }

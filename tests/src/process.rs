@@ -88,16 +88,15 @@ impl Process {
     }
 
     /// Waits for the process to exit by itself.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut()?;
         loop {
-            match child.try_wait() {
+            match self.child.as_mut()?.try_wait() {
                 Ok(Some(status)) => {
                     self.child = None;
                     return Some(status);
                 }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
                 _ => return None,
             }
         }

@@ -23,11 +23,6 @@ async fn start(name: &str) -> ControlPlane {
     }
 }
 
-async fn revision(cp: &ControlPlane) -> i64 {
-    let mut client = cp.store.client();
-    client.get("/", None).await.expect("etcd get").header().expect("header").revision()
-}
-
 async fn raw(master: &Master, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, String) {
     let client = reqwest::Client::new();
     let url = format!("{}{path}", master.url());
@@ -54,7 +49,7 @@ async fn bad_requests_name_the_field_and_write_nothing() {
         raw(master, "POST", "/api/v1/nodes", Some(r#"{"name":"node-a","ip":"192.0.2.1"}"#), Some(TOKEN)).await;
     assert_eq!(status, 201);
     cp.wait_allocated(1, Duration::from_secs(10)).await;
-    let before = revision(&cp).await;
+    let before = cp.revision().await;
 
     // method, path, body, expected status, expected field
     type Case<'a> = (&'a str, &'a str, Option<&'a str>, u16, Option<&'a str>);
@@ -88,7 +83,7 @@ async fn bad_requests_name_the_field_and_write_nothing() {
     let oversized = format!(r#"{{"name":"node-b","ip":"192.0.2.2","pad":"{}"}}"#, "x".repeat(100_000));
     let (status, _) = raw(master, "POST", "/api/v1/nodes", Some(&oversized), Some(TOKEN)).await;
     assert_eq!(status, 413, "bodies over the limit are refused");
-    assert_eq!(revision(&cp).await, before, "no refused request wrote anything");
+    assert_eq!(cp.revision().await, before, "no refused request wrote anything");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,10 +100,10 @@ async fn every_request_but_the_probes_needs_the_token() {
             if path.ends_with("nowhere") { 400 } else { 200 }
         );
     }
-    let before = revision(&cp).await;
+    let before = cp.revision().await;
     let (status, _) = raw(master, "POST", "/api/v1/nodes", Some(r#"{"name":"n","ip":"192.0.2.9"}"#), None).await;
     assert_eq!(status, 401);
-    assert_eq!(revision(&cp).await, before);
+    assert_eq!(cp.revision().await, before);
     assert_eq!(master.probe("/healthz").await.expect("healthz").0, 200);
     assert_eq!(master.probe("/readyz").await.expect("readyz").0, 200);
 }
@@ -135,7 +130,10 @@ async fn sdnctl_round_trip() {
     let (ok, out, err) = sdnctl(master, &["nodes", "add", "node-a", "--ip", "192.0.2.1"]);
     assert!(ok, "{err}");
     assert!(out.lines().next().is_some_and(|h| h.split_whitespace().eq(["NAME", "IP", "SUBNET", "PHASE"])), "{out}");
-    assert!(out.contains("node-a") && out.contains("10.1.0.0/24") && out.contains("Allocated"), "{out}");
+    assert!(out.contains("node-a"), "{out}");
+    cp.wait_allocated(1, Duration::from_secs(20)).await;
+    let (ok, out, _) = sdnctl(master, &["nodes", "get", "node-a"]);
+    assert!(ok && out.contains("10.1.0.0/24") && out.contains("Allocated"), "{out}");
 
     let (ok, out, _) = sdnctl(master, &["nodes", "list", "-o", "json"]);
     assert!(ok);
@@ -158,6 +156,10 @@ async fn sdnctl_round_trip() {
     assert!(err.starts_with("error: ip: 192.0.2.1 is already registered by node node-a"), "{err}");
     let (ok, _, err) = sdnctl(master, &["nodes", "get", "nobody"]);
     assert!(!ok && err.contains("node nobody not found"), "{err}");
+    let (ok, _, err) = sdnctl(master, &["nodes", "get", "a/b"]);
+    assert!(!ok && err.contains("not a DNS-1123 label"), "{err}");
+    let (ok, _, err) = sdnctl(master, &["nodes", "add", "node-b", "--ip", "10.1.7.7"]);
+    assert!(!ok && err.contains("inside the cluster network"), "{err}");
     let (ok, _, err) = sdnctl(master, &["nodes", "add", "node-c", "--ip", "not-an-ip"]);
     assert!(!ok && err.contains("--ip"), "{err}");
     let (ok, _, err) = sdnctl(master, &["--server", "http://127.0.0.1:1", "nodes", "list"]);
@@ -219,21 +221,36 @@ async fn master_uses_etcd_over_tls_with_client_certificates() {
         format!("--etcd-key-file={}", pki.client_key.display()),
     ];
     let master = Master::start(dir.clone(), options).await.expect("master over TLS");
-    let node: NodeView = master
+    let _: NodeView = master
         .client()
         .post("/api/v1/nodes", &sdn_master::api::types::RegisterNode { name: "n1".into(), ip: [192, 0, 2, 1].into() })
         .await
         .expect("register");
-    assert_eq!(node.phase, Phase::Allocated);
-    let store = Store::connect(&etcd.config("/sdn")).await.expect("store over TLS");
-    assert_eq!(store.list::<sdn_cluster::HostSubnet>(&store.keys().subnets()).await.expect("subnets").len(), 1);
+    let store = Store::open(&etcd.config("/sdn")).await.expect("store over TLS");
+    let subnets = sdn_tests::wait::until(Duration::from_secs(20), || async {
+        match store.list::<sdn_cluster::HostSubnet>(&store.keys().subnets()).await {
+            Ok(subnets) if subnets.len() == 1 => Ok(subnets),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    subnets.expect("the node is allocated over TLS");
 
-    // Without a client certificate etcd refuses the master, which keeps retrying.
+    // Without a client certificate etcd refuses the master, which keeps
+    // retrying and says why.
     let mut options = MasterOptions::new("etcdtls-nocert", &etcd.endpoint());
     options.extra_args = vec![format!("--etcd-ca-file={}", pki.ca.display())];
-    let refused = Master::spawn(dir.clone(), options).expect("spawn");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(refused.probe("/readyz").await.expect("readyz").0, 503);
+    let mut refused = Master::spawn(dir.clone(), options).expect("spawn");
+    let body = refused.wait_unready(Duration::from_secs(20)).await.expect("never ready");
+    assert!(body.contains("not ready"), "{body}");
+    let log = sdn_tests::wait::until(Duration::from_secs(20), || async {
+        let log = refused.log();
+        if log.contains("retrying in") { Ok(log) } else { Err(log) }
+    })
+    .await
+    .expect("a retry is logged");
+    assert!(log.contains(&format!("etcd at {}", etcd.endpoint())), "{log}");
+    assert!(refused.process().is_running(), "it waits instead of exiting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::error::ApiError;
 use super::types::{NodeView, Phase, RegisterNode};
+use crate::allocator::NodeState;
 use crate::controller::Snapshot;
 use crate::metrics::ClusterStats;
 
@@ -26,11 +27,15 @@ fn snapshot(state: &AppState) -> Snapshot {
     Snapshot::from_cache(&state.informer.read(), state.store.keys())
 }
 
-fn view(snapshot: &Snapshot, name: &str) -> Option<NodeView> {
-    let node = snapshot.nodes.iter().find(|n| n.name == name)?;
-    let subnet = snapshot.subnet_of(name).map(|s| s.subnet);
+/// A node as the API shows it; `None` for a node whose record cannot be read.
+fn view(snapshot: &Snapshot, node: &NodeState) -> Option<NodeView> {
+    let subnet = snapshot.subnet_of(&node.name).map(|s| s.subnet);
     let phase = if subnet.is_some() { Phase::Allocated } else { Phase::Pending };
-    Some(NodeView { name: node.name.clone(), ip: node.ip, subnet, phase })
+    Some(NodeView { name: node.name.clone(), ip: node.ip?, subnet, phase })
+}
+
+fn find_view(snapshot: &Snapshot, name: &str) -> Option<NodeView> {
+    snapshot.nodes.iter().find(|n| n.name == name).and_then(|n| view(snapshot, n))
 }
 
 /// Parses a JSON body; a refusal names the offending field.
@@ -64,17 +69,21 @@ fn valid_name(field: &'static str, name: &str) -> Result<(), ApiError> {
 
 pub async fn list_nodes(State(state): State<AppState>) -> Json<Vec<NodeView>> {
     let snapshot = snapshot(&state);
-    Json(snapshot.nodes.iter().filter_map(|n| view(&snapshot, &n.name)).collect())
+    Json(snapshot.nodes.iter().filter_map(|n| view(&snapshot, n)).collect())
 }
 
 pub async fn get_node(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
     valid_name("name", &name)?;
-    view(&snapshot(&state), &name).map(Json).ok_or_else(|| ApiError::NotFound(format!("node {name} not found")))
+    find_view(&snapshot(&state), &name).map(Json).ok_or_else(|| ApiError::NotFound(format!("node {name} not found")))
 }
 
 pub async fn register_node(State(state): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     let request: RegisterNode = parse(&body)?;
     let node = Node { name: request.name, ip: request.ip };
+    node.validate()?;
+    if let Some(network) = snapshot(&state).network {
+        node.validate_outside(&network)?;
+    }
     let (registered, revision) = state.store.register_node(&node).await?;
     // Answer with the subnet when the leader allocates it promptly; a node
     // that has to wait (exhaustion, no leader) is answered as pending.
@@ -94,7 +103,7 @@ pub async fn register_node(State(state): State<AppState>, body: Bytes) -> Result
         Registered::Unchanged | Registered::IpChanged { .. } => StatusCode::OK,
     };
     let fallback = NodeView { name: node.name.clone(), ip: node.ip, subnet: None, phase: Phase::Pending };
-    Ok((status, Json(view(&snapshot(&state), &node.name).unwrap_or(fallback))))
+    Ok((status, Json(find_view(&snapshot(&state), &node.name).unwrap_or(fallback))))
 }
 
 /// Whether every host subnet is taken, so a new node cannot be served now.
@@ -117,7 +126,7 @@ pub async fn delete_node(State(state): State<AppState>, Path(name): Path<String>
 }
 
 pub async fn list_subnets(State(state): State<AppState>) -> Json<Vec<HostSubnet>> {
-    Json(snapshot(&state).subnets.into_iter().map(|s| s.record).collect())
+    Json(snapshot(&state).subnets.into_iter().filter_map(|s| s.record).collect())
 }
 
 pub async fn get_subnet(State(state): State<AppState>, Path(node): Path<String>) -> Result<Json<HostSubnet>, ApiError> {

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use sdn_cluster::informer::Informer;
@@ -48,8 +48,8 @@ pub struct AppState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("admin API TLS: {0}")]
-    Tls(std::io::Error),
+    #[error("admin API TLS certificate {cert} or key {key}: {source}")]
+    Tls { cert: std::path::PathBuf, key: std::path::PathBuf, source: std::io::Error },
     #[error("admin API on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -63,7 +63,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/network", get(handlers::get_network))
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::no_route)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::map_response(json_errors));
     let probes = Router::new().route("/healthz", get(handlers::healthz)).route("/readyz", get(handlers::readyz));
     api.merge(probes).layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state)
 }
@@ -81,6 +82,29 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
     }
 }
 
+/// Turns the plain-text errors axum makes itself (405, 413, rejected path
+/// parameters) into the API's JSON error body, so clients parse one format.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, BODY_LIMIT).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let error = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+    let mut response = Json(types::ErrorBody { error, field: None }).into_response();
+    *response.status_mut() = status;
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    response
+}
+
 /// Serves until `shutdown` fires, then drains requests for up to 5 s.
 pub async fn serve(config: &ApiConfig, state: AppState, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
     let app = router(state).into_make_service();
@@ -94,7 +118,11 @@ pub async fn serve(config: &ApiConfig, state: AppState, mut shutdown: watch::Rec
     let listen_error = |source| ServeError::Listen { addr, source };
     match &config.tls {
         Some((cert, key)) => {
-            let tls = RustlsConfig::from_pem_file(cert, key).await.map_err(ServeError::Tls)?;
+            let tls = RustlsConfig::from_pem_file(cert, key).await.map_err(|source| ServeError::Tls {
+                cert: cert.clone(),
+                key: key.clone(),
+                source,
+            })?;
             tracing::info!("admin API on https://{addr}");
             axum_server::bind_rustls(addr, tls).handle(handle).serve(app).await.map_err(listen_error)
         }

@@ -24,7 +24,7 @@ struct Cli {
     args: MasterArgs,
 }
 
-fn on_shutdown_signal(stop: watch::Sender<bool>) -> anyhow::Result<()> {
+fn on_shutdown_signal(stop: Arc<watch::Sender<bool>>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     tokio::spawn(async move {
@@ -48,7 +48,8 @@ async fn main() -> anyhow::Result<()> {
         .install_default()
         .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
     let (stop, shutdown) = watch::channel(false);
-    on_shutdown_signal(stop)?;
+    let stop = Arc::new(stop);
+    on_shutdown_signal(stop.clone())?;
 
     tracing::info!("master {} using etcd at {}", config.name, config.etcd.endpoints_display());
     let store = Store::open(&config.etcd).await?;
@@ -67,19 +68,35 @@ async fn main() -> anyhow::Result<()> {
             ensure_network_with_retry(&store, &network).await?;
             bootstrapped.store(true, Ordering::Relaxed);
             let election = tokio::spawn(elector.run(shutdown));
-            tokio::spawn(Controller { store, informer, leadership, metrics }.run());
-            anyhow::Ok(election)
+            let controller = tokio::spawn(Controller { store, informer, leadership, metrics }.run());
+            anyhow::Ok((election, controller))
         }
     };
     let state = AppState { store, informer, metrics, leadership, token: token.into(), bootstrapped };
     let serve = api::serve(&config.api, state, shutdown.clone());
     tokio::pin!(serve);
-    let election = tokio::select! {
-        election = startup => election?,
+    let (mut election, controller) = tokio::select! {
+        tasks = startup => tasks?,
         served = &mut serve => return served.context("admin API stopped"),
     };
-    serve.await.context("admin API stopped")?;
+    // The tasks run until shutdown; one that ends early is a bug, and a
+    // master that cannot allocate must not keep the leadership.
+    let failure = tokio::select! {
+        served = &mut serve => served.err().map(anyhow::Error::from),
+        ended = controller => Some(anyhow::anyhow!("the allocation controller stopped: {ended:?}")),
+        ended = &mut election => {
+            if *shutdown.borrow() {
+                // Shut down as asked; the API drains on its own.
+                return serve.await.context("admin API stopped");
+            }
+            return Err(anyhow::anyhow!("the leader election stopped: {ended:?}"));
+        }
+    };
+    stop.send_replace(true);
     // Resigning (in the election task) lets a standby take over at once.
-    election.await.context("leader election task")?;
-    Ok(())
+    let _ = election.await;
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
 }

@@ -10,8 +10,10 @@ use crate::api::types::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    #[error("no token: pass --token-file (or SDN_TOKEN_FILE) or --token (or SDN_TOKEN)")]
+    #[error("no token: pass --token-file (or set SDN_TOKEN_FILE) or --token (or set SDN_TOKEN)")]
     NoToken,
+    #[error("{0}")]
+    Invalid(String),
     #[error("token file {path}: {source}")]
     TokenFile { path: PathBuf, source: std::io::Error },
     #[error("CA file {path}: {reason}")]
@@ -77,7 +79,12 @@ impl Client {
         let text = response.text().await.unwrap_or_default();
         let message = match serde_json::from_str::<ErrorBody>(&text) {
             Ok(body) => body.error,
-            Err(_) => format!("{} {}", status, text.trim()),
+            // Not the API's error body (a proxy in between?): one line of it.
+            Err(_) => {
+                let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                let line: String = line.chars().take(200).collect();
+                if line.is_empty() { "no error message".into() } else { line }
+            }
         };
         Err(CtlError::Api { status, message })
     }

@@ -18,10 +18,11 @@ pub struct Cli {
     #[arg(long, env = "SDN_SERVER", default_value = "http://127.0.0.1:8440", global = true)]
     pub server: String,
     /// Bearer token (prefer --token-file: a flag shows in the process list).
-    #[arg(long, env = "SDN_TOKEN", hide_env_values = true, global = true)]
+    /// Without either flag: $SDN_TOKEN, then the file named by $SDN_TOKEN_FILE.
+    #[arg(long, global = true)]
     pub token: Option<String>,
     /// File holding the bearer token.
-    #[arg(long, env = "SDN_TOKEN_FILE", global = true)]
+    #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
     /// CA certificate that signed the master's TLS certificate.
     #[arg(long, env = "SDN_CA_FILE", global = true)]
@@ -81,27 +82,53 @@ pub enum NetworkCommand {
     Show,
 }
 
+fn read_token_file(path: PathBuf) -> Result<String, CtlError> {
+    match std::fs::read_to_string(&path) {
+        Ok(token) => Ok(token.trim().to_owned()),
+        Err(source) => Err(CtlError::TokenFile { path, source }),
+    }
+}
+
+/// The token: flags first, then the environment, so an explicit
+/// `--token-file` wins over an exported `SDN_TOKEN`.
+fn token(cli_token: Option<String>, cli_file: Option<PathBuf>) -> Result<String, CtlError> {
+    if let Some(token) = cli_token {
+        return Ok(token);
+    }
+    if let Some(path) = cli_file {
+        return read_token_file(path);
+    }
+    if let Some(token) = std::env::var_os("SDN_TOKEN") {
+        return Ok(token.to_string_lossy().trim().to_owned());
+    }
+    match std::env::var_os("SDN_TOKEN_FILE") {
+        Some(path) => read_token_file(path.into()),
+        None => Err(CtlError::NoToken),
+    }
+}
+
+/// Node names go into URL paths: refuse what is not a DNS-1123 label here,
+/// with the same message the API gives.
+fn node_name(name: String) -> Result<String, CtlError> {
+    sdn_cluster::records::validate_label("name", &name).map_err(|e| CtlError::Invalid(e.to_string()))?;
+    Ok(name)
+}
+
 /// Runs one command; returns what to print on stdout.
 pub async fn run(cli: Cli) -> Result<String, CtlError> {
-    let token = match (cli.token, &cli.token_file) {
-        (Some(token), _) => token,
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|source| CtlError::TokenFile { path: path.clone(), source })?
-            .trim()
-            .to_owned(),
-        (None, None) => return Err(CtlError::NoToken),
-    };
+    let token = token(cli.token, cli.token_file)?;
     let client = Client::new(&cli.server, token, cli.ca_file.as_deref())?;
     let json = cli.output == Output::Json;
     Ok(match cli.command {
         Command::Nodes(NodesCommand::List) => output::nodes(&client.get::<Vec<_>>("/api/v1/nodes").await?, json),
         Command::Nodes(NodesCommand::Get { name }) => {
-            output::node(&client.get(&format!("/api/v1/nodes/{name}")).await?, json)
+            output::node(&client.get(&format!("/api/v1/nodes/{}", node_name(name)?)).await?, json)
         }
         Command::Nodes(NodesCommand::Add { name, ip }) => {
             output::node(&client.post("/api/v1/nodes", &RegisterNode { name, ip }).await?, json)
         }
         Command::Nodes(NodesCommand::Delete { name }) => {
+            let name = node_name(name)?;
             client.delete(&format!("/api/v1/nodes/{name}")).await?;
             if json { String::new() } else { format!("node {name} deleted\n") }
         }

@@ -63,7 +63,12 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
     let token_file = run.path().join("token");
     let env = format!("export SDN_SERVER={}\nexport SDN_TOKEN_FILE={}\n", master.url(), token_file.display());
     std::fs::write(run.path().join("env"), &env).context("writing the lab's env file")?;
-    let nodes: Vec<NodeView> = client.get("/api/v1/nodes").await?;
+    let nodes = sdn_tests::wait::until(std::time::Duration::from_secs(20), || async {
+        let nodes: Vec<NodeView> = client.get("/api/v1/nodes").await.map_err(|e| e.to_string())?;
+        if nodes.iter().all(|n| n.subnet.is_some()) { Ok(nodes) } else { Err(format!("{nodes:?}")) }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the demo nodes did not get subnets: {e}"))?;
 
     println!("sdn lab is up ({})", run.path().display());
     println!("  etcd     {}", etcd.endpoint());
