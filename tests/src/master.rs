@@ -210,27 +210,40 @@ pub struct Allocations {
 }
 
 impl Allocations {
+    /// Reads subnets and claims in one transaction, so both are of one
+    /// revision even while the master is writing.
     pub async fn read(store: &Store) -> Self {
         let keys: &Keys = store.keys();
-        let subnets: Vec<HostSubnet> = match store.list(&keys.subnets()).await {
-            Ok(s) => s,
-            Err(err) => panic!("listing subnets: {err}"),
-        };
-        let mut client = store.client();
-        let claims_dir = format!("{}/subnet-claims/", keys.prefix());
-        let resp = match client.get(claims_dir.as_str(), Some(etcd_client::GetOptions::new().with_prefix())).await {
+        let prefix = || Some(etcd_client::GetOptions::new().with_prefix());
+        let txn = etcd_client::Txn::new().and_then([
+            etcd_client::TxnOp::get(keys.subnets(), prefix()),
+            etcd_client::TxnOp::get(keys.subnet_claims(), prefix()),
+        ]);
+        let resp = match store.txn(txn).await {
             Ok(resp) => resp,
-            Err(err) => panic!("listing claims: {err}"),
+            Err(err) => panic!("reading allocations: {err}"),
         };
-        let claims = resp
-            .kvs()
+        let responses = resp.op_responses();
+        let kvs = |i: usize| match responses.get(i) {
+            Some(etcd_client::TxnOpResponse::Get(get)) => get.kvs().to_vec(),
+            other => panic!("unexpected txn response {other:?}"),
+        };
+        let subnets = kvs(0)
+            .iter()
+            .map(|kv| {
+                let record: HostSubnet = decode_record(&String::from_utf8_lossy(kv.key()), kv.value());
+                (record.host, record.subnet)
+            })
+            .collect();
+        let claims_dir = keys.subnet_claims();
+        let claims = kvs(1)
             .iter()
             .map(|kv| {
                 let key = String::from_utf8_lossy(kv.key());
                 (key.trim_start_matches(&claims_dir).to_owned(), String::from_utf8_lossy(kv.value()).into_owned())
             })
             .collect();
-        Self { subnets: subnets.into_iter().map(|s| (s.host, s.subnet)).collect(), claims }
+        Self { subnets, claims }
     }
 
     /// Panics unless every allocation is distinct, inside `network`, and
