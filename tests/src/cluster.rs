@@ -64,18 +64,25 @@ impl ControlPlane {
 
     /// Waits until exactly `count` nodes have subnets.
     pub async fn wait_allocated(&self, count: usize, timeout: Duration) -> Allocations {
-        self.wait_allocations(&format!("exactly {count}"), timeout, |n| n == count).await
+        self.wait_allocations(&format!("exactly {count}"), timeout, |a| a.subnets.len() == count).await
     }
 
     /// Waits until at least `count` nodes have subnets.
     pub async fn wait_allocated_at_least(&self, count: usize, timeout: Duration) -> Allocations {
-        self.wait_allocations(&format!("at least {count}"), timeout, |n| n >= count).await
+        self.wait_allocations(&format!("at least {count}"), timeout, |a| a.subnets.len() >= count).await
     }
 
-    async fn wait_allocations(&self, what: &str, timeout: Duration, done: impl Fn(usize) -> bool) -> Allocations {
+    /// Waits until the allocations satisfy `done`; `what` describes it for
+    /// the failure message.
+    pub async fn wait_allocations(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Allocations) -> bool,
+    ) -> Allocations {
         let result = wait::until(timeout, || async {
             let a = self.allocations().await;
-            if done(a.subnets.len()) { Ok(a) } else { Err(format!("{} allocated", a.subnets.len())) }
+            if done(&a) { Ok(a) } else { Err(format!("{:?}", a.subnets)) }
         })
         .await;
         match result {

@@ -41,8 +41,16 @@ pub fn remove_stale() {
     }
 }
 
-/// Kills the processes recorded in `dir` that are still ours.
+/// Whether `pid` still runs (a zombie has ended; only its parent's wait is missing).
+fn running(pid: i32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    !status.is_empty() && !status.contains("State:\tZ")
+}
+
+/// Kills the processes recorded in `dir` that are still ours, and waits
+/// (up to 5 s) until they are gone.
 pub fn kill_recorded(dir: &Path) {
+    let mut killed = Vec::new();
     for pid in RunDir::pids(dir) {
         // Only our own kinds of process: a pid may have been reused.
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -50,7 +58,12 @@ pub fn kill_recorded(dir: &Path) {
         if cmdline.contains("etcd") || cmdline.contains("sdn-") {
             // SAFETY: kill(2) with a pid read from our own record; no memory is involved.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed.push(pid);
         }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while killed.iter().any(|&pid| running(pid)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

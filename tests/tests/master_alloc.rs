@@ -207,9 +207,12 @@ async fn exhaustion_waits_quietly_and_recovers() {
     for gone in ["node-0", "node-1"] {
         master.client().delete(&format!("/api/v1/nodes/{gone}")).await.expect("delete");
     }
-    let after = cp.wait_allocated(4, Duration::from_secs(20)).await;
+    let after = cp
+        .wait_allocations("node-4 and node-5 served", Duration::from_secs(20), |a| {
+            a.subnets.len() == 4 && a.subnets.contains_key("node-4") && a.subnets.contains_key("node-5")
+        })
+        .await;
     after.assert_consistent(&cp.network);
-    assert!(after.subnets.contains_key("node-4") && after.subnets.contains_key("node-5"), "{after:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
