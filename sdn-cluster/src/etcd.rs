@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use serde::Deserialize;
 
 use crate::keys::DEFAULT_PREFIX;
 
@@ -28,6 +29,89 @@ impl Default for EtcdConfig {
 pub struct EtcdTls {
     pub ca_file: PathBuf,
     pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// The etcd flags both daemons take; each overrides the same key of a
+/// config file's `[etcd]` section ([`EtcdFile`]).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated [default: http://127.0.0.1:2379].
+    #[arg(long = "etcd-endpoints", value_delimiter = ',', value_name = "URLS", env = "SDN_ETCD_ENDPOINTS")]
+    pub endpoints: Option<Vec<String>>,
+    /// Key prefix of everything sdn stores [default: /sdn].
+    #[arg(long = "etcd-prefix", value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// CA certificate that signed etcd's server certificates (https:// endpoints).
+    #[arg(long = "etcd-ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate for etcd (with --etcd-key-file).
+    #[arg(long = "etcd-cert-file", value_name = "FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Client key for etcd (with --etcd-cert-file).
+    #[arg(long = "etcd-key-file", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// The `[etcd]` section of a config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EtcdFile {
+    pub endpoints: Option<Vec<String>>,
+    pub prefix: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// An etcd setting that cannot work, named as in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct EtcdConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl EtcdArgs {
+    /// Flags over file over defaults, validated.
+    pub fn resolve(self, file: EtcdFile) -> Result<EtcdConfig, EtcdConfigError> {
+        let invalid = |field, reason: String| Err(EtcdConfigError { field, reason });
+        let defaults = EtcdConfig::default();
+        let endpoints = self.endpoints.or(file.endpoints).unwrap_or(defaults.endpoints);
+        if endpoints.is_empty() {
+            return invalid("etcd.endpoints", "at least one endpoint is needed".into());
+        }
+        if let Some(bad) = endpoints.iter().find(|e| !(e.starts_with("http://") || e.starts_with("https://"))) {
+            return invalid("etcd.endpoints", format!("{bad:?} must start with http:// or https://"));
+        }
+        let prefix = self.prefix.or(file.prefix).unwrap_or(defaults.prefix);
+        if !prefix.starts_with('/') || prefix.trim_end_matches('/').is_empty() {
+            return invalid("etcd.prefix", format!("{prefix:?} must start with '/' and name a directory"));
+        }
+        let client = match (self.cert_file.or(file.cert_file), self.key_file.or(file.key_file)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => return invalid("etcd.key-file", "needed with etcd.cert-file".into()),
+            (None, Some(_)) => return invalid("etcd.cert-file", "needed with etcd.key-file".into()),
+        };
+        let tls = match (self.ca_file.or(file.ca_file), client) {
+            (Some(ca_file), client) => Some(EtcdTls { ca_file, client }),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return invalid(
+                    "etcd.ca-file",
+                    "needed with a client certificate, to check etcd's server certificate".into(),
+                );
+            }
+        };
+        let https = endpoints.iter().filter(|e| e.starts_with("https://")).count();
+        if (tls.is_some() && https != endpoints.len()) || (tls.is_none() && https > 0) {
+            return invalid(
+                "etcd.endpoints",
+                "use https:// endpoints exactly when etcd.ca-file is given (and only those)".into(),
+            );
+        }
+        Ok(EtcdConfig { endpoints, prefix, tls })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +225,34 @@ impl EtcdConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_bad_settings_are_named() {
+        let file = EtcdFile { endpoints: Some(vec!["http://192.0.2.1:2379".into()]), ..Default::default() };
+        let args = EtcdArgs { prefix: Some("/other".into()), ..Default::default() };
+        let config = args.resolve(file).expect("valid");
+        assert_eq!(config.endpoints, ["http://192.0.2.1:2379"]);
+        assert_eq!(config.prefix, "/other");
+        let cases = [
+            (EtcdArgs { endpoints: Some(vec!["127.0.0.1:2379".into()]), ..Default::default() }, "etcd.endpoints"),
+            (EtcdArgs { endpoints: Some(vec![]), ..Default::default() }, "etcd.endpoints"),
+            (EtcdArgs { prefix: Some("//".into()), ..Default::default() }, "etcd.prefix"),
+            (EtcdArgs { cert_file: Some("/c".into()), ..Default::default() }, "etcd.key-file"),
+            (EtcdArgs { key_file: Some("/k".into()), ..Default::default() }, "etcd.cert-file"),
+            (
+                EtcdArgs { cert_file: Some("/c".into()), key_file: Some("/k".into()), ..Default::default() },
+                "etcd.ca-file",
+            ),
+            (
+                EtcdArgs { endpoints: Some(vec!["https://127.0.0.1:2379".into()]), ..Default::default() },
+                "etcd.endpoints",
+            ),
+            (EtcdArgs { ca_file: Some("/ca".into()), ..Default::default() }, "etcd.endpoints"),
+        ];
+        for (args, field) in cases {
+            assert_eq!(args.resolve(EtcdFile::default()).expect_err(field).field, field);
+        }
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

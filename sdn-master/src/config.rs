@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use ipnetwork::{IpNetwork, Ipv4Network};
-use sdn_cluster::etcd::{EtcdConfig, EtcdTls};
+use sdn_cluster::etcd::{EtcdArgs, EtcdConfig, EtcdConfigError, EtcdFile};
 use sdn_cluster::{ClusterNetwork, NetworkError};
 use serde::Deserialize;
 
@@ -29,6 +29,8 @@ pub enum ConfigError {
     },
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    #[error(transparent)]
+    Etcd(#[from] EtcdConfigError),
 }
 
 /// The config-file key of a `ClusterNetwork` field.
@@ -69,21 +71,8 @@ pub struct MasterArgs {
     /// Pod MTU [default: each node's underlay MTU less 50].
     #[arg(long)]
     pub mtu: Option<u32>,
-    /// etcd endpoints, comma-separated [default: http://127.0.0.1:2379].
-    #[arg(long, value_delimiter = ',', value_name = "URLS", env = "SDN_ETCD_ENDPOINTS")]
-    pub etcd_endpoints: Option<Vec<String>>,
-    /// Key prefix of everything sdn stores [default: /sdn].
-    #[arg(long, value_name = "PREFIX")]
-    pub etcd_prefix: Option<String>,
-    /// CA certificate that signed etcd's server certificates.
-    #[arg(long, value_name = "FILE")]
-    pub etcd_ca_file: Option<PathBuf>,
-    /// Client certificate for etcd (with --etcd-key-file).
-    #[arg(long, value_name = "FILE")]
-    pub etcd_cert_file: Option<PathBuf>,
-    /// Client key for etcd (with --etcd-cert-file).
-    #[arg(long, value_name = "FILE")]
-    pub etcd_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// Address of the admin API [default: 127.0.0.1:8440].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -109,7 +98,7 @@ struct FileConfig {
     #[serde(default)]
     network: FileNetwork,
     #[serde(default)]
-    etcd: FileEtcd,
+    etcd: EtcdFile,
     #[serde(default)]
     api: FileApi,
 }
@@ -122,16 +111,6 @@ struct FileNetwork {
     service_network: Option<IpNetwork>,
     vxlan_port: Option<u16>,
     mtu: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileEtcd {
-    endpoints: Option<Vec<String>>,
-    prefix: Option<String>,
-    ca_file: Option<PathBuf>,
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,51 +177,7 @@ impl MasterConfig {
         };
         network.validate()?;
 
-        let etcd_defaults = EtcdConfig::default();
-        let endpoints = args.etcd_endpoints.or(file.etcd.endpoints).unwrap_or(etcd_defaults.endpoints);
-        if endpoints.is_empty() {
-            return Err(ConfigError::Invalid {
-                field: "etcd.endpoints",
-                reason: "at least one endpoint is needed".into(),
-            });
-        }
-        for endpoint in &endpoints {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(ConfigError::Invalid {
-                    field: "etcd.endpoints",
-                    reason: format!("{endpoint:?} must start with http:// or https://"),
-                });
-            }
-        }
-        let prefix = args.etcd_prefix.or(file.etcd.prefix).unwrap_or(etcd_defaults.prefix);
-        if !prefix.starts_with('/') || prefix.trim_end_matches('/').is_empty() {
-            return Err(ConfigError::Invalid {
-                field: "etcd.prefix",
-                reason: format!("{prefix:?} must start with '/' and name a directory"),
-            });
-        }
-        let client = pair(
-            ("etcd.cert-file", args.etcd_cert_file.or(file.etcd.cert_file)),
-            ("etcd.key-file", args.etcd_key_file.or(file.etcd.key_file)),
-        )?;
-        let tls = match (args.etcd_ca_file.or(file.etcd.ca_file), client) {
-            (Some(ca_file), client) => Some(EtcdTls { ca_file, client }),
-            (None, None) => None,
-            (None, Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    field: "etcd.ca-file",
-                    reason: "needed with a client certificate, to check etcd's server certificate".into(),
-                });
-            }
-        };
-
-        let https = endpoints.iter().any(|e| e.starts_with("https://"));
-        if https != tls.is_some() || endpoints.iter().any(|e| e.starts_with("https://") != https) {
-            return Err(ConfigError::Invalid {
-                field: "etcd.endpoints",
-                reason: "use https:// endpoints exactly when etcd.ca-file is given (and only those)".into(),
-            });
-        }
+        let etcd = args.etcd.resolve(file.etcd)?;
 
         let api = ApiConfig {
             listen: args.listen.or(file.api.listen).unwrap_or(DEFAULT_LISTEN),
@@ -260,7 +195,7 @@ impl MasterConfig {
         if name.is_empty() {
             return Err(ConfigError::Invalid { field: "name", reason: "must not be empty".into() });
         }
-        Ok(Self { name, network, etcd: EtcdConfig { endpoints, prefix, tls }, api, lease_ttl })
+        Ok(Self { name, network, etcd, api, lease_ttl })
     }
 }
 
