@@ -1,4 +1,7 @@
-//! The node agent `sdn-node` and the CNI plugin `sdn-cni`.
+//! The node agent `sdn-node` and the CNI plugin `sdn-cni` (seed 003 §4.2.3).
 //!
-//! This crate is the agreed home of the node side (issue 3 builds the agent,
-//! issue 4 the CNI plugin, issue 5 the cluster DNS); it holds nothing yet.
+//! - [`net`]: the node's devices: a pure layout and a netlink adapter.
+//! - [`netns`]: running work inside a network namespace.
+
+pub mod net;
+pub mod netns;

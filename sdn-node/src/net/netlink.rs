@@ -1,0 +1,259 @@
+//! The netlink adapter: links, addresses and routes of the network namespace
+//! the calling thread is in, through `rtnetlink`. Every `ensure_*` call is
+//! idempotent: it changes only what differs, so an agent restarted on a
+//! built node adopts it instead of recreating it.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use ipnetwork::Ipv4Network;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("opening a netlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error("netlink: {what}: {source}")]
+    Netlink { what: String, source: rtnetlink::Error },
+    #[error("{name} exists but is a {found} device, not a {wanted}; it is not ours: remove it or rename it")]
+    Foreign { name: String, found: String, wanted: &'static str },
+    #[error("{0} not found")]
+    Missing(String),
+    #[error("writing {path}: {source}")]
+    Sysctl { path: String, source: std::io::Error },
+}
+
+fn failed(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+    let what = what.into();
+    move |source| NetError::Netlink { what, source }
+}
+
+/// What the agent needs to know of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub index: u32,
+    pub mtu: u32,
+    pub mac: [u8; 6],
+    pub controller: Option<u32>,
+    pub kind: Option<String>,
+    pub up: bool,
+}
+
+impl Link {
+    fn from_message(message: &LinkMessage) -> Self {
+        let mut link = Link {
+            name: String::new(),
+            index: message.header.index,
+            mtu: 0,
+            mac: [0; 6],
+            controller: None,
+            kind: None,
+            up: message.header.flags.contains(netlink_packet_route::link::LinkFlags::Up),
+        };
+        for attribute in &message.attributes {
+            match attribute {
+                LinkAttribute::IfName(name) => link.name = name.clone(),
+                LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+                LinkAttribute::Address(mac) if mac.len() == 6 => link.mac.copy_from_slice(mac),
+                LinkAttribute::Controller(index) => link.controller = Some(*index),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        if let LinkInfo::Kind(kind) = info {
+                            link.kind = Some(kind_name(kind));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link
+    }
+}
+
+fn kind_name(kind: &InfoKind) -> String {
+    match kind {
+        InfoKind::Bridge => "bridge".into(),
+        InfoKind::Veth => "veth".into(),
+        InfoKind::Vxlan => "vxlan".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// A netlink connection in the calling thread's network namespace; its
+    /// I/O task runs on the current tokio runtime.
+    pub fn connect() -> Result<Self, NetError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetError::Socket)?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    pub async fn link(&self, name: &str) -> Result<Option<Link>, NetError> {
+        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
+        match links.try_next().await {
+            Ok(message) => Ok(message.as_ref().map(Link::from_message)),
+            // The kernel answers a lookup of a missing name with ENODEV.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(err) => Err(failed(format!("looking up {name}"))(err)),
+        }
+    }
+
+    pub async fn require(&self, name: &str) -> Result<Link, NetError> {
+        self.link(name).await?.ok_or_else(|| NetError::Missing(name.to_owned()))
+    }
+
+    /// The link, if it exists and is of `kind`; an error if it is of another.
+    async fn existing(&self, name: &str, kind: &'static str) -> Result<Option<Link>, NetError> {
+        match self.link(name).await? {
+            Some(link) if link.kind.as_deref() == Some(kind) => Ok(Some(link)),
+            Some(link) => Err(NetError::Foreign {
+                name: name.to_owned(),
+                found: link.kind.unwrap_or_else(|| "plain".into()),
+                wanted: kind,
+            }),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn ensure_bridge(&self, name: &str, mtu: u32) -> Result<Link, NetError> {
+        if self.existing(name, "bridge").await?.is_none() {
+            let message = LinkBridge::new(name).mtu(mtu).build();
+            self.handle.link().add(message).execute().await.map_err(failed(format!("creating bridge {name}")))?;
+        }
+        self.settle(name, mtu).await
+    }
+
+    pub async fn ensure_veth(&self, name: &str, peer: &str, mtu: u32) -> Result<(Link, Link), NetError> {
+        if self.existing(name, "veth").await?.is_none() {
+            let message = LinkVeth::new(name, peer).mtu(mtu).build();
+            self.handle.link().add(message).execute().await.map_err(failed(format!("creating veth {name}")))?;
+        }
+        Ok((self.settle(name, mtu).await?, self.settle(peer, mtu).await?))
+    }
+
+    /// A VXLAN device in external (collect-metadata) mode: eBPF sets each
+    /// packet's tunnel destination, so no remote or VNI is configured.
+    pub async fn ensure_vxlan(&self, name: &str, port: u16, mtu: u32) -> Result<Link, NetError> {
+        if self.existing(name, "vxlan").await?.is_none() {
+            let message = LinkVxlan::new(name, 0).port(port).collect_metadata(true).learning(false).mtu(mtu).build();
+            self.handle.link().add(message).execute().await.map_err(failed(format!("creating vxlan {name}")))?;
+        }
+        self.settle(name, mtu).await
+    }
+
+    /// Sets the MTU if it differs and brings the link up.
+    async fn settle(&self, name: &str, mtu: u32) -> Result<Link, NetError> {
+        let link = self.require(name).await?;
+        if link.mtu != mtu || !link.up {
+            let message = LinkUnspec::new_with_index(link.index).mtu(mtu).up().build();
+            self.handle.link().set(message).execute().await.map_err(failed(format!("setting up {name}")))?;
+        }
+        self.require(name).await
+    }
+
+    /// Makes `port` a port of `bridge`.
+    pub async fn attach(&self, port: &Link, bridge: &Link) -> Result<(), NetError> {
+        if port.controller == Some(bridge.index) {
+            return Ok(());
+        }
+        let message = LinkUnspec::new_with_index(port.index).controller(bridge.index).build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(failed(format!("adding {} to {}", port.name, bridge.name)))
+    }
+
+    /// Adds `ip/prefix` to the link unless it is there. Without a prefix
+    /// route when `prefix_route` is false (lbr0 shares tun0's address).
+    pub async fn ensure_address(
+        &self,
+        link: &Link,
+        ip: Ipv4Addr,
+        prefix: u8,
+        prefix_route: bool,
+    ) -> Result<(), NetError> {
+        let mut addresses = self.handle.address().get().set_link_index_filter(link.index).execute();
+        while let Some(message) =
+            addresses.try_next().await.map_err(failed(format!("listing addresses of {}", link.name)))?
+        {
+            let has =
+                message.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(IpAddr::V4(a)) if *a == ip));
+            if has && message.header.prefix_len == prefix {
+                return Ok(());
+            }
+        }
+        let mut request = self.handle.address().add(link.index, IpAddr::V4(ip), prefix);
+        if !prefix_route {
+            request.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Noprefixroute));
+        }
+        request.execute().await.map_err(failed(format!("adding {ip}/{prefix} to {}", link.name)))
+    }
+
+    /// Routes `destination` out of `link` (replacing a route to the same
+    /// destination that points elsewhere).
+    pub async fn ensure_route(&self, destination: Ipv4Network, link: &Link) -> Result<(), NetError> {
+        let route: RouteMessage = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(destination.network(), destination.prefix())
+            .output_interface(link.index)
+            .build();
+        self.handle
+            .route()
+            .add(route)
+            .replace()
+            .execute()
+            .await
+            .map_err(failed(format!("routing {destination} via {}", link.name)))
+    }
+
+    /// Whether a route to exactly `destination` goes out of `link`.
+    pub async fn has_route(&self, destination: Ipv4Network, link: &Link) -> Result<bool, NetError> {
+        let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut routes = self.handle.route().get(filter).execute();
+        while let Some(route) = routes.try_next().await.map_err(failed("listing routes"))? {
+            let dst = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(netlink_packet_route::route::RouteAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            let oif = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(index) => Some(*index),
+                _ => None,
+            });
+            if dst == Some(destination.network())
+                && route.header.destination_prefix_length == destination.prefix()
+                && oif == Some(link.index)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Deletes a link; returns whether it existed.
+    pub async fn delete(&self, name: &str) -> Result<bool, NetError> {
+        let Some(link) = self.link(name).await? else { return Ok(false) };
+        self.handle.link().del(link.index).execute().await.map_err(failed(format!("deleting {name}")))?;
+        Ok(true)
+    }
+}
+
+/// Writes an IPv4 sysctl of the current network namespace
+/// (`/proc/sys/net/ipv4/...` is per namespace).
+pub fn set_sysctl(key: &str, value: &str) -> Result<(), NetError> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    if current.trim() == value {
+        return Ok(());
+    }
+    std::fs::write(&path, value).map_err(|source| NetError::Sysctl { path, source })
+}

@@ -1,0 +1,105 @@
+//! `net::build` in a real network namespace: it creates every device,
+//! address and route of docs/dataplane.md, and a second run (an agent
+//! restarted on a built node) changes nothing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use sdn_cluster::{ClusterNetwork, HostSubnet};
+use sdn_node::net::layout::NodeLayout;
+use sdn_node::net::netlink::Netlink;
+use sdn_node::net::{self};
+use sdn_node::netns;
+
+/// A network namespace for one test, deleted when dropped.
+struct Namespace(String);
+
+impl Namespace {
+    fn new(tag: &str) -> Self {
+        let name = format!("sdn-t-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let status = Command::new("ip").args(["netns", "add", &name]).status().expect("run ip (iproute2)");
+        assert!(status.success(), "ip netns add {name} failed: this test needs root");
+        Self(name)
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.0)
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        let out = Command::new("ip").arg("-n").arg(&self.0).args(args).output().expect("run ip");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn layout() -> NodeLayout {
+    let subnet = HostSubnet {
+        host: "node-1".into(),
+        host_ip: "192.0.2.11".parse().expect("ip"),
+        subnet: "10.1.3.0/24".parse().expect("cidr"),
+    };
+    NodeLayout::new(&ClusterNetwork::default(), &subnet, 1500).expect("layout")
+}
+
+fn build(ns: &Namespace) -> Result<net::NodeDevices, net::netlink::NetError> {
+    let layout = layout();
+    netns::run_in(&ns.path(), move || async move {
+        let nl = Netlink::connect()?;
+        net::build(&nl, &layout).await
+    })
+    .expect("thread in the namespace")
+}
+
+#[test]
+fn builds_the_node_devices_and_adopts_them_on_a_second_run() {
+    let ns = Namespace::new("build");
+    let first = build(&ns).expect("first build");
+    // "index: name@peer" of every link: a recreated link gets a new index.
+    let identities = || -> Vec<String> {
+        ns.ip(&["-o", "link", "show"]).lines().map(|l| l.split(':').take(2).collect::<Vec<_>>().join(":")).collect()
+    };
+    let links_before = identities();
+    let second = build(&ns).expect("second build adopts");
+    assert_eq!(first.tun0.index, second.tun0.index, "tun0 was kept, not recreated");
+    assert_eq!(first.vxlan0.index, second.vxlan0.index);
+    assert_eq!(identities(), links_before, "a second run recreates no link");
+
+    let links = ns.ip(&["-d", "link", "show"]);
+    for expected in ["br0:", "tun0@tun0-br", "tun0-br@tun0", "vxlan0:", "lbr0:", "vlinuxbr@vovsbr", "vovsbr@vlinuxbr"] {
+        assert!(links.contains(expected), "{expected} missing:\n{links}");
+    }
+    let vxlan = ns.ip(&["-d", "link", "show", "vxlan0"]);
+    assert!(vxlan.contains("external") && vxlan.contains("dstport 4789") && vxlan.contains("master br0"), "{vxlan}");
+    assert!(ns.ip(&["link", "show", "tun0-br"]).contains("master br0"));
+    assert!(ns.ip(&["link", "show", "vovsbr"]).contains("master br0"));
+    assert!(ns.ip(&["link", "show", "vlinuxbr"]).contains("master lbr0"));
+    assert!(ns.ip(&["link", "show", "tun0"]).contains("mtu 1450"));
+    assert!(ns.ip(&["addr", "show", "tun0"]).contains("inet 10.1.3.1/24"));
+    assert!(ns.ip(&["addr", "show", "lbr0"]).contains("noprefixroute"));
+    let routes = ns.ip(&["route", "show"]);
+    assert!(routes.contains("10.1.0.0/16 dev tun0"), "{routes}");
+    assert!(routes.contains("10.1.3.0/24 dev tun0"), "{routes}");
+    assert!(!routes.contains("dev lbr0"), "lbr0 adds no route:\n{routes}");
+    let forward = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "cat", "/proc/sys/net/ipv4/ip_forward"])
+        .output()
+        .expect("read sysctl");
+    assert_eq!(String::from_utf8_lossy(&forward.stdout).trim(), "1");
+}
+
+#[test]
+fn a_foreign_device_with_our_name_is_not_touched() {
+    let ns = Namespace::new("foreign");
+    let status = Command::new("ip").args(["-n", &ns.0, "link", "add", "br0", "type", "veth", "peer", "x0"]).status();
+    assert!(status.expect("ip").success());
+    let err = build(&ns).expect_err("br0 is someone else's veth");
+    assert!(err.to_string().contains("br0 exists but is a veth device, not a bridge"), "{err}");
+    assert!(ns.ip(&["link", "show", "br0"]).contains("br0@x0"), "left as it was");
+}
