@@ -2,6 +2,8 @@
 //!
 //! - [`net`]: the node's devices: a pure layout and a netlink adapter.
 //! - [`netns`]: running work inside a network namespace.
+//! - [`nat`]: the nftables table that masquerades traffic leaving the cluster.
 
+pub mod nat;
 pub mod net;
 pub mod netns;

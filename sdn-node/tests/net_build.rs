@@ -103,3 +103,35 @@ fn a_foreign_device_with_our_name_is_not_touched() {
     assert!(err.to_string().contains("br0 exists but is a veth device, not a bridge"), "{err}");
     assert!(ns.ip(&["link", "show", "br0"]).contains("br0@x0"), "left as it was");
 }
+
+#[test]
+fn nat_table_is_ours_alone_and_replaced_whole() {
+    let ns = Namespace::new("nat");
+    let nft = |args: &[&str]| Command::new("ip").args(["netns", "exec", &ns.0, "nft"]).args(args).status();
+    for args in [
+        &["add", "table", "ip", "other"][..],
+        &["add chain ip other c { type nat hook postrouting priority 100 ; }"],
+        &["add", "rule", "ip", "other", "c", "masquerade"],
+    ] {
+        assert!(nft(args).expect("nft").success(), "a table of someone else: nft {args:?}");
+    }
+    let apply = |port: u16| {
+        netns::run_in(
+            &ns.path(),
+            move || async move { sdn_node::nat::apply("10.1.0.0/16".parse().expect("cidr"), port) },
+        )
+        .expect("thread")
+    };
+    apply(4789).expect("first apply");
+    apply(4790).expect("second apply replaces");
+    let list = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "ruleset"]).output().expect("nft");
+    let ruleset = String::from_utf8_lossy(&list.stdout);
+    assert!(ruleset.contains("table ip other"), "other tables stay:\n{ruleset}");
+    assert!(ruleset.contains("udp dport 4790 accept") && !ruleset.contains("4789"), "replaced whole:\n{ruleset}");
+    assert!(ruleset.contains("ip saddr 10.1.0.0/16 ip daddr != 10.1.0.0/16 masquerade"), "{ruleset}");
+    netns::run_in(&ns.path(), || async { sdn_node::nat::remove() }).expect("thread").expect("remove");
+    netns::run_in(&ns.path(), || async { sdn_node::nat::remove() }).expect("thread").expect("remove twice");
+    let list = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "ruleset"]).output().expect("nft");
+    let ruleset = String::from_utf8_lossy(&list.stdout);
+    assert!(!ruleset.contains("inet sdn") && ruleset.contains("table ip other"), "{ruleset}");
+}
