@@ -3,7 +3,9 @@
 //! - [`net`]: the node's devices: a pure layout and a netlink adapter.
 //! - [`netns`]: running work inside a network namespace.
 //! - [`nat`]: the nftables table that masquerades traffic leaving the cluster.
+//! - [`ipam`]: pod addresses from the node subnet, recorded one file each.
 
+pub mod ipam;
 pub mod nat;
 pub mod net;
 pub mod netns;

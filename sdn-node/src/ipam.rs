@@ -1,0 +1,181 @@
+//! Pod addresses from the node's subnet.
+//!
+//! The choice is pure ([`next_free`]); the record is a directory with one
+//! file per address (named by the address, holding the pod ID), created with
+//! `O_EXCL`, as the reference `host-local` plugin does. The directory is the
+//! truth: it survives agent restarts, and no address is handed to two live
+//! pods because a second create of the same file fails.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnetwork::Ipv4Network;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IpamError {
+    #[error("no free address left in {0}")]
+    Exhausted(Ipv4Network),
+    #[error("IPAM state {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// The first free host address after `after` (wrapping around), skipping
+/// the network and broadcast addresses and the gateway. Starting after the
+/// last one handed out keeps a released address from being reused at once.
+pub fn next_free(
+    subnet: Ipv4Network,
+    gateway: Ipv4Addr,
+    used: &HashSet<Ipv4Addr>,
+    after: Option<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    let size = subnet.size();
+    if size < 4 {
+        return None;
+    }
+    let base = u32::from(subnet.network());
+    // Host offsets run from 1 to size - 2.
+    let hosts = size - 2;
+    let start = after.filter(|ip| subnet.contains(*ip)).map_or(0, |ip| u32::from(ip) - base);
+    (0..hosts)
+        .map(|i| base + 1 + (start + i) % hosts)
+        .map(Ipv4Addr::from)
+        .find(|ip| *ip != gateway && !used.contains(ip))
+}
+
+/// The address records of one node's subnet.
+pub struct IpamStore {
+    dir: PathBuf,
+    subnet: Ipv4Network,
+    gateway: Ipv4Addr,
+}
+
+const LAST: &str = "last-reserved";
+
+impl IpamStore {
+    pub fn open(dir: &Path, subnet: Ipv4Network, gateway: Ipv4Addr) -> Result<Self, IpamError> {
+        std::fs::create_dir_all(dir).map_err(|source| IpamError::Io { path: dir.to_owned(), source })?;
+        Ok(Self { dir: dir.to_owned(), subnet, gateway })
+    }
+
+    fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> IpamError {
+        let path = path.to_owned();
+        move |source| IpamError::Io { path, source }
+    }
+
+    /// Every recorded address and the pod holding it.
+    pub fn list(&self) -> Result<Vec<(Ipv4Addr, String)>, IpamError> {
+        let mut records = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(self.io(&self.dir))? {
+            let entry = entry.map_err(self.io(&self.dir))?;
+            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
+            let owner = std::fs::read_to_string(entry.path()).map_err(self.io(&entry.path()))?;
+            records.push((ip, owner.trim().to_owned()));
+        }
+        records.sort();
+        Ok(records)
+    }
+
+    /// The address of `pod`, allocating one if it has none (so a repeated
+    /// request for the same pod gets the same address).
+    pub fn allocate(&self, pod: &str) -> Result<Ipv4Addr, IpamError> {
+        let records = self.list()?;
+        if let Some((ip, _)) = records.iter().find(|(_, owner)| owner == pod) {
+            return Ok(*ip);
+        }
+        let mut used: HashSet<Ipv4Addr> = records.into_iter().map(|(ip, _)| ip).collect();
+        let last_path = self.dir.join(LAST);
+        let mut after = std::fs::read_to_string(&last_path).ok().and_then(|s| s.trim().parse().ok());
+        loop {
+            let ip = next_free(self.subnet, self.gateway, &used, after).ok_or(IpamError::Exhausted(self.subnet))?;
+            let path = self.dir.join(ip.to_string());
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    file.write_all(pod.as_bytes()).map_err(self.io(&path))?;
+                    file.sync_all().map_err(self.io(&path))?;
+                    std::fs::write(&last_path, ip.to_string()).map_err(self.io(&last_path))?;
+                    return Ok(ip);
+                }
+                // Taken since the listing (another request): try the next.
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    used.insert(ip);
+                    after = Some(ip);
+                }
+                Err(err) => return Err(self.io(&path)(err)),
+            }
+        }
+    }
+
+    /// Releases the address of `pod`; releasing what is not there succeeds.
+    pub fn release(&self, pod: &str) -> Result<Option<Ipv4Addr>, IpamError> {
+        for (ip, owner) in self.list()? {
+            if owner == pod {
+                let path = self.dir.join(ip.to_string());
+                match std::fs::remove_file(&path) {
+                    Ok(()) => return Ok(Some(ip)),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(err) => return Err(self.io(&path)(err)),
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(cidr: &str) -> Ipv4Network {
+        cidr.parse().expect("cidr")
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn skips_network_gateway_and_broadcast() {
+        let subnet = net("10.1.3.0/24");
+        let gateway = ip("10.1.3.1");
+        assert_eq!(next_free(subnet, gateway, &HashSet::new(), None), Some(ip("10.1.3.2")));
+        let used: HashSet<_> = (2..=254).map(|i| Ipv4Addr::new(10, 1, 3, i)).collect();
+        assert_eq!(next_free(subnet, gateway, &used, None), None, "254 hosts less the gateway");
+        let almost: HashSet<_> = (2..=253).map(|i| Ipv4Addr::new(10, 1, 3, i)).collect();
+        assert_eq!(next_free(subnet, gateway, &almost, None), Some(ip("10.1.3.254")));
+    }
+
+    #[test]
+    fn continues_after_the_last_and_wraps() {
+        let subnet = net("10.1.3.0/29");
+        let gateway = ip("10.1.3.1");
+        let used: HashSet<_> = [ip("10.1.3.3")].into();
+        assert_eq!(next_free(subnet, gateway, &used, Some(ip("10.1.3.5"))), Some(ip("10.1.3.6")));
+        assert_eq!(next_free(subnet, gateway, &used, Some(ip("10.1.3.6"))), Some(ip("10.1.3.2")), "wraps");
+        assert_eq!(next_free(net("10.1.3.0/31"), gateway, &HashSet::new(), None), None);
+    }
+
+    #[test]
+    fn store_is_idempotent_per_pod_and_survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("sdn-ipam-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let subnet = net("10.1.3.0/29");
+        let store = IpamStore::open(&dir, subnet, ip("10.1.3.1")).expect("open");
+        let a = store.allocate("pod-a").expect("a");
+        assert_eq!(store.allocate("pod-a").expect("again"), a, "same pod, same address");
+        let b = store.allocate("pod-b").expect("b");
+        assert_ne!(a, b);
+        let reopened = IpamStore::open(&dir, subnet, ip("10.1.3.1")).expect("reopen");
+        assert_eq!(reopened.list().expect("list"), vec![(a, "pod-a".into()), (b, "pod-b".into())]);
+        assert_eq!(reopened.release("pod-a").expect("release"), Some(a));
+        assert_eq!(reopened.release("pod-a").expect("release twice"), None);
+        // Six host addresses less the gateway: b and four more fill it.
+        for pod in ["c", "d", "e", "f"] {
+            reopened.allocate(pod).expect("room");
+        }
+        let err = reopened.allocate("g").expect_err("full");
+        assert_eq!(err.to_string(), "no free address left in 10.1.3.0/29");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
