@@ -4,8 +4,10 @@
 //! - [`netns`]: running work inside a network namespace.
 //! - [`nat`]: the nftables table that masquerades traffic leaving the cluster.
 //! - [`ipam`]: pod addresses from the node subnet, recorded one file each.
+//! - [`remotes`]: which remote subnets the tunnel map holds (pure).
 
 pub mod ipam;
 pub mod nat;
 pub mod net;
 pub mod netns;
+pub mod remotes;

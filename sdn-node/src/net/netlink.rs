@@ -107,6 +107,63 @@ impl Netlink {
         }
     }
 
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>, NetError> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        match links.try_next().await {
+            Ok(message) => Ok(message.as_ref().map(Link::from_message)),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(err) => Err(failed(format!("looking up link {index}"))(err)),
+        }
+    }
+
+    /// The IPv4 addresses on a link.
+    pub async fn ipv4_addresses(&self, link: &Link) -> Result<Vec<Ipv4Addr>, NetError> {
+        let mut found = Vec::new();
+        let mut addresses = self.handle.address().get().set_link_index_filter(link.index).execute();
+        while let Some(message) =
+            addresses.try_next().await.map_err(failed(format!("listing addresses of {}", link.name)))?
+        {
+            for attribute in &message.attributes {
+                if let AddressAttribute::Address(IpAddr::V4(ip)) = attribute {
+                    found.push(*ip);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The link holding `ip`, if any.
+    pub async fn link_with_address(&self, ip: Ipv4Addr) -> Result<Option<Link>, NetError> {
+        let mut addresses = self.handle.address().get().execute();
+        while let Some(message) = addresses.try_next().await.map_err(failed("listing addresses"))? {
+            let holds =
+                message.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(IpAddr::V4(a)) if *a == ip));
+            if holds {
+                return self.link_by_index(message.header.index).await;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The link of the IPv4 default route: the node's underlay.
+    pub async fn default_route_link(&self) -> Result<Option<Link>, NetError> {
+        let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut routes = self.handle.route().get(filter).execute();
+        while let Some(route) = routes.try_next().await.map_err(failed("listing routes"))? {
+            if route.header.destination_prefix_length != 0 {
+                continue;
+            }
+            let oif = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(index) => Some(*index),
+                _ => None,
+            });
+            if let Some(index) = oif {
+                return self.link_by_index(index).await;
+            }
+        }
+        Ok(None)
+    }
+
     pub async fn require(&self, name: &str) -> Result<Link, NetError> {
         self.link(name).await?.ok_or_else(|| NetError::Missing(name.to_owned()))
     }
