@@ -1,13 +1,23 @@
 //! The node agent `sdn-node` and the CNI plugin `sdn-cni` (seed 003 §4.2.3).
 //!
+//! - [`agent`]: register, wait for the subnet, build the node, follow the cluster.
 //! - [`net`]: the node's devices: a pure layout and a netlink adapter.
-//! - [`netns`]: running work inside a network namespace.
+//! - [`bpf`]: the eBPF programs and flow maps (pinned, adopted across restarts).
 //! - [`nat`]: the nftables table that masquerades traffic leaving the cluster.
 //! - [`ipam`]: pod addresses from the node subnet, recorded one file each.
 //! - [`remotes`]: which remote subnets the tunnel map holds (pure).
+//! - [`netns`]: running work inside a network namespace.
+//! - [`status`]: `/healthz`, `/readyz`, `/metrics`; [`config`]: the flags.
 
+pub mod agent;
+pub mod bpf;
+pub mod bpffs;
+pub mod config;
 pub mod ipam;
 pub mod nat;
 pub mod net;
 pub mod netns;
+pub mod podapi;
+pub mod pods;
 pub mod remotes;
+pub mod status;

@@ -49,3 +49,70 @@ where
     });
     thread.join().map_err(|_| NetnsError::Panicked(path.to_owned()))?
 }
+
+type Job = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>;
+
+/// A thread that lives in the node's network namespace and runs the jobs
+/// sent to it, one at a time, on a runtime of its own. The agent keeps its
+/// etcd client and endpoints where it started (so a lab or test reaches them
+/// on loopback) and does its netlink, nftables and TC work here.
+#[derive(Clone)]
+pub struct NodeNamespace {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    path: Option<PathBuf>,
+}
+
+impl NodeNamespace {
+    /// Starts the thread, entering `path` first (or staying in the current
+    /// namespace when `None`).
+    pub fn start(path: Option<PathBuf>) -> Result<Self, NetnsError> {
+        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread_path = path.clone();
+        std::thread::spawn(move || {
+            let setup = (|| {
+                if let Some(path) = &thread_path {
+                    enter(path)?;
+                }
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|source| NetnsError::Enter { path: thread_path.clone().unwrap_or_default(), source })
+            })();
+            let runtime = match setup {
+                Ok(runtime) => {
+                    let _ = ready_tx.send(Ok(()));
+                    runtime
+                }
+                Err(err) => {
+                    let _ = ready_tx.send(Err(err));
+                    return;
+                }
+            };
+            while let Some(job) = queue.blocking_recv() {
+                runtime.block_on(job());
+            }
+        });
+        let display = path.clone().unwrap_or_default();
+        ready_rx.recv().map_err(|_| NetnsError::Panicked(display))??;
+        Ok(Self { jobs, path })
+    }
+
+    /// Runs `work` inside the namespace and returns its result.
+    pub async fn run<T, F, Fut>(&self, work: F) -> Result<T, NetnsError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            Box::pin(async move {
+                let _ = tx.send(work().await);
+            })
+        });
+        let gone = || NetnsError::Panicked(self.path.clone().unwrap_or_default());
+        self.jobs.send(job).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+}

@@ -17,7 +17,7 @@ struct Namespace(String);
 impl Namespace {
     fn new(tag: &str) -> Self {
         let name = format!("sdn-t-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
         let status = Command::new("ip").args(["netns", "add", &name]).status().expect("run ip (iproute2)");
         assert!(status.success(), "ip netns add {name} failed: this test needs root");
         Self(name)
@@ -46,6 +46,10 @@ fn layout() -> NodeLayout {
         subnet: "10.1.3.0/24".parse().expect("cidr"),
     };
     NodeLayout::new(&ClusterNetwork::default(), &subnet, 1500).expect("layout")
+}
+
+fn mac(bytes: [u8; 6]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn build(ns: &Namespace) -> Result<net::NodeDevices, net::netlink::NetError> {
@@ -84,7 +88,10 @@ fn builds_the_node_devices_and_adopts_them_on_a_second_run() {
     assert!(ns.ip(&["addr", "show", "tun0"]).contains("inet 10.1.3.1/24"));
     assert!(ns.ip(&["addr", "show", "lbr0"]).contains("noprefixroute"));
     let routes = ns.ip(&["route", "show"]);
-    assert!(routes.contains("10.1.0.0/16 dev tun0"), "{routes}");
+    assert!(routes.contains("10.1.0.0/16 via 10.1.3.0 dev tun0"), "{routes}");
+    let neighbours = ns.ip(&["neigh", "show", "dev", "tun0"]);
+    assert!(neighbours.contains(&format!("10.1.3.0 lladdr {}", mac(second.tun0_br.mac))), "{neighbours}");
+    assert!(neighbours.contains("PERMANENT"), "{neighbours}");
     assert!(routes.contains("10.1.3.0/24 dev tun0"), "{routes}");
     assert!(!routes.contains("dev lbr0"), "lbr0 adds no route:\n{routes}");
     let forward = Command::new("ip")

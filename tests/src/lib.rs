@@ -11,6 +11,8 @@ pub mod bins;
 pub mod cluster;
 pub mod etcd;
 pub mod master;
+pub mod netns;
+pub mod node;
 pub mod pki;
 pub mod process;
 pub mod proxy;

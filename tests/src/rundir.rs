@@ -37,7 +37,23 @@ pub fn remove_stale() {
             continue;
         }
         kill_recorded(&dir);
+        remove_recorded(&dir);
         let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// Deletes the network namespaces and pin directories recorded in `dir`.
+pub fn remove_recorded(dir: &Path) {
+    for line in fs::read_to_string(dir.join("resources")).unwrap_or_default().lines() {
+        match line.split_once(' ') {
+            Some(("netns", name)) => {
+                let _ = std::process::Command::new("ip").args(["netns", "del", name]).status();
+            }
+            Some(("path", path)) => {
+                let _ = fs::remove_dir_all(path);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -104,6 +120,14 @@ impl RunDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Records a namespace (`netns <name>`) or directory (`path <dir>`) so a
+    /// later run can remove it if this one dies.
+    pub fn record_resource(&self, kind: &str, name: &str) {
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(self.path.join("resources")) {
+            let _ = writeln!(f, "{kind} {name}");
+        }
     }
 
     /// Records a started process so a later run can kill it if this one dies.

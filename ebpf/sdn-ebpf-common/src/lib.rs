@@ -3,4 +3,188 @@
 //! Every type here is `#[repr(C)]` and `Copy`, so both sides agree on its layout byte for byte.
 //! The crate is `no_std` because the eBPF programs link it; the node agent enables the `user`
 //! feature, under which the types implement `aya::Pod` and can be read from and written to maps.
+//!
+//! # Padding
+//!
+//! None of these types has implicit padding: every gap the C layout rules would leave is an
+//! explicit `_pad` field. Two reasons:
+//!
+//! - The agent copies whole values into the kernel (`bpf_map_update_elem`). Implicit padding bytes
+//!   are uninitialised memory in Rust; copying them out as bytes is undefined behaviour, and in
+//!   practice leaks stack garbage into the map. An explicit field is always written (zero), so
+//!   `aya::Pod` (which promises "every byte is initialised") is sound.
+//! - The layout is spelled out where a reader (or `bpftool map dump`) can see it, and the
+//!   compile-time size checks below catch any change that would shift a field.
+//!
+//! IPv4 addresses are stored in network byte order in a `u32` (the four octets in memory order,
+//! i.e. `u32::from_ne_bytes(addr.octets())`), which is how they sit in the packet, so the
+//! programs compare them without swapping.
 #![no_std]
+
+/// Name of the endpoint map: pod IPv4 (`u32`, network order) → [`Endpoint`]. A hash map.
+pub const MAP_ENDPOINTS: &str = "SDN_ENDPOINTS";
+/// Name of the remote-subnet map: LPM key (prefix length, IPv4 network order) → [`Remote`].
+pub const MAP_REMOTES: &str = "SDN_REMOTES";
+/// Name of the node configuration map: an array of one [`NodeConfig`] at index 0.
+pub const MAP_CONFIG: &str = "SDN_CONFIG";
+/// Name of the per-decision counter map: a per-CPU array of [`Counter`] indexed by [`Decision`].
+pub const MAP_COUNTERS: &str = "SDN_COUNTERS";
+
+/// Every map the object declares, in one list (for the agent's checks and cleanup).
+pub const MAP_NAMES: [&str; 4] = [MAP_ENDPOINTS, MAP_REMOTES, MAP_CONFIG, MAP_COUNTERS];
+
+/// Capacity of [`MAP_ENDPOINTS`].
+pub const MAX_ENDPOINTS: u32 = 65536;
+/// Capacity of [`MAP_REMOTES`].
+pub const MAX_REMOTES: u32 = 65536;
+
+/// Program (function symbol) on the ingress of each pod's host-side veth.
+pub const PROG_FROM_POD: &str = "sdn_from_pod";
+/// Program on the ingress of `vxlan0`.
+pub const PROG_FROM_TUNNEL: &str = "sdn_from_tunnel";
+/// Program on the ingress of `tun0-br`.
+pub const PROG_FROM_HOST: &str = "sdn_from_host";
+
+/// A pod on this node: where to deliver a packet whose destination is the pod's IP.
+///
+/// Layout (32 bytes, align 8): `ifindex` 0..4, `mac` 4..10, `_pad` 10..16, `packets` 16..24,
+/// `bytes` 24..32. The design sketch writes `_pad: [u8; 2]`, but `packets` is a `u64` and must
+/// start at offset 16, so C layout would add 4 more invisible bytes after those 2; the explicit
+/// pad is therefore 6 bytes and covers the whole gap.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Ifindex of the pod's host-side veth (a port of `br0`); its peer is the pod's `eth0`.
+    pub ifindex: u32,
+    /// MAC address of the pod's `eth0`.
+    pub mac: [u8; 6],
+    /// Explicit padding up to the 8-byte aligned counters; always zero.
+    pub _pad: [u8; 6],
+    /// Packets delivered to this pod (atomic adds by the programs).
+    pub packets: u64,
+    /// Bytes delivered to this pod (atomic adds by the programs).
+    pub bytes: u64,
+}
+
+/// A remote node's subnet: where to tunnel a packet whose destination is in it.
+///
+/// Layout (24 bytes, align 8): `node_ip` 0..4, `_pad` 4..8, `packets` 8..16, `bytes` 16..24. The
+/// `_pad` fills the gap C layout would leave before the 8-byte aligned `packets`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Remote {
+    /// The remote node's underlay IPv4 address, network byte order: the VXLAN tunnel destination.
+    pub node_ip: u32,
+    /// Explicit padding up to the 8-byte aligned counters; always zero.
+    pub _pad: u32,
+    /// Packets sent to this subnet (atomic adds by the programs).
+    pub packets: u64,
+    /// Bytes sent to this subnet (atomic adds by the programs).
+    pub bytes: u64,
+}
+
+/// The node's own settings, read by every program from index 0 of [`MAP_CONFIG`].
+///
+/// Layout (28 bytes, align 4): five `u32` 0..20, `gateway_mac` 20..26, `_pad` 26..28. The
+/// `_pad` rounds the size up to the 4-byte alignment (C layout would add the same two bytes as
+/// trailing padding, invisibly).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// The gateway address on `tun0` (`10.1.x.1`), network byte order.
+    pub gateway_ip: u32,
+    /// The cluster network address, network byte order.
+    pub cluster_net: u32,
+    /// The cluster network mask, network byte order.
+    pub cluster_mask: u32,
+    /// Ifindex of `vxlan0`.
+    pub vxlan_ifindex: u32,
+    /// Ifindex of `tun0-br` (the bridge-side peer of `tun0`).
+    pub tun_br_ifindex: u32,
+    /// MAC address of `tun0`, the source MAC of packets the programs deliver.
+    pub gateway_mac: [u8; 6],
+    /// Explicit trailing padding; always zero.
+    pub _pad: [u8; 2],
+}
+
+/// Packet and byte counts of one [`Decision`] (one CPU's share in [`MAP_COUNTERS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (`skb->len`, the Ethernet frame without FCS).
+    pub bytes: u64,
+}
+
+/// What a program decided for a packet; the index into [`MAP_COUNTERS`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Decision {
+    /// Delivered to a local pod (from a pod or from the host).
+    LocalDeliver = 0,
+    /// Tunnelled to a remote node (from a pod or from the host).
+    ToRemote = 1,
+    /// Arrived from the tunnel and delivered to a local pod.
+    FromTunnel = 2,
+    /// Passed towards the host (`tun0`).
+    ToHost = 3,
+    /// Dropped: the source did not match the endpoint on that port, or not ARP/IPv4.
+    SpoofDrop = 4,
+    /// Dropped: arrived from the tunnel for no local pod and not the gateway.
+    TunnelMiss = 5,
+}
+
+impl Decision {
+    /// Number of decisions: the size of [`MAP_COUNTERS`].
+    pub const COUNT: usize = 6;
+    /// Every decision, in index order.
+    pub const ALL: [Decision; Decision::COUNT] = [
+        Decision::LocalDeliver,
+        Decision::ToRemote,
+        Decision::FromTunnel,
+        Decision::ToHost,
+        Decision::SpoofDrop,
+        Decision::TunnelMiss,
+    ];
+
+    /// The index into [`MAP_COUNTERS`].
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+
+    /// A short lower-case name, for logs and flow dumps.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Decision::LocalDeliver => "local-deliver",
+            Decision::ToRemote => "to-remote",
+            Decision::FromTunnel => "from-tunnel",
+            Decision::ToHost => "to-host",
+            Decision::SpoofDrop => "spoof-drop",
+            Decision::TunnelMiss => "tunnel-miss",
+        }
+    }
+}
+
+// The layouts above, checked at compile time on both sides (the BPF target and the host).
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Endpoint>() == 32 && align_of::<Endpoint>() == 8);
+    assert!(offset_of!(Endpoint, mac) == 4 && offset_of!(Endpoint, packets) == 16);
+    assert!(size_of::<Remote>() == 24 && offset_of!(Remote, packets) == 8);
+    assert!(size_of::<NodeConfig>() == 28 && offset_of!(NodeConfig, gateway_mac) == 20);
+    assert!(size_of::<Counter>() == 16);
+    assert!(Decision::ALL.len() == Decision::COUNT);
+    assert!(Decision::TunnelMiss as usize == Decision::COUNT - 1);
+};
+
+// SAFETY: each type is `#[repr(C)]`, `Copy`, made only of integers and byte arrays, and has no
+// implicit padding (checked above), so every bit pattern is valid and every byte is initialised.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Endpoint {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Remote {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for NodeConfig {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Counter {}

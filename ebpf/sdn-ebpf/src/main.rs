@@ -1,17 +1,298 @@
-//! The TC programs that sit on the ports of `br0` and make the packet-path decisions.
+//! The TC programs that sit on the ports of `br0` and make the packet-path decisions of
+//! `docs/dataplane.md`:
 //!
-//! For now this is a shell: it holds only `tc_pass`, which lets every packet through, so the
-//! object is non-empty and loadable. The real flow programs (local endpoint redirect, VXLAN to a
-//! remote subnet, default to `tun0`) and their maps come with the node-agent issue.
+//! - [`sdn_from_pod`] on the ingress of each pod's host-side veth: anti-spoofing, then local
+//!   delivery, VXLAN to a remote node's subnet, or up to the bridge (and so to `tun0`);
+//! - [`sdn_from_tunnel`] on the ingress of `vxlan0`: delivery to a local pod or to the host;
+//! - [`sdn_from_host`] on the ingress of `tun0-br`: delivery to a local pod or a remote subnet.
+//!
+//! The maps are declared pinned by name: the agent loads this object with a pin directory, so a
+//! restarted agent reuses the maps (and their entries) of the one before.
+//!
+//! Packet bytes are read and written with `bpf_skb_load_bytes`/`bpf_skb_store_bytes` at constant
+//! offsets (`TcContext::load`/`store`), so the verifier needs no direct-packet-access bounds
+//! checks; a packet too short for a read makes the helper fail, which is handled as an error.
 #![no_std]
 #![no_main]
+// `AtomicU64::fetch_add` does not exist on the BPF target (it has no compare-and-swap, so core
+// leaves out every read-modify-write method); the intrinsic under it lowers to BPF's atomic add.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
-use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::{ffi::c_void, mem::size_of, ptr};
 
-/// Passes every packet on unchanged.
+use aya_ebpf::{
+    bindings::{
+        TC_ACT_OK, TC_ACT_SHOT, bpf_tunnel_key, bpf_tunnel_key__bindgen_ty_1, bpf_tunnel_key__bindgen_ty_2,
+        bpf_tunnel_key__bindgen_ty_3,
+    },
+    helpers::{bpf_map_lookup_elem, bpf_redirect, bpf_redirect_peer, bpf_skb_set_tunnel_key},
+    macros::{classifier, map},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::TcContext,
+};
+use sdn_ebpf_common::{Counter, Decision, Endpoint, MAX_ENDPOINTS, MAX_REMOTES, NodeConfig, Remote};
+
+/// Pod IPv4 (network order) → the pod's port and MAC, with delivery counters.
+#[map]
+static SDN_ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+/// Remote node subnet → the node's underlay IPv4, with counters. `LpmTrie` adds
+/// `BPF_F_NO_PREALLOC`, which the kernel requires for LPM tries.
+#[map]
+static SDN_REMOTES: LpmTrie<u32, Remote> = LpmTrie::pinned(MAX_REMOTES, 0);
+
+/// The node's settings at index 0, written by the agent.
+#[map]
+static SDN_CONFIG: Array<NodeConfig> = Array::pinned(1, 0);
+
+/// Per-CPU packet/byte counts per [`Decision`].
+#[map]
+static SDN_COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(Decision::COUNT as u32, 0);
+
+const ETH_HLEN: usize = 14;
+const ETH_SRC: usize = 6;
+const ETH_PROTO: usize = 12;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+/// IPv4 source and destination address offsets (from the start of the frame).
+const IP_SADDR: usize = ETH_HLEN + 12;
+const IP_DADDR: usize = ETH_HLEN + 16;
+/// ARP (Ethernet/IPv4) sender hardware and protocol address offsets.
+const ARP_SHA: usize = ETH_HLEN + 8;
+const ARP_SPA: usize = ETH_HLEN + 14;
+/// TTL of the outer IPv4 header of tunnelled packets.
+const TUNNEL_TTL: u8 = 64;
+
+/// Ingress of each pod's host-side veth.
 #[classifier]
-pub fn tc_pass(_ctx: TcContext) -> i32 {
-    TC_ACT_OK
+pub fn sdn_from_pod(ctx: TcContext) -> i32 {
+    from_pod(&ctx).unwrap_or_else(|()| drop_packet(&ctx, Decision::SpoofDrop))
+}
+
+/// Ingress of `vxlan0`.
+#[classifier]
+pub fn sdn_from_tunnel(ctx: TcContext) -> i32 {
+    from_tunnel(&ctx).unwrap_or_else(|()| drop_packet(&ctx, Decision::TunnelMiss))
+}
+
+/// Ingress of `tun0-br`.
+#[classifier]
+pub fn sdn_from_host(ctx: TcContext) -> i32 {
+    // What cannot be parsed goes on to the bridge unchanged, as anything else from the host does.
+    from_host(&ctx).unwrap_or(TC_ACT_OK)
+}
+
+fn from_pod(ctx: &TcContext) -> Result<i32, ()> {
+    let port = ingress_ifindex(ctx);
+    let eth_src: [u8; 6] = ctx.load(ETH_SRC).map_err(|_| ())?;
+    match u16::from_be(ctx.load(ETH_PROTO).map_err(|_| ())?) {
+        ETH_P_ARP => {
+            // The ARP sender (and the frame's source) must be the endpoint on this port.
+            let sha: [u8; 6] = ctx.load(ARP_SHA).map_err(|_| ())?;
+            let spa: u32 = ctx.load(ARP_SPA).map_err(|_| ())?;
+            if !mac_eq(&sha, &eth_src) || !is_endpoint_on(spa, port, &eth_src) {
+                return Err(());
+            }
+            // On to the bridge: ARP between pods and for the gateway is answered there.
+            Ok(TC_ACT_OK)
+        }
+        ETH_P_IP => {
+            let saddr: u32 = ctx.load(IP_SADDR).map_err(|_| ())?;
+            if !is_endpoint_on(saddr, port, &eth_src) {
+                return Err(());
+            }
+            let daddr: u32 = ctx.load(IP_DADDR).map_err(|_| ())?;
+            let Some(config) = config() else { return Ok(TC_ACT_OK) };
+            if let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) {
+                return deliver_local(ctx, endpoint, config, Decision::LocalDeliver);
+            }
+            if let Some(remote) = lookup_remote(daddr) {
+                return to_remote(ctx, remote, config);
+            }
+            // Not in the cluster's tables: straight to the host through `tun0-br`'s egress
+            // (`tun0`'s ingress), addressed to the gateway. Not through the bridge: with
+            // br_netfilter loaded, a bridged packet would meet the NAT hooks before routing and
+            // get its masquerade decision there, where it cannot apply.
+            ctx.store(0, &config.gateway_mac, 0).map_err(|_| ())?;
+            count(Decision::ToHost, packet_len(ctx));
+            Ok(redirect(config.tun_br_ifindex))
+        }
+        _ => Err(()),
+    }
+}
+
+fn from_tunnel(ctx: &TcContext) -> Result<i32, ()> {
+    if u16::from_be(ctx.load(ETH_PROTO).map_err(|_| ())?) != ETH_P_IP {
+        return Err(());
+    }
+    let daddr: u32 = ctx.load(IP_DADDR).map_err(|_| ())?;
+    let config = config().ok_or(())?;
+    if let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) {
+        return deliver_local(ctx, endpoint, config, Decision::FromTunnel);
+    }
+    if daddr == config.gateway_ip && config.gateway_ip != 0 {
+        // To the host: make the frame `tun0`'s and hand it to `tun0-br`'s egress, which is
+        // `tun0`'s ingress (`bpf_redirect_peer` cannot target the same namespace).
+        ctx.store(0, &config.gateway_mac, 0).map_err(|_| ())?;
+        count(Decision::ToHost, packet_len(ctx));
+        return Ok(redirect(config.tun_br_ifindex));
+    }
+    Err(())
+}
+
+fn from_host(ctx: &TcContext) -> Result<i32, ()> {
+    if u16::from_be(ctx.load(ETH_PROTO).map_err(|_| ())?) != ETH_P_IP {
+        // ARP answers from `tun0` and the like reach the pods through the bridge.
+        return Ok(TC_ACT_OK);
+    }
+    let daddr: u32 = ctx.load(IP_DADDR).map_err(|_| ())?;
+    let Some(config) = config() else { return Ok(TC_ACT_OK) };
+    if let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) {
+        return deliver_local(ctx, endpoint, config, Decision::LocalDeliver);
+    }
+    if let Some(remote) = lookup_remote(daddr) {
+        return to_remote(ctx, remote, config);
+    }
+    Ok(TC_ACT_OK)
+}
+
+/// Rewrites the MACs (source the gateway, destination the pod) and hands the frame to the pod's
+/// `eth0` (the peer of its host-side veth) with `bpf_redirect_peer`.
+fn deliver_local(ctx: &TcContext, endpoint: *mut Endpoint, config: &NodeConfig, decision: Decision) -> Result<i32, ()> {
+    // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
+    let (ifindex, mac) = unsafe { ((*endpoint).ifindex, (*endpoint).mac) };
+    let macs = EthAddrs { dst: mac, src: config.gateway_mac };
+    ctx.store(0, &macs, 0).map_err(|_| ())?;
+    let len = packet_len(ctx);
+    // SAFETY: as above; the counters are 8-byte aligned (the map value is, `Endpoint` is align 8).
+    unsafe { add_atomic(ptr::addr_of_mut!((*endpoint).packets), ptr::addr_of_mut!((*endpoint).bytes), len) };
+    count(decision, len);
+    // SAFETY: a helper call with plain integer arguments.
+    Ok(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
+}
+
+/// Sets the VXLAN tunnel destination to the remote node and redirects to `vxlan0`'s egress.
+fn to_remote(ctx: &TcContext, remote: *mut Remote, config: &NodeConfig) -> Result<i32, ()> {
+    // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
+    let node_ip = unsafe { (*remote).node_ip };
+    // Every byte is written (the verifier refuses a helper reading uninitialised stack), field
+    // by field: `mem::zeroed()` would become a call to `memset`, a BPF-to-BPF call to a loop.
+    // The IPv4 address goes in the first word of the IPv6 union member, where `remote_ipv4`
+    // lives, in host byte order: the helper converts it to network order itself.
+    let mut key = bpf_tunnel_key {
+        tunnel_id: 0,
+        __bindgen_anon_1: bpf_tunnel_key__bindgen_ty_1 { remote_ipv6: [u32::from_be(node_ip), 0, 0, 0] },
+        tunnel_tos: 0,
+        tunnel_ttl: TUNNEL_TTL,
+        __bindgen_anon_2: bpf_tunnel_key__bindgen_ty_2 { tunnel_ext: 0 },
+        tunnel_label: 0,
+        __bindgen_anon_3: bpf_tunnel_key__bindgen_ty_3 { local_ipv6: [0; 4] },
+    };
+    // SAFETY: the key lives on the stack for the call; the size is the struct's.
+    let ret = unsafe { bpf_skb_set_tunnel_key(ctx.skb.skb, &mut key, size_of::<bpf_tunnel_key>() as u32, 0) };
+    if ret != 0 {
+        return Err(());
+    }
+    let len = packet_len(ctx);
+    // SAFETY: as above; the counters are 8-byte aligned.
+    unsafe { add_atomic(ptr::addr_of_mut!((*remote).packets), ptr::addr_of_mut!((*remote).bytes), len) };
+    count(Decision::ToRemote, len);
+    Ok(redirect(config.vxlan_ifindex))
+}
+
+/// The two MAC addresses at the start of an Ethernet frame, written with one store.
+#[repr(C)]
+struct EthAddrs {
+    dst: [u8; 6],
+    src: [u8; 6],
+}
+
+/// Whether `ip` (network order) is an endpoint on port `ifindex` with MAC `mac`.
+#[inline(always)]
+fn is_endpoint_on(ip: u32, ifindex: u32, mac: &[u8; 6]) -> bool {
+    match SDN_ENDPOINTS.get_ptr(ip) {
+        // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
+        Some(endpoint) => unsafe { (*endpoint).ifindex == ifindex && mac_eq(&(*endpoint).mac, mac) },
+        None => false,
+    }
+}
+
+/// Longest-prefix match of `ip` (network order) in the remote subnets.
+#[inline(always)]
+fn lookup_remote(ip: u32) -> Option<*mut Remote> {
+    let key = Key::new(32, ip);
+    // `LpmTrie::get` only hands out a shared reference; the counters need a writable pointer,
+    // so look the key up with the helper directly. The map static is the map definition itself
+    // (`repr(transparent)`), whose address the loader relocates to the map's fd.
+    // SAFETY: the map pointer is the map definition and the key a live stack value.
+    let value = unsafe {
+        bpf_map_lookup_elem(ptr::addr_of!(SDN_REMOTES).cast_mut().cast::<c_void>(), ptr::addr_of!(key).cast())
+    };
+    (!value.is_null()).then_some(value.cast::<Remote>())
+}
+
+#[inline(always)]
+fn config() -> Option<&'static NodeConfig> {
+    SDN_CONFIG.get(0)
+}
+
+/// Compares MACs byte by byte (`==` on arrays may become a `bcmp` call, which BPF lacks).
+#[inline(always)]
+fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
+    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5]) == 0
+}
+
+#[inline(always)]
+fn ingress_ifindex(ctx: &TcContext) -> u32 {
+    // SAFETY: the context pointer is the program's `__sk_buff`, readable for the whole run.
+    unsafe { (*ctx.skb.skb).ifindex }
+}
+
+#[inline(always)]
+fn packet_len(ctx: &TcContext) -> u64 {
+    u64::from(ctx.len())
+}
+
+#[inline(always)]
+fn redirect(ifindex: u32) -> i32 {
+    // SAFETY: a helper call with plain integer arguments.
+    unsafe { bpf_redirect(ifindex, 0) as i32 }
+}
+
+/// Adds one packet of `len` bytes to a map entry's counters, atomically: other CPUs update the
+/// same entry at the same time. The result is unused, so this is BPF's plain atomic add.
+///
+/// # Safety
+///
+/// Both pointers must be valid, 8-byte aligned and only accessed atomically by the programs.
+#[inline(always)]
+unsafe fn add_atomic(packets: *mut u64, bytes: *mut u64, len: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(packets, 1);
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(bytes, len);
+    }
+}
+
+/// Adds one packet of `len` bytes to this CPU's counter of `decision`.
+#[inline(always)]
+fn count(decision: Decision, len: u64) {
+    if let Some(counter) = SDN_COUNTERS.get_ptr_mut(decision.index()) {
+        // SAFETY: a per-CPU slot: only this CPU writes it, and a program run is not preempted
+        // by another run on the same CPU at the TC hook.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += len;
+        }
+    }
+}
+
+#[inline(always)]
+fn drop_packet(ctx: &TcContext, decision: Decision) -> i32 {
+    count(decision, packet_len(ctx));
+    TC_ACT_SHOT
 }
 
 // Never reached: the programs do not panic, and a panic path the optimiser could not remove would

@@ -38,7 +38,13 @@ pub async fn build(nl: &Netlink, layout: &NodeLayout) -> Result<NodeDevices, Net
     nl.attach(&vlinuxbr, &lbr0).await?;
     nl.attach(&vovsbr, &br0).await?;
 
-    nl.ensure_route(layout.cluster_network, &tun0).await?;
+    // Local pods are on-link (the subnet route of tun0's address) and answer
+    // ARP through br0. Remote pods are not: their route goes via a fixed
+    // next hop whose neighbour entry is tun0-br's MAC, so the host never ARPs
+    // for them and from_host sends them into the tunnel (flannel's VXLAN
+    // backend does the same with its VTEP next hops).
+    nl.ensure_neighbour(layout.subnet.network(), tun0_br.mac, &tun0).await?;
+    nl.ensure_route_via(layout.cluster_network, layout.subnet.network(), &tun0).await?;
     set_sysctl("net.ipv4.ip_forward", "1")?;
     Ok(NodeDevices { br0, tun0, tun0_br, vxlan0 })
 }

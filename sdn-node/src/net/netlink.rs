@@ -217,6 +217,33 @@ impl Netlink {
         self.require(name).await
     }
 
+    /// Moves a link into the network namespace open as `netns`.
+    pub async fn move_to(&self, link: &Link, netns: &std::fs::File) -> Result<(), NetError> {
+        use std::os::fd::AsRawFd;
+        let message = LinkUnspec::new_with_index(link.index).setns_by_fd(netns.as_raw_fd()).build();
+        self.handle.link().set(message).execute().await.map_err(failed(format!("moving {} to the pod", link.name)))
+    }
+
+    /// Renames a link (it must be down) and sets its MTU, then brings it up.
+    pub async fn rename_up(&self, link: &Link, name: &str, mtu: u32) -> Result<Link, NetError> {
+        if link.name != name {
+            let message = LinkUnspec::new_with_index(link.index).name(name.to_owned()).build();
+            self.handle
+                .link()
+                .set(message)
+                .execute()
+                .await
+                .map_err(failed(format!("renaming {} to {name}", link.name)))?;
+        }
+        self.settle(name, mtu).await
+    }
+
+    /// Routes everything via `gateway` out of `link` (the pod's default route).
+    pub async fn ensure_default_route(&self, gateway: Ipv4Addr, link: &Link) -> Result<(), NetError> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).output_interface(link.index).build();
+        self.handle.route().add(route).replace().execute().await.map_err(failed(format!("default route via {gateway}")))
+    }
+
     /// Makes `port` a port of `bridge`.
     pub async fn attach(&self, port: &Link, bridge: &Link) -> Result<(), NetError> {
         if port.controller == Some(bridge.index) {
@@ -271,6 +298,41 @@ impl Netlink {
             .execute()
             .await
             .map_err(failed(format!("routing {destination} via {}", link.name)))
+    }
+
+    /// Routes `destination` via `next_hop` out of `link`, next hop on-link.
+    pub async fn ensure_route_via(
+        &self,
+        destination: Ipv4Network,
+        next_hop: Ipv4Addr,
+        link: &Link,
+    ) -> Result<(), NetError> {
+        let route: RouteMessage = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(destination.network(), destination.prefix())
+            .gateway(next_hop)
+            .output_interface(link.index)
+            .onlink()
+            .build();
+        self.handle
+            .route()
+            .add(route)
+            .replace()
+            .execute()
+            .await
+            .map_err(failed(format!("routing {destination} via {next_hop} on {}", link.name)))
+    }
+
+    /// A permanent neighbour entry: `ip` is at `mac` on `link`.
+    pub async fn ensure_neighbour(&self, ip: Ipv4Addr, mac: [u8; 6], link: &Link) -> Result<(), NetError> {
+        self.handle
+            .neighbours()
+            .add(link.index, IpAddr::V4(ip))
+            .link_layer_address(&mac)
+            .state(netlink_packet_route::neighbour::NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(failed(format!("neighbour {ip} on {}", link.name)))
     }
 
     /// Whether a route to exactly `destination` goes out of `link`.

@@ -1,0 +1,113 @@
+//! `sdn-node`: the node agent.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sdn_node::config::NodeArgs;
+use sdn_node::net::layout::OWNED_DEVICES;
+use sdn_node::net::netlink::Netlink;
+use sdn_node::netns::NodeNamespace;
+use sdn_node::status::Status;
+use sdn_node::{agent, bpf, nat};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+/// The sdn node agent: devices, eBPF flow tables, VXLAN and NAT of one node.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent.
+    Run(NodeArgs),
+    /// Remove every device, rule, route, program, pin and state file the agent made.
+    Cleanup(NodeArgs),
+    /// Print the flow table with counters, like `ovs-ofctl dump-flows`.
+    Flows(NodeArgs),
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match Cli::parse().command {
+        Command::Run(args) => {
+            let ns = NodeNamespace::start(args.netns.clone())?;
+            let config = args.resolve()?;
+            runtime()?.block_on(run(config, ns))
+        }
+        Command::Cleanup(args) => {
+            let ns = NodeNamespace::start(args.netns.clone())?;
+            let config = args.resolve()?;
+            runtime()?.block_on(cleanup(config, ns))
+        }
+        Command::Flows(args) => {
+            let config = args.resolve()?;
+            if !config.pin_dir.join("maps").is_dir() {
+                anyhow::bail!("no flow tables under {}: is the agent running on this node?", config.pin_dir.display());
+            }
+            let dataplane = bpf::Dataplane::load(&config.pin_dir)
+                .with_context(|| format!("reading the flow maps under {}", config.pin_dir.display()))?;
+            print!("{}", dataplane.flows()?);
+            Ok(())
+        }
+    }
+}
+
+async fn run(config: sdn_node::config::NodeConfig, ns: NodeNamespace) -> anyhow::Result<()> {
+    let (stop, shutdown) = watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("stopping; the node keeps forwarding until the next agent adopts it");
+        let _ = stop.send(true);
+    });
+    let status = Arc::new(Status::default());
+    let serve = sdn_node::status::serve(config.metrics_listen, status.clone(), shutdown.clone());
+    let listen = config.metrics_listen;
+    tokio::select! {
+        served = serve => served.with_context(|| format!("status endpoint on {listen}")),
+        ran = agent::run(config, ns, status, shutdown.clone()) => ran.map_err(anyhow::Error::from),
+    }
+}
+
+async fn cleanup(config: sdn_node::config::NodeConfig, ns: NodeNamespace) -> anyhow::Result<()> {
+    let deleted = ns
+        .run(|| async {
+            let nl = Netlink::connect()?;
+            let mut deleted = Vec::new();
+            for device in OWNED_DEVICES {
+                if nl.delete(device).await? {
+                    deleted.push(device);
+                }
+            }
+            nat::remove()?;
+            anyhow::Ok(deleted)
+        })
+        .await??;
+    for device in deleted {
+        println!("deleted {device}");
+    }
+    println!("removed nftables table inet {}", nat::TABLE);
+    bpf::remove_pins(&config.pin_dir)?;
+    println!("removed pins under {}", config.pin_dir.display());
+    match std::fs::remove_dir_all(&config.state_dir) {
+        Ok(()) => println!("removed {}", config.state_dir.display()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("removing {}", config.state_dir.display())),
+    }
+    Ok(())
+}

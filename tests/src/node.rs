@@ -1,0 +1,221 @@
+//! `sdn-node` agents in network namespaces, pods attached through their
+//! unix-socket API, and a whole dataplane cluster for the tests.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use crate::cluster::ControlPlane;
+use crate::netns::{Netns, Underlay};
+use crate::process::Process;
+use crate::rundir::RunDir;
+use crate::{HarnessError, bins, free_port, wait};
+
+/// A minimal HTTP/1.1 exchange over a unix socket: the pod API has three
+/// routes and the harness only needs status and body.
+pub async fn unix_http(socket: &Path, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
+    let mut stream = UnixStream::connect(socket).await.map_err(|e| format!("{}: {e}", socket.display()))?;
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: sdn\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.map_err(|e| e.to_string())?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(response.clone())?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// One node: its namespace and its agent.
+pub struct NodeAgent {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub ns: Netns,
+    process: Option<Process>,
+    pub socket: PathBuf,
+    pub metrics_port: u16,
+    etcd_endpoint: String,
+    dir: Arc<RunDir>,
+}
+
+impl NodeAgent {
+    fn args(&self, verb: &str) -> Vec<String> {
+        let mut args = vec![
+            verb.to_owned(),
+            format!("--node-name={}", self.name),
+            format!("--netns={}", self.ns.path().display()),
+            format!("--etcd-endpoints={}", self.etcd_endpoint),
+            format!("--state-dir={}", self.dir.path().join("state").display()),
+        ];
+        if verb == "run" {
+            args.push(format!("--node-ip={}", self.ip));
+            args.push(format!("--socket={}", self.socket.display()));
+            args.push(format!("--metrics-listen=127.0.0.1:{}", self.metrics_port));
+        }
+        args
+    }
+
+    /// Creates the node's namespace on the underlay and starts its agent.
+    pub async fn start(
+        dir: Arc<RunDir>,
+        cp: &ControlPlane,
+        underlay: &Underlay,
+        name: &str,
+        ip: Ipv4Addr,
+    ) -> Result<Self, HarnessError> {
+        let ns = Netns::create(dir.clone(), &format!("{name}-ns"))?;
+        underlay.plug(&ns, ip)?;
+        dir.record_resource("path", &format!("/sys/fs/bpf/sdn/{name}"));
+        let mut node = Self {
+            name: name.to_owned(),
+            ip,
+            ns,
+            process: None,
+            socket: dir.path().join(format!("{name}.sock")),
+            metrics_port: free_port()?,
+            etcd_endpoint: cp.etcd.endpoint(),
+            dir,
+        };
+        node.launch()?;
+        node.wait_ready(Duration::from_secs(30)).await?;
+        Ok(node)
+    }
+
+    fn launch(&mut self) -> Result<(), HarnessError> {
+        let mut command = Command::new(bins::project("sdn-node")?);
+        command.env("RUST_LOG", "info").args(self.args("run"));
+        self.process = Some(Process::spawn(&self.name, command, &self.dir)?);
+        Ok(())
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), HarnessError> {
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        let ready = wait::until(timeout, || async {
+            match reqwest::get(&url).await {
+                Ok(resp) if resp.status().is_success() && self.socket.exists() => Ok(()),
+                Ok(resp) => Err(resp.status().to_string()),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+        .await;
+        ready.map_err(|_| HarnessError::NotReady {
+            what: format!("node {}", self.name),
+            seconds: timeout.as_secs(),
+            log: self.log(),
+        })
+    }
+
+    pub fn log(&self) -> String {
+        self.process.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.kill();
+        self.launch()?;
+        self.wait_ready(Duration::from_secs(30)).await
+    }
+
+    /// `sdn-node <verb>` (flows, cleanup) for this node; its stdout.
+    pub fn command(&self, verb: &str) -> Result<String, HarnessError> {
+        let out = Command::new(bins::project("sdn-node")?)
+            .args(self.args(verb))
+            .output()
+            .map_err(HarnessError::io(format!("sdn-node {verb}")))?;
+        if !out.status.success() {
+            return Err(HarnessError::Io {
+                what: format!("sdn-node {verb} for {}", self.name),
+                source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Attaches a new pod namespace `<node>-<pod>` through the pod API.
+    pub async fn attach_pod(&self, pod: &str) -> Result<Pod, HarnessError> {
+        let ns = Netns::create(self.dir.clone(), &format!("{}-{pod}", self.name))?;
+        let body = format!(r#"{{"id":"{pod}","netns":"{}"}}"#, ns.path().display());
+        let (status, text) = unix_http(&self.socket, "POST", "/v1/pods", Some(&body))
+            .await
+            .map_err(|e| HarnessError::Io { what: format!("attaching {pod}"), source: std::io::Error::other(e) })?;
+        let attached: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let ip = attached["ip"].as_str().and_then(|s| s.parse().ok());
+        match (status, ip) {
+            (200, Some(ip)) => Ok(Pod { id: pod.to_owned(), ip, ns }),
+            _ => Err(HarnessError::Io {
+                what: format!("attaching {pod} on {}", self.name),
+                source: std::io::Error::other(format!("{status}: {text}")),
+            }),
+        }
+    }
+
+    pub async fn detach_pod(&self, pod: &Pod) -> Result<(), String> {
+        match unix_http(&self.socket, "DELETE", &format!("/v1/pods/{}", pod.id), None).await? {
+            (200, _) => Ok(()),
+            (status, body) => Err(format!("{status}: {body}")),
+        }
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        self.kill();
+        if !self.dir.persistent_processes() {
+            let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/sdn/{}", self.name));
+        }
+    }
+}
+
+/// A pod: its namespace and address.
+pub struct Pod {
+    pub id: String,
+    pub ip: Ipv4Addr,
+    pub ns: Netns,
+}
+
+/// A whole cluster: control plane, underlay, nodes and an external host
+/// (192.0.2.254) outside the cluster network.
+pub struct Cluster {
+    pub cp: ControlPlane,
+    pub underlay: Underlay,
+    pub nodes: Vec<NodeAgent>,
+    pub external: Netns,
+}
+
+impl Cluster {
+    pub const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
+
+    /// `nodes` nodes named `<tag>-<pid>-n<i>` at 192.0.2.(11+i).
+    pub async fn start(tag: &str, nodes: usize) -> Result<Self, HarnessError> {
+        let cp = ControlPlane::start(tag, sdn_cluster::ClusterNetwork::default(), 1).await?;
+        let prefix = format!("{tag}-{}", std::process::id());
+        let underlay = Underlay::new(cp.dir.clone(), &format!("{prefix}-sw"))?;
+        let external = Netns::create(cp.dir.clone(), &format!("{prefix}-ext"))?;
+        underlay.plug(&external, Self::EXTERNAL_IP)?;
+        let mut started = Vec::new();
+        for i in 0..nodes {
+            let ip = Ipv4Addr::new(192, 0, 2, 11 + i as u8);
+            started.push(NodeAgent::start(cp.dir.clone(), &cp, &underlay, &format!("{prefix}-n{i}"), ip).await?);
+        }
+        Ok(Self { cp, underlay, nodes: started, external })
+    }
+
+    /// Every agent's and master's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let nodes: String = self.nodes.iter().map(|n| format!("--- {} ---\n{}", n.name, n.log())).collect();
+        format!("{nodes}{}", self.cp.logs())
+    }
+}
