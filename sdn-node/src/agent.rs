@@ -47,6 +47,8 @@ pub enum AgentError {
     Bpffs(#[from] crate::bpffs::BpffsError),
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    #[error("state {path}: {source}")]
+    State { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// The node's underlay address and the link that holds it.
@@ -131,12 +133,29 @@ pub async fn build_node(
 ) -> Result<BuiltNode, AgentError> {
     let layout = NodeLayout::new(network, subnet, underlay_mtu)?;
     crate::bpffs::ensure(&config.bpffs)?;
-    let pin_dir = config.pin_dir.clone();
+    let (pin_dir, state_dir) = (config.pin_dir.clone(), config.state_dir.clone());
     let in_ns = layout.clone();
-    ns.run(move || async move { build_in_namespace(&in_ns, &pin_dir).await }).await?
+    ns.run(move || async move { build_in_namespace(&in_ns, &pin_dir, &state_dir).await }).await?
 }
 
-async fn build_in_namespace(layout: &NodeLayout, pin_dir: &std::path::Path) -> Result<BuiltNode, AgentError> {
+/// Where the agent keeps the forwarding setting it found, so that cleanup
+/// can put it back.
+pub fn forwarding_record(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("ip_forward.orig")
+}
+
+async fn build_in_namespace(
+    layout: &NodeLayout,
+    pin_dir: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> Result<BuiltNode, AgentError> {
+    let record = forwarding_record(state_dir);
+    if !record.exists() {
+        let found = crate::net::netlink::sysctl("net.ipv4.ip_forward")?;
+        std::fs::create_dir_all(state_dir)
+            .and_then(|()| std::fs::write(&record, found))
+            .map_err(|source| AgentError::State { path: record.clone(), source })?;
+    }
     let nl = Netlink::connect()?;
     let devices = net::build(&nl, layout).await?;
     nat::apply(layout.cluster_network, layout.vxlan_port)?;

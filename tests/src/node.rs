@@ -41,6 +41,8 @@ pub struct NodeAgent {
     process: Option<Process>,
     pub socket: PathBuf,
     pub metrics_port: u16,
+    /// The namespace as it was before the agent first ran ([`NodeAgent::snapshot`]).
+    pub before: String,
     etcd_endpoint: String,
     dir: Arc<RunDir>,
 }
@@ -73,9 +75,11 @@ impl NodeAgent {
         let ns = Netns::create(dir.clone(), &format!("{name}-ns"))?;
         underlay.plug(&ns, ip)?;
         dir.record_resource("path", &format!("/sys/fs/bpf/sdn/{name}"));
+        let before = Self::snapshot_of(&ns);
         let mut node = Self {
             name: name.to_owned(),
             ip,
+            before,
             ns,
             process: None,
             socket: dir.path().join(format!("{name}.sock")),
@@ -114,6 +118,41 @@ impl NodeAgent {
 
     pub fn log(&self) -> String {
         self.process.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    /// Links, addresses, routes, neighbours, nftables and forwarding of the
+    /// node's namespace, for comparing before and after.
+    pub fn snapshot(&self) -> String {
+        Self::snapshot_of(&self.ns)
+    }
+
+    fn snapshot_of(ns: &Netns) -> String {
+        let text = |args: &[&str]| String::from_utf8_lossy(&ns.exec(args).stdout).into_owned();
+        let links: String = text(&["ip", "-o", "link", "show"])
+            .lines()
+            .map(|l| l.split(':').nth(1).unwrap_or_default().trim().to_owned() + "\n")
+            .collect();
+        [
+            links,
+            text(&["ip", "-o", "addr", "show"])
+                .lines()
+                .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" ") + "\n")
+                .collect(),
+            text(&["ip", "route", "show"]),
+            text(&["ip", "neigh", "show", "nud", "permanent"]),
+            text(&["nft", "list", "ruleset"]),
+            text(&["cat", "/proc/sys/net/ipv4/ip_forward"]),
+        ]
+        .join("---\n")
+    }
+
+    /// Status endpoint text (`/metrics`).
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        match reqwest::get(&url).await {
+            Ok(resp) => resp.text().await.unwrap_or_default(),
+            Err(err) => err.to_string(),
+        }
     }
 
     /// SIGKILL, as a crash would.

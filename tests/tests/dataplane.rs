@@ -57,3 +57,113 @@ async fn pods_reach_each_other_the_nodes_and_the_outside() {
     assert!(flows.contains(&format!("nw_dst={}", a2.ip)), "{flows}");
     assert!(flows.contains("table=remote") && flows.contains("tun_dst"), "{flows}");
 }
+
+/// The packets a decision counted on a node, from its metrics.
+async fn decision_packets(node: &sdn_tests::node::NodeAgent, decision: &str) -> u64 {
+    let metrics = node.metrics().await;
+    let prefix = format!("sdn_node_decision_packets{{decision=\"{decision}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_cannot_send_with_another_address() {
+    let c = cluster("spoof", 2).await;
+    let a1 = c.nodes[0].attach_pod("a1").await.expect("pod a1");
+    let b1 = c.nodes[1].attach_pod("b1").await.expect("pod b1");
+    assert!(a1.ns.ping(b1.ip, 1, 56, false), "the honest path works");
+    // a1 claims an address of another pod's subnet range and uses it.
+    let spoofed = std::net::Ipv4Addr::new(a1.ip.octets()[0], a1.ip.octets()[1], a1.ip.octets()[2], 200);
+    a1.ns.ip(&["addr", "add", &format!("{spoofed}/32"), "dev", "eth0"]).expect("add address");
+    let before = decision_packets(&c.nodes[0], "SpoofDrop").await;
+    let out = a1.ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "-I", &spoofed.to_string(), &b1.ip.to_string()]);
+    assert!(!out.status.success(), "a spoofed source got through");
+    let after = decision_packets(&c.nodes[0], "SpoofDrop").await;
+    assert!(after >= before + 3, "spoofed packets counted: {before} -> {after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_node_is_withdrawn_and_comes_back_when_readded() {
+    let c = cluster("withdraw", 2).await;
+    let a1 = c.nodes[0].attach_pod("a1").await.expect("pod a1");
+    let b1 = c.nodes[1].attach_pod("b1").await.expect("pod b1");
+    assert!(a1.ns.ping(b1.ip, 1, 56, false));
+    let subnet = c.cp.allocations().await.subnets[&c.nodes[1].name];
+    let master = c.cp.masters[0].client();
+    master.delete(&format!("/api/v1/nodes/{}", c.nodes[1].name)).await.expect("delete node");
+    let withdrawn = sdn_tests::wait::until(std::time::Duration::from_secs(20), || async {
+        let flows = c.nodes[0].command("flows").map_err(|e| e.to_string())?;
+        if flows.contains(&subnet.to_string()) { Err(flows) } else { Ok(()) }
+    })
+    .await;
+    withdrawn.expect("the other node withdraws the subnet");
+    assert!(!a1.ns.ping(b1.ip, 1, 56, false), "no route to a deleted node's pods");
+
+    let body = sdn_master::api::types::RegisterNode { name: c.nodes[1].name.clone(), ip: c.nodes[1].ip.into() };
+    let _: sdn_master::api::types::NodeView = master.post("/api/v1/nodes", &body).await.expect("re-add");
+    let back = sdn_tests::wait::until(std::time::Duration::from_secs(20), || async {
+        if a1.ns.ping(b1.ip, 1, 56, false) { Ok(()) } else { Err(c.nodes[0].command("flows").unwrap_or_default()) }
+    })
+    .await;
+    back.expect("re-added: reachable again");
+    assert_eq!(c.cp.allocations().await.subnets[&c.nodes[1].name], subnet, "the freed subnet came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_flows_while_the_agent_is_killed_and_restarted() {
+    let mut c = cluster("restart", 2).await;
+    let a1 = c.nodes[0].attach_pod("a1").await.expect("pod a1");
+    let b1 = c.nodes[1].attach_pod("b1").await.expect("pod b1");
+    let links_before = c.nodes[0].ns.exec(&["ip", "-o", "link", "show"]).stdout;
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", b1.ns.name(), "iperf3", "-s", "-1"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 (Debian package iperf3)");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ping = std::process::Command::new("ip")
+        .args(["netns", "exec", a1.ns.name(), "ping", "-q", "-c", "300", "-i", "0.02", "-W", "1", &b1.ip.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping");
+    let stream = std::process::Command::new("ip")
+        .args(["netns", "exec", a1.ns.name(), "iperf3", "-c", &b1.ip.to_string(), "-t", "6", "-i", "1", "-J"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("iperf3 client");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    for node in c.nodes.iter_mut() {
+        node.kill();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        node.restart().await.expect("agent restarts");
+    }
+    let pinged = String::from_utf8_lossy(&ping.wait_with_output().expect("ping output").stdout).into_owned();
+    assert!(pinged.contains(" 0% packet loss"), "replies were lost:\n{pinged}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&stream.wait_with_output().expect("iperf3 output").stdout).expect("iperf3 JSON");
+    let _ = server.wait_with_output();
+    let intervals = report["intervals"].as_array().cloned().unwrap_or_default();
+    assert!(intervals.len() >= 5, "{report}");
+    for interval in &intervals {
+        assert!(interval["sum"]["bytes"].as_u64().unwrap_or(0) > 0, "the stream stalled: {interval}");
+    }
+    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    assert!(received > 10_000_000, "a multi-megabyte transfer across nodes: {received} bytes");
+    assert_eq!(
+        c.nodes[0].ns.exec(&["ip", "-o", "link", "show"]).stdout.len(),
+        links_before.len(),
+        "adopted, not rebuilt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_leaves_the_namespace_as_it_was() {
+    let mut c = cluster("cleanup", 1).await;
+    let _pod = c.nodes[0].attach_pod("a1").await.expect("pod a1");
+    c.nodes[0].kill();
+    let out = c.nodes[0].command("cleanup").expect("cleanup");
+    assert!(out.contains("deleted br0") && out.contains("removed pins"), "{out}");
+    assert_eq!(c.nodes[0].snapshot(), c.nodes[0].before, "cleanup output:\n{out}");
+    let pins = std::path::PathBuf::from(format!("/sys/fs/bpf/sdn/{}", c.nodes[0].name));
+    assert!(!pins.exists(), "pins removed");
+    c.nodes[0].command("cleanup").expect("a second cleanup finds nothing and succeeds");
+}

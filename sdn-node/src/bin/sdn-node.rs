@@ -7,10 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sdn_node::config::NodeArgs;
 use sdn_node::net::layout::OWNED_DEVICES;
-use sdn_node::net::netlink::Netlink;
+use sdn_node::net::netlink::{Netlink, set_sysctl};
 use sdn_node::netns::NodeNamespace;
 use sdn_node::status::Status;
-use sdn_node::{agent, bpf, nat};
+use sdn_node::{agent, bpf, nat, pods};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -85,13 +85,28 @@ async fn run(config: sdn_node::config::NodeConfig, ns: NodeNamespace) -> anyhow:
 }
 
 async fn cleanup(config: sdn_node::config::NodeConfig, ns: NodeNamespace) -> anyhow::Result<()> {
+    let forwarding = std::fs::read_to_string(agent::forwarding_record(&config.state_dir)).ok();
+    // Pods' host veths are named after the pod IDs their addresses are recorded under.
+    let pod_veths: Vec<String> = std::fs::read_dir(pods::ipam_dir(&config.state_dir))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<std::net::Ipv4Addr>().is_ok()))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|id| pods::host_veth(id.trim()))
+                .collect()
+        })
+        .unwrap_or_default();
     let deleted = ns
-        .run(|| async {
+        .run(move || async move {
+            if let Some(value) = forwarding {
+                set_sysctl("net.ipv4.ip_forward", value.trim())?;
+            }
             let nl = Netlink::connect()?;
             let mut deleted = Vec::new();
-            for device in OWNED_DEVICES {
+            for device in pod_veths.iter().map(String::as_str).chain(OWNED_DEVICES) {
                 if nl.delete(device).await? {
-                    deleted.push(device);
+                    deleted.push(device.to_owned());
                 }
             }
             nat::remove()?;

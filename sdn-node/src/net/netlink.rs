@@ -366,6 +366,15 @@ impl Netlink {
     }
 }
 
+/// Reads a sysctl of the current network namespace.
+pub fn sysctl(key: &str) -> Result<String, NetError> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    match std::fs::read_to_string(&path) {
+        Ok(value) => Ok(value.trim().to_owned()),
+        Err(source) => Err(NetError::Sysctl { path, source }),
+    }
+}
+
 /// Writes an IPv4 sysctl of the current network namespace
 /// (`/proc/sys/net/ipv4/...` is per namespace).
 pub fn set_sysctl(key: &str, value: &str) -> Result<(), NetError> {
