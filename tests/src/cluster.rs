@@ -24,7 +24,16 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// etcd plus `masters` masters named `<name>-m0`, `<name>-m1`, …
     pub async fn start(name: &str, network: ClusterNetwork, masters: usize) -> Result<Self, HarnessError> {
-        let dir = Arc::new(RunDir::new(name)?);
+        Self::start_in(Arc::new(RunDir::new(name)?), name, network, masters).await
+    }
+
+    /// As [`ControlPlane::start`], in a run directory of the caller's (the lab's).
+    pub async fn start_in(
+        dir: Arc<RunDir>,
+        name: &str,
+        network: ClusterNetwork,
+        masters: usize,
+    ) -> Result<Self, HarnessError> {
         let etcd = Etcd::start(dir.clone()).await?;
         let mut started = Vec::new();
         for i in 0..masters {

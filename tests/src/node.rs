@@ -211,8 +211,8 @@ impl NodeAgent {
 
 impl Drop for NodeAgent {
     fn drop(&mut self) {
-        self.kill();
         if !self.dir.persistent_processes() {
+            self.kill();
             let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/sdn/{}", self.name));
         }
     }
@@ -239,8 +239,14 @@ impl Cluster {
 
     /// `nodes` nodes named `<tag>-<pid>-n<i>` at 192.0.2.(11+i).
     pub async fn start(tag: &str, nodes: usize) -> Result<Self, HarnessError> {
-        let cp = ControlPlane::start(tag, sdn_cluster::ClusterNetwork::default(), 1).await?;
-        let prefix = format!("{tag}-{}", std::process::id());
+        let dir = Arc::new(RunDir::new(tag)?);
+        Self::start_in(dir, &format!("{tag}-{}", std::process::id()), nodes).await
+    }
+
+    /// As [`Cluster::start`], in a run directory of the caller's, with names
+    /// `<prefix>-n<i>` (the lab uses a persistent directory).
+    pub async fn start_in(dir: Arc<RunDir>, prefix: &str, nodes: usize) -> Result<Self, HarnessError> {
+        let cp = ControlPlane::start_in(dir, prefix, sdn_cluster::ClusterNetwork::default(), 1).await?;
         let underlay = Underlay::new(cp.dir.clone(), &format!("{prefix}-sw"))?;
         let external = Netns::create(cp.dir.clone(), &format!("{prefix}-ext"))?;
         underlay.plug(&external, Self::EXTERNAL_IP)?;

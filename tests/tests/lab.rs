@@ -10,11 +10,17 @@ use sdn_tests::rundir::RunDir;
 fn lab(dir: &Path, verb: &str) -> (bool, String) {
     let out = Command::new(bins::project("sdn-lab").expect("sdn-lab built"))
         .env("SDN_LAB_DIR", dir)
+        .env("SDN_LAB_PREFIX", prefix())
         .arg(verb)
         .output()
         .expect("run sdn-lab");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+/// Names of its own, so a developer's lab and this test do not meet.
+fn prefix() -> String {
+    format!("labtest{}", std::process::id())
 }
 
 #[test]
@@ -27,16 +33,25 @@ fn lab_up_then_down() {
         cleanup();
         panic!("lab up failed:\n{out}");
     }
-    for expected in ["node-1", "10.1.0.0/24", "node-2", "10.1.1.0/24", "sdnctl nodes list"] {
+    let p = prefix();
+    for expected in
+        [&format!("{p}-n0"), "10.1.0.0/24", &format!("{p}-n1"), "10.1.1.0/24", "10.1.1.2", "sdnctl nodes list"]
+    {
         assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
     }
-    assert_eq!(pids.len(), 2, "etcd and the master run");
+    assert_eq!(pids.len(), 4, "etcd, the master and two agents run");
+    let pod = format!("{p}-n0-pod-a");
+    let ping = Command::new("ip").args(["netns", "exec", &pod, "ping", "-c", "1", "-W", "2", "10.1.1.2"]).status();
+    assert!(ping.is_ok_and(|s| s.success()), "the printed ping across nodes works");
     let env = std::fs::read_to_string(dir.join("env")).expect("env file");
     assert!(env.contains("SDN_SERVER=http://127.0.0.1:") && env.contains("SDN_TOKEN_FILE="), "{env}");
 
     let (ok, out) = cleanup();
     assert!(ok, "{out}");
     assert!(!dir.exists(), "lab down removes its directory");
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list").stdout;
+    assert!(!String::from_utf8_lossy(&namespaces).contains(&p), "lab down removes its namespaces");
+    assert!(!std::path::Path::new(&format!("/sys/fs/bpf/sdn/{p}-n0")).exists(), "and its pins");
     for pid in pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         assert!(status.is_empty() || status.contains("State:\tZ"), "pid {pid} still runs");

@@ -1,17 +1,16 @@
-//! `sdn-lab`: the local lab, built on the test harness. `up` starts etcd
-//! and a master that outlive the command, registers two demo nodes and
-//! prints what to try; `down` removes it all.
+//! `sdn-lab`: the local lab, built on the test harness. `up` starts etcd,
+//! a master and two nodes (each in a network namespace on an underlay
+//! switch) with two pods on each, all outliving the command, and prints
+//! what to try; `down` removes it all.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sdn_cluster::ClusterNetwork;
-use sdn_master::api::types::{NodeView, RegisterNode};
-use sdn_tests::etcd::Etcd;
-use sdn_tests::master::{Master, MasterOptions};
-use sdn_tests::rundir::{RunDir, kill_recorded};
+use sdn_master::api::types::NodeView;
+use sdn_tests::node::Cluster;
+use sdn_tests::rundir::{RunDir, kill_recorded, remove_recorded};
 
 #[derive(Debug, Parser)]
 #[command(about = "The sdn local lab")]
@@ -19,6 +18,9 @@ struct Cli {
     /// Where the lab keeps its state, logs and token.
     #[arg(long, env = "SDN_LAB_DIR", default_value = "/tmp/sdn-lab", global = true)]
     dir: PathBuf,
+    /// Prefix of the lab's node names and network namespaces.
+    #[arg(long, env = "SDN_LAB_PREFIX", default_value = "lab", global = true)]
+    prefix: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,62 +33,57 @@ enum Command {
     Down,
 }
 
-const DEMO_NODES: [(&str, [u8; 4]); 2] = [("node-1", [192, 0, 2, 11]), ("node-2", [192, 0, 2, 12])];
-
-/// 32 random bytes from the kernel, hex-encoded.
-fn random_token() -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).context("reading /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 fn down(dir: &Path) {
     kill_recorded(dir);
+    remove_recorded(dir);
     let _ = std::fs::remove_dir_all(dir);
 }
 
-async fn up(dir: &Path) -> anyhow::Result<()> {
+async fn up(dir: &Path, prefix: &str) -> anyhow::Result<()> {
     down(dir);
     let run = Arc::new(RunDir::persistent(dir.to_owned())?);
-    let etcd = Etcd::start(run.clone()).await.context("starting etcd")?;
-    let mut options = MasterOptions::new("lab-master", &etcd.endpoint());
-    options.network = ClusterNetwork::default();
-    options.lease_ttl_secs = 5;
-    options.token = random_token()?;
-    let master = Master::start(run.clone(), options).await.context("starting the master")?;
-    let client = master.client();
-    for (name, ip) in DEMO_NODES {
-        let body = RegisterNode { name: name.into(), ip: ip.into() };
-        client.post::<_, NodeView>("/api/v1/nodes", &body).await.with_context(|| format!("registering {name}"))?;
+    let cluster = Cluster::start_in(run.clone(), prefix, 2).await.context("starting the lab cluster")?;
+    let mut pods = Vec::new();
+    for node in &cluster.nodes {
+        for pod in ["pod-a", "pod-b"] {
+            pods.push((
+                node.name.clone(),
+                node.attach_pod(pod).await.with_context(|| format!("pod {pod} on {}", node.name))?,
+            ));
+        }
     }
+    let master = &cluster.cp.masters[0];
     let token_file = run.path().join("token");
     let env = format!("export SDN_SERVER={}\nexport SDN_TOKEN_FILE={}\n", master.url(), token_file.display());
     std::fs::write(run.path().join("env"), &env).context("writing the lab's env file")?;
-    let nodes = sdn_tests::wait::until(std::time::Duration::from_secs(20), || async {
-        let nodes: Vec<NodeView> = client.get("/api/v1/nodes").await.map_err(|e| e.to_string())?;
-        if nodes.iter().all(|n| n.subnet.is_some()) { Ok(nodes) } else { Err(format!("{nodes:?}")) }
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("the demo nodes did not get subnets: {e}"))?;
+    let nodes: Vec<NodeView> = master.client().get("/api/v1/nodes").await?;
 
     println!("sdn lab is up ({})", run.path().display());
-    println!("  etcd     {}", etcd.endpoint());
+    println!("  etcd     {}", cluster.cp.etcd.endpoint());
     println!("  master   {}   (token in {})", master.url(), token_file.display());
     println!("  logs     {}/*.log\n", run.path().display());
-    println!("nodes and their subnets:");
+    println!("nodes (network namespaces <node>-ns, underlay 192.0.2.0/24):");
     for n in &nodes {
         let subnet = n.subnet.map_or_else(|| "<pending>".into(), |s| s.to_string());
-        println!("  {:<8} {:<12} {subnet}", n.name, n.ip.to_string());
+        println!("  {:<10} {:<12} {subnet}", n.name, n.ip.to_string());
     }
+    println!("\npods (network namespaces <node>-<pod>):");
+    for (node, pod) in &pods {
+        println!("  {:<16} {:<10} {}", pod.ns.name(), node, pod.ip);
+    }
+    let (a, b) = (&pods[0].1, &pods[2].1);
     println!("\ntry:");
-    println!("  source {}/env", run.path().display());
-    println!("  target/debug/sdnctl nodes list");
-    println!("  target/debug/sdnctl nodes add node-3 --ip 192.0.2.13");
-    println!("  target/debug/sdnctl subnets list");
-    println!("  target/debug/sdnctl network show -o json");
-    println!("  target/debug/sdnctl nodes delete node-1");
-    println!("\nthe node agents (VXLAN, eBPF flows, pods) come with the node issue; `make lab-down` stops the lab.");
+    println!("  ip netns exec {} ping -c 3 {}        # across nodes, through VXLAN", a.ns.name(), b.ip);
+    println!("  ip netns exec {} ping -c 3 {}        # same node", a.ns.name(), pods[1].1.ip);
+    println!(
+        "  ip netns exec {} ping -c 3 {}       # the external host, masqueraded",
+        a.ns.name(),
+        Cluster::EXTERNAL_IP
+    );
+    println!("  target/debug/sdn-node flows --node-name {}", cluster.nodes[0].name);
+    println!("  curl -s 127.0.0.1:{}/metrics", cluster.nodes[0].metrics_port);
+    println!("  source {}/env; target/debug/sdnctl nodes list", run.path().display());
+    println!("\n`make lab-down` stops the lab.");
     Ok(())
 }
 
@@ -94,7 +91,7 @@ async fn up(dir: &Path) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up => up(&cli.dir).await,
+        Command::Up => up(&cli.dir, &cli.prefix).await,
         Command::Down => {
             down(&cli.dir);
             println!("sdn lab is down");
