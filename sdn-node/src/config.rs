@@ -16,7 +16,9 @@ pub struct NodeArgs {
     /// This node's underlay address [default: the address of the interface holding the default route].
     #[arg(long)]
     pub node_ip: Option<Ipv4Addr>,
-    /// Enter this network namespace first (e.g. /run/netns/node1): for labs and tests.
+    /// The node's network namespace (e.g. /run/netns/node1), for labs and tests: devices, NAT
+    /// and programs go there, while etcd, the pod API and the status endpoint stay where the
+    /// agent started [default: the agent's own].
     #[arg(long, value_name = "PATH")]
     pub netns: Option<PathBuf>,
     #[command(flatten)]
