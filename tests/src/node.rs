@@ -43,6 +43,8 @@ pub struct NodeAgent {
     pub metrics_port: u16,
     /// The namespace as it was before the agent first ran ([`NodeAgent::snapshot`]).
     pub before: String,
+    /// Whether `--node-ip` is passed, or the agent finds its address itself.
+    explicit_ip: bool,
     etcd_endpoint: String,
     dir: Arc<RunDir>,
 }
@@ -57,7 +59,9 @@ impl NodeAgent {
             format!("--state-dir={}", self.dir.path().join("state").display()),
         ];
         if verb == "run" {
-            args.push(format!("--node-ip={}", self.ip));
+            if self.explicit_ip {
+                args.push(format!("--node-ip={}", self.ip));
+            }
             args.push(format!("--socket={}", self.socket.display()));
             args.push(format!("--metrics-listen=127.0.0.1:{}", self.metrics_port));
         }
@@ -72,14 +76,31 @@ impl NodeAgent {
         name: &str,
         ip: Ipv4Addr,
     ) -> Result<Self, HarnessError> {
+        Self::start_with(dir, cp, underlay, name, ip, true).await
+    }
+
+    /// As [`NodeAgent::start`]; without `explicit_ip` the namespace gets a
+    /// default route via the underlay's .1 and the agent finds its address.
+    pub async fn start_with(
+        dir: Arc<RunDir>,
+        cp: &ControlPlane,
+        underlay: &Underlay,
+        name: &str,
+        ip: Ipv4Addr,
+        explicit_ip: bool,
+    ) -> Result<Self, HarnessError> {
         let ns = Netns::create(dir.clone(), &format!("{name}-ns"))?;
         underlay.plug(&ns, ip)?;
+        if !explicit_ip {
+            ns.ip(&["route", "add", "default", "via", "192.0.2.1", "dev", "ul0"])?;
+        }
         dir.record_resource("path", &format!("/sys/fs/bpf/sdn/{name}"));
         let before = Self::snapshot_of(&ns);
         let mut node = Self {
             name: name.to_owned(),
             ip,
             before,
+            explicit_ip,
             ns,
             process: None,
             socket: dir.path().join(format!("{name}.sock")),

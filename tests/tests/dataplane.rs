@@ -167,3 +167,60 @@ async fn cleanup_leaves_the_namespace_as_it_was() {
     assert!(!pins.exists(), "pins removed");
     c.nodes[0].command("cleanup").expect("a second cleanup finds nothing and succeeds");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_without_flags_registers_the_default_route_address() {
+    let c = cluster("autoip", 0).await;
+    let node = sdn_tests::node::NodeAgent::start_with(
+        c.cp.dir.clone(),
+        &c.cp,
+        &c.underlay,
+        &format!("autoip-{}-n9", std::process::id()),
+        std::net::Ipv4Addr::new(192, 0, 2, 77),
+        false,
+    )
+    .await
+    .expect("agent without --node-ip");
+    let view: sdn_master::api::types::NodeView =
+        c.cp.masters[0].client().get(&format!("/api/v1/nodes/{}", node.name)).await.expect("registered");
+    assert_eq!(view.ip.to_string(), "192.0.2.77", "the address of the default route's interface");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_addresses_survive_restarts_and_bad_requests_change_nothing() {
+    let mut c = cluster("podapi", 1).await;
+    let a1 = c.nodes[0].attach_pod("a1").await.expect("pod a1");
+    c.nodes[0].kill();
+    c.nodes[0].restart().await.expect("restart");
+    // The same pod again gets the same address; a new one a new address.
+    let again = format!(r#"{{"id":"a1","netns":"{}"}}"#, a1.ns.path().display());
+    let (status, body) =
+        sdn_tests::node::unix_http(&c.nodes[0].socket, "POST", "/v1/pods", Some(&again)).await.expect("api");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("\"ip\":\"{}\"", a1.ip)), "{body}");
+    let a2 = c.nodes[0].attach_pod("a2").await.expect("pod a2");
+    assert_ne!(a1.ip, a2.ip);
+    assert!(a1.ns.ping(a2.ip, 1, 56, false));
+
+    let socket = &c.nodes[0].socket;
+    let records = || async { sdn_tests::node::unix_http(socket, "GET", "/v1/pods", None).await.expect("list").1 };
+    let before = records().await;
+    for (body, expected) in [
+        ("{not json", "invalid request body"),
+        (r#"{"id":"a/b","netns":"/run/netns/x"}"#, "id:"),
+        (r#"{"id":"p9","netns":"/run/netns/does-not-exist"}"#, "netns: /run/netns/does-not-exist"),
+        (r#"{"id":"p9","netns":"/run/netns/x","extra":1}"#, "unknown field"),
+        (r#"{"id":"p9","netns":"/run/netns/x","ifname":"a-name-far-too-long"}"#, "ifname:"),
+    ] {
+        let (status, text) = sdn_tests::node::unix_http(socket, "POST", "/v1/pods", Some(body)).await.expect("api");
+        assert_eq!(status, 400, "{body}: {text}");
+        assert!(text.contains(expected), "{body}: {text}");
+    }
+    assert_eq!(records().await, before, "nothing was allocated by a refused request");
+    let (status, _) = sdn_tests::node::unix_http(socket, "DELETE", "/v1/pods/never-attached", None).await.expect("api");
+    assert_eq!(status, 200, "detaching what is not there succeeds");
+    c.nodes[0].detach_pod(&a2).await.expect("detach");
+    assert!(!records().await.contains(&a2.ip.to_string()), "released");
+    let mode = std::fs::metadata(socket).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.expect("socket"), 0o600, "only root may use the pod API");
+}
