@@ -213,11 +213,6 @@ impl Dataplane {
         Ok(Self { ebpf, pin_dir: pin_dir.to_owned(), endpoints, remotes, config, counters })
     }
 
-    /// The pin directory this dataplane was loaded with.
-    pub fn pin_dir(&self) -> &Path {
-        &self.pin_dir
-    }
-
     /// Attaches `program` to the ingress of `iface` as a TCX link pinned at
     /// `<pin_dir>/links/<iface>`. If that pin exists (an earlier agent's link), the link's
     /// program is replaced atomically instead; a pinned link whose interface is gone is

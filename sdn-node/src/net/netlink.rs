@@ -284,22 +284,6 @@ impl Netlink {
         request.execute().await.map_err(failed(format!("adding {ip}/{prefix} to {}", link.name)))
     }
 
-    /// Routes `destination` out of `link` (replacing a route to the same
-    /// destination that points elsewhere).
-    pub async fn ensure_route(&self, destination: Ipv4Network, link: &Link) -> Result<(), NetError> {
-        let route: RouteMessage = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(destination.network(), destination.prefix())
-            .output_interface(link.index)
-            .build();
-        self.handle
-            .route()
-            .add(route)
-            .replace()
-            .execute()
-            .await
-            .map_err(failed(format!("routing {destination} via {}", link.name)))
-    }
-
     /// Routes `destination` via `next_hop` out of `link`, next hop on-link.
     pub async fn ensure_route_via(
         &self,
@@ -333,29 +317,6 @@ impl Netlink {
             .execute()
             .await
             .map_err(failed(format!("neighbour {ip} on {}", link.name)))
-    }
-
-    /// Whether a route to exactly `destination` goes out of `link`.
-    pub async fn has_route(&self, destination: Ipv4Network, link: &Link) -> Result<bool, NetError> {
-        let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
-        let mut routes = self.handle.route().get(filter).execute();
-        while let Some(route) = routes.try_next().await.map_err(failed("listing routes"))? {
-            let dst = route.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Destination(netlink_packet_route::route::RouteAddress::Inet(ip)) => Some(*ip),
-                _ => None,
-            });
-            let oif = route.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Oif(index) => Some(*index),
-                _ => None,
-            });
-            if dst == Some(destination.network())
-                && route.header.destination_prefix_length == destination.prefix()
-                && oif == Some(link.index)
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     /// Deletes a link; returns whether it existed.
