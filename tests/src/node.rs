@@ -183,6 +183,11 @@ impl NodeAgent {
         }
     }
 
+    /// Points the next start at another etcd endpoint (a cuttable proxy).
+    pub fn set_etcd_endpoint(&mut self, endpoint: String) {
+        self.etcd_endpoint = endpoint;
+    }
+
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
         self.kill();
         self.launch()?;

@@ -3,6 +3,20 @@
 
 use sdn_tests::node::Cluster;
 
+/// A one-second iperf3 TCP transfer from `from` to `to`; whether it moved data.
+fn tcp_transfer(from: &sdn_tests::node::Pod, to: &sdn_tests::node::Pod) -> bool {
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", to.ns.name(), "iperf3", "-s", "-1"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 (Debian package iperf3)");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = from.ns.exec(&["iperf3", "-c", &to.ip.to_string(), "-t", "1", "-J"]);
+    let _ = server.wait_with_output();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) > 1_000_000
+}
+
 async fn cluster(tag: &str, nodes: usize) -> Cluster {
     match Cluster::start(tag, nodes).await {
         Ok(cluster) => cluster,
@@ -23,6 +37,9 @@ async fn pods_reach_each_other_the_nodes_and_the_outside() {
     assert!(a1.ns.ping(b1.ip, 3, 56, false), "across nodes, pod to pod\n{}", c.logs());
     assert!(b1.ns.ping(a1.ip, 3, 56, false), "across nodes, back\n{}", c.logs());
     assert!(a1.ns.ping(gateway0, 2, 56, false), "pod to its gateway");
+    for (from, to, what) in [(&a1, &a2, "same node"), (&a1, &b1, "across nodes")] {
+        assert!(tcp_transfer(from, to), "TCP {what}\n{}", c.logs());
+    }
     assert!(a1.ns.ping(b1.ip, 3, 1400, true), "1,400 bytes with DF across nodes");
     assert!(c.nodes[0].ns.ping(a1.ip, 2, 56, false), "node stack to a local pod through tun0");
     assert!(c.nodes[0].ns.ping(b1.ip, 2, 56, false), "node stack to a remote pod through tun0");
@@ -223,4 +240,37 @@ async fn pod_addresses_survive_restarts_and_bad_requests_change_nothing() {
     assert!(!records().await.contains(&a2.ip.to_string()), "released");
     let mode = std::fs::metadata(socket).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
     assert_eq!(mode.expect("socket"), 0o600, "only root may use the pod API");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cut_off_from_etcd_catches_up_on_what_it_missed() {
+    let mut c = cluster("etcdcut", 2).await;
+    let target = format!("127.0.0.1:{}", c.cp.etcd.port()).parse().expect("addr");
+    let proxy = sdn_tests::proxy::Proxy::start(target).await.expect("proxy");
+    c.nodes[0].kill();
+    c.nodes[0].set_etcd_endpoint(proxy.endpoint());
+    c.nodes[0].restart().await.expect("agent via the proxy");
+    let gone = c.cp.allocations().await.subnets[&c.nodes[1].name];
+
+    proxy.cut();
+    let master = c.cp.masters[0].client();
+    let ghost = sdn_master::api::types::RegisterNode { name: "ghost".into(), ip: [192, 0, 2, 99].into() };
+    let _: sdn_master::api::types::NodeView = master.post("/api/v1/nodes", &ghost).await.expect("a node appears");
+    master.delete(&format!("/api/v1/nodes/{}", c.nodes[1].name)).await.expect("a node goes");
+    let new = c
+        .cp
+        .wait_allocations("ghost allocated", std::time::Duration::from_secs(20), |a| a.subnets.contains_key("ghost"))
+        .await;
+    let ghost_subnet = new.subnets["ghost"];
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    proxy.restore();
+
+    let caught_up = sdn_tests::wait::until(std::time::Duration::from_secs(30), || async {
+        let flows = c.nodes[0].command("flows").map_err(|e| e.to_string())?;
+        let has_new = flows.contains(&format!("nw_dst={ghost_subnet} actions=set_field:192.0.2.99->tun_dst"));
+        let has_gone = flows.contains(&format!("nw_dst={gone} "));
+        if has_new && !has_gone { Ok(()) } else { Err(flows) }
+    })
+    .await;
+    caught_up.unwrap_or_else(|flows| panic!("the agent missed an event:\n{flows}\n{}", c.nodes[0].log()));
 }
