@@ -49,6 +49,8 @@ pub enum AgentError {
     Ipam(#[from] IpamError),
     #[error("state {path}: {source}")]
     State { path: std::path::PathBuf, source: std::io::Error },
+    #[error("the pod API stopped: {0}")]
+    PodApi(String),
 }
 
 /// The node's underlay address and the link that holds it.
@@ -201,11 +203,11 @@ pub async fn run(
     let informer = store.informer();
     let keys = store.keys().clone();
     let mut changes = informer.subscribe();
+    tracing::info!("node {} waits for its HostSubnet", node.name);
     let (network, subnet) = loop {
         if let Some(found) = own_subnet(&informer, &keys, &node.name) {
             break found;
         }
-        tracing::info!("node {} waits for its HostSubnet", node.name);
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return Ok(()) },
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
@@ -226,13 +228,10 @@ pub async fn run(
         ipam: IpamStore::open(&ipam_dir(&config.state_dir), built.layout.subnet, built.layout.gateway)?,
         dataplane: built.dataplane.clone(),
     });
-    let socket = config.socket.clone();
-    let api_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        if let Err(err) = crate::podapi::serve(&socket, pods, api_shutdown).await {
-            tracing::error!("pod API on {}: {err}", socket.display());
-        }
-    });
+    let listener = crate::podapi::bind(&config.socket)
+        .map_err(|source| AgentError::State { path: config.socket.clone(), source })?;
+    let mut api = tokio::spawn(crate::podapi::serve(listener, pods, shutdown.clone()));
+    let mut own_subnet_missing = false;
     loop {
         changes.borrow_and_update();
         match sync_remotes(&built.dataplane, &node.name, &all_subnets(&informer, &keys)) {
@@ -242,11 +241,21 @@ pub async fn run(
                 tracing::error!("updating the tunnel map: {err}");
             }
         }
-        if own_subnet(&informer, &keys, &node.name).is_none_or(|(_, s)| s.subnet != subnet.subnet) {
+        let missing = own_subnet(&informer, &keys, &node.name).is_none_or(|(_, s)| s.subnet != subnet.subnet);
+        if missing && !own_subnet_missing {
             tracing::warn!("node {}: its HostSubnet {} is gone or changed in etcd", node.name, subnet.subnet);
         }
+        own_subnet_missing = missing;
         status.set_ready(informer.is_connected());
         tokio::select! {
+            served = &mut api => {
+                let reason = match served {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(err)) => err.to_string(),
+                    Err(err) => err.to_string(),
+                };
+                return Err(AgentError::PodApi(reason));
+            }
             changed = changes.changed() => if changed.is_err() { return Ok(()) },
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             // Readiness follows etcd reachability even without events.

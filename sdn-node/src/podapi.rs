@@ -72,8 +72,8 @@ async fn list(State(pods): State<Arc<Pods>>) -> Response {
     }
 }
 
-/// Serves the pod API at `socket` until `shutdown` fires.
-pub async fn serve(socket: &Path, pods: Arc<Pods>, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+/// Binds the pod API's socket, readable and writable by root alone.
+pub fn bind(socket: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
@@ -86,6 +86,15 @@ pub async fn serve(socket: &Path, pods: Arc<Pods>, mut shutdown: watch::Receiver
     let listener = UnixListener::bind(socket)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!("pod API on {}", socket.display());
+    Ok(listener)
+}
+
+/// Serves the pod API on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: UnixListener,
+    pods: Arc<Pods>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let app =
         Router::new().route("/v1/pods", get(list).post(attach)).route("/v1/pods/{id}", delete(detach)).with_state(pods);
     axum::serve(listener, app)
