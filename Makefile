@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: setup build lint test lab lab-down bench bench-master
+.PHONY: setup build lint test lab lab-down bench bench-master bench-dataplane
 
 setup:
 	bash scripts/setup.sh
@@ -27,8 +27,15 @@ lab: build
 lab-down:
 	@if [ -x target/debug/sdn-lab ]; then target/debug/sdn-lab down; else echo "no lab binary: nothing to stop"; fi
 
-bench: bench-master
+bench: bench-master bench-dataplane
 
 bench-master: setup
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p sdn-tests --bench master_alloc
+
+# Pod-to-pod TCP throughput and latency through the eBPF dataplane against
+# kernel-only references (flannel's vxlan and host-gw shapes, a plain
+# bridge) built in the same run. Needs root, iperf3 and sockperf.
+bench-dataplane: setup
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) bench -p sdn-tests --bench dataplane
