@@ -105,11 +105,8 @@ fn from_pod(ctx: &TcContext) -> Result<i32, ()> {
             }
             let daddr: u32 = ctx.load(IP_DADDR).map_err(|_| ())?;
             let Some(config) = config() else { return Ok(TC_ACT_OK) };
-            if let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) {
-                return deliver_local(ctx, endpoint, config, Decision::LocalDeliver);
-            }
-            if let Some(remote) = lookup_remote(daddr) {
-                return to_remote(ctx, remote, config);
+            if let Some(verdict) = to_cluster(ctx, daddr, config) {
+                return verdict;
             }
             // Not in the cluster's tables: straight to the host through `tun0-br`'s egress
             // (`tun0`'s ingress), addressed to the gateway. Not through the bridge: with
@@ -149,13 +146,16 @@ fn from_host(ctx: &TcContext) -> Result<i32, ()> {
     }
     let daddr: u32 = ctx.load(IP_DADDR).map_err(|_| ())?;
     let Some(config) = config() else { return Ok(TC_ACT_OK) };
+    to_cluster(ctx, daddr, config).unwrap_or(Ok(TC_ACT_OK))
+}
+
+/// A destination in the cluster's tables: a local pod (delivered) or a remote subnet
+/// (tunnelled). `None` for anything else, which each caller handles its own way.
+fn to_cluster(ctx: &TcContext, daddr: u32, config: &NodeConfig) -> Option<Result<i32, ()>> {
     if let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) {
-        return deliver_local(ctx, endpoint, config, Decision::LocalDeliver);
+        return Some(deliver_local(ctx, endpoint, config, Decision::LocalDeliver));
     }
-    if let Some(remote) = lookup_remote(daddr) {
-        return to_remote(ctx, remote, config);
-    }
-    Ok(TC_ACT_OK)
+    lookup_remote(daddr).map(|remote| to_remote(ctx, remote, config))
 }
 
 /// Rewrites the MACs (source the gateway, destination the pod) and hands the frame to the pod's
