@@ -20,13 +20,23 @@ pub enum NatError {
 }
 
 /// The `inet sdn` table: masquerade what leaves the cluster network, accept
-/// VXLAN between nodes. Declaring the table first and deleting it in the
+/// VXLAN between nodes and keep it out of conntrack (a tunnel packet is
+/// never NATed or filtered by state, so tracking it only costs a lookup per
+/// packet and a table entry per node pair, on both nodes). Declaring the table first and deleting it in the
 /// same transaction makes the load replace any earlier version whole.
 pub fn ruleset(cluster: Ipv4Network, vxlan_port: u16) -> String {
     format!(
         "table inet {TABLE} {{}}
 delete table inet {TABLE}
 table inet {TABLE} {{
+  chain tunnel-in {{
+    type filter hook prerouting priority raw; policy accept;
+    udp dport {vxlan_port} notrack
+  }}
+  chain tunnel-out {{
+    type filter hook output priority raw; policy accept;
+    udp dport {vxlan_port} notrack
+  }}
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
     ip saddr {cluster} ip daddr != {cluster} masquerade
@@ -84,6 +94,7 @@ mod tests {
         assert!(text.starts_with("table inet sdn {}\ndelete table inet sdn\n"), "replaces atomically");
         assert!(text.contains("ip saddr 10.1.0.0/16 ip daddr != 10.1.0.0/16 masquerade"));
         assert!(text.contains("udp dport 4789 accept"));
+        assert_eq!(text.matches("udp dport 4789 notrack").count(), 2, "tunnel packets untracked both ways");
         assert_eq!(text.matches("table inet").count(), 3, "only our table");
     }
 }

@@ -17,6 +17,21 @@ fn tcp_transfer(from: &sdn_tests::node::Pod, to: &sdn_tests::node::Pod) -> bool 
     report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) > 1_000_000
 }
 
+/// The first packet matching `filter` on `ns`'s underlay port while `traffic` runs, as
+/// `tcpdump -vv` prints it; `traffic` must succeed.
+fn capture(ns: &sdn_tests::netns::Netns, filter: &str, traffic: impl FnOnce() -> bool) -> String {
+    let capture = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "timeout", "10", "tcpdump", "-n", "-l", "-vv", "-c", "1", "-i", "ul0"])
+        .arg(filter)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tcpdump (Debian package tcpdump)");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(traffic(), "traffic during the capture of {filter} on {}", ns.name());
+    String::from_utf8_lossy(&capture.wait_with_output().expect("tcpdump output").stdout).into_owned()
+}
+
 async fn cluster(tag: &str, nodes: usize) -> Cluster {
     match Cluster::start(tag, nodes).await {
         Ok(cluster) => cluster,
@@ -44,30 +59,17 @@ async fn pods_reach_each_other_the_nodes_and_the_outside() {
     assert!(c.nodes[0].ns.ping(a1.ip, 2, 56, false), "node stack to a local pod through tun0");
     assert!(c.nodes[0].ns.ping(b1.ip, 2, 56, false), "node stack to a remote pod through tun0");
 
+    // Tunnel packets: no outer UDP checksum, no conntrack entry on either node.
+    let seen = capture(&c.nodes[1].ns, "udp port 4789", || a1.ns.ping(b1.ip, 2, 56, false));
+    assert!(seen.contains("VXLAN") && seen.contains("[no cksum]"), "outer UDP checksum set: {seen}");
+    for node in &c.nodes[..2] {
+        let tracked = node.ns.exec(&["cat", "/proc/net/nf_conntrack"]);
+        let tracked = String::from_utf8_lossy(&tracked.stdout);
+        assert!(!tracked.contains("dport=4789"), "{}: VXLAN in conntrack:\n{tracked}", node.ns.name());
+    }
+
     // Out of the cluster: the external host sees the node's address.
-    let capture = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            c.external.name(),
-            "timeout",
-            "10",
-            "tcpdump",
-            "-n",
-            "-l",
-            "-c",
-            "1",
-            "-i",
-            "ul0",
-            "icmp",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tcpdump (Debian package tcpdump)");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(a1.ns.ping(Cluster::EXTERNAL_IP, 2, 56, false), "pod to the external host\n{}", c.logs());
-    let seen = String::from_utf8_lossy(&capture.wait_with_output().expect("tcpdump output").stdout).into_owned();
+    let seen = capture(&c.external, "icmp", || a1.ns.ping(Cluster::EXTERNAL_IP, 2, 56, false));
     assert!(seen.contains(&format!("{} > {}", c.nodes[0].ip, Cluster::EXTERNAL_IP)), "not masqueraded: {seen}");
 
     let flows = c.nodes[0].command("flows").expect("flows");

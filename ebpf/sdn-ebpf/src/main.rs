@@ -24,7 +24,7 @@ use core::{ffi::c_void, mem::size_of, ptr};
 
 use aya_ebpf::{
     bindings::{
-        TC_ACT_OK, TC_ACT_SHOT, bpf_tunnel_key, bpf_tunnel_key__bindgen_ty_1, bpf_tunnel_key__bindgen_ty_2,
+        BPF_F_ZERO_CSUM_TX, TC_ACT_OK, TC_ACT_SHOT, bpf_tunnel_key, bpf_tunnel_key__bindgen_ty_1, bpf_tunnel_key__bindgen_ty_2,
         bpf_tunnel_key__bindgen_ty_3,
     },
     helpers::{bpf_map_lookup_elem, bpf_redirect, bpf_redirect_peer, bpf_skb_set_tunnel_key},
@@ -190,8 +190,11 @@ fn to_remote(ctx: &TcContext, remote: *mut Remote, config: &NodeConfig) -> Resul
         tunnel_label: 0,
         __bindgen_anon_3: bpf_tunnel_key__bindgen_ty_3 { local_ipv6: [0; 4] },
     };
+    // No outer UDP checksum, as RFC 7348 recommends for IPv4 and as the kernel's and flannel's
+    // VXLAN devices send by default: the inner TCP/UDP checksum already covers the payload.
+    let flags = u64::from(BPF_F_ZERO_CSUM_TX);
     // SAFETY: the key lives on the stack for the call; the size is the struct's.
-    let ret = unsafe { bpf_skb_set_tunnel_key(ctx.skb.skb, &mut key, size_of::<bpf_tunnel_key>() as u32, 0) };
+    let ret = unsafe { bpf_skb_set_tunnel_key(ctx.skb.skb, &mut key, size_of::<bpf_tunnel_key>() as u32, flags) };
     if ret != 0 {
         return Err(());
     }
