@@ -228,9 +228,9 @@ pub async fn run(
         ipam: IpamStore::open(&ipam_dir(&config.state_dir), built.layout.subnet, built.layout.gateway)?,
         dataplane: built.dataplane.clone(),
     });
-    let listener = crate::podapi::bind(&config.socket)
+    let listener = crate::podapi::server::bind(&config.socket)
         .map_err(|source| AgentError::State { path: config.socket.clone(), source })?;
-    let mut api = tokio::spawn(crate::podapi::serve(listener, pods, shutdown.clone()));
+    let mut api = tokio::spawn(crate::podapi::server::serve(listener, pods, shutdown.clone()));
     let mut own_subnet_missing = false;
     loop {
         changes.borrow_and_update();
