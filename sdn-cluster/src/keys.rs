@@ -75,6 +75,20 @@ impl Keys {
         Ipv4Network::new(ip.parse().ok()?, prefix.parse().ok()?).ok()
     }
 
+    /// Every node's pod records: `pods/<node>/<container-id>:<ifname>`.
+    pub fn pods(&self) -> String {
+        format!("{}/pods/", self.prefix)
+    }
+
+    pub fn node_pods(&self, node: &str) -> String {
+        format!("{}/pods/{node}/", self.prefix)
+    }
+
+    /// Container IDs and interface names never hold ':', so the key is unambiguous.
+    pub fn pod(&self, node: &str, container_id: &str, ifname: &str) -> String {
+        format!("{}/pods/{node}/{container_id}:{ifname}", self.prefix)
+    }
+
     /// The master leadership key, held under a lease by the leader.
     pub fn leader(&self) -> String {
         format!("{}/master/leader", self.prefix)
@@ -104,6 +118,8 @@ mod tests {
         assert_eq!(Keys::claimed_subnet("10.1.2.0-33"), None);
         assert_eq!(k.node_ip("192.0.2.1".parse().expect("ip")), "/sdn/node-ips/192.0.2.1");
         assert_eq!(k.leader(), "/sdn/master/leader");
+        assert_eq!(k.pod("n1", "c0ffee", "eth0"), "/sdn/pods/n1/c0ffee:eth0");
+        assert!(k.pod("n1", "c0ffee", "eth0").starts_with(&k.node_pods("n1")));
         assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/n1"), Some("n1"));
         assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/"), None);
         assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/a/b"), None);

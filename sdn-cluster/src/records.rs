@@ -29,6 +29,23 @@ pub struct HostSubnet {
     pub subnet: Ipv4Network,
 }
 
+/// A pod attached on a node, recorded by that node's agent so the cluster
+/// can list every pod with its node and IP (`sdnctl pods`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRecord {
+    pub node: String,
+    /// The runtime's container (sandbox) ID.
+    pub container_id: String,
+    pub ifname: String,
+    pub ip: std::net::Ipv4Addr,
+    /// The Kubernetes namespace and name, when the runtime gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
 /// A record that may not be stored, with the field that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {

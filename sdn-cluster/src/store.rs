@@ -14,7 +14,7 @@ use crate::etcd::{EtcdConfig, EtcdError};
 use crate::informer::Informer;
 use crate::keys::Keys;
 use crate::network::ClusterNetwork;
-use crate::records::{Node, RecordError};
+use crate::records::{Node, PodRecord, RecordError};
 
 /// How often a compare-and-put is retried when other writers keep winning.
 const ATTEMPTS: usize = 8;
@@ -178,13 +178,58 @@ impl Store {
             let node: Node = decode(&node_key, kv.value())?;
             let txn = Txn::new()
                 .when([Compare::mod_revision(node_key.as_str(), CompareOp::Equal, kv.mod_revision())])
-                .and_then([TxnOp::delete(node_key.as_str(), None), self.release_ip_op(node.ip, name)]);
+                .and_then([
+                    TxnOp::delete(node_key.as_str(), None),
+                    self.release_ip_op(node.ip, name),
+                    TxnOp::delete(self.keys.node_pods(name), Some(etcd_client::DeleteOptions::new().with_prefix())),
+                ]);
             let resp = self.txn(txn).await?;
             if resp.succeeded() {
                 return Ok(resp.header().map_or(0, |h| h.revision()));
             }
         }
         Err(StoreError::Contention { what: format!("deleting node {name}") })
+    }
+
+    /// Makes the pod records of `node` exactly `pods`: writes what is new or
+    /// changed, deletes what is gone. Only while the node is registered, so
+    /// an agent cannot bring back the records of a node an admin deleted.
+    pub async fn replace_node_pods(&self, node: &str, pods: &[PodRecord]) -> Result<(), StoreError> {
+        let dir = self.keys.node_pods(node);
+        let stored: Vec<(String, PodRecord)> = self
+            .client
+            .kv_client()
+            .get(dir.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.etcd_error(e))?
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                // An unreadable record is replaced: this node is its only writer.
+                let record = decode(&key, kv.value()).ok();
+                Some((key, record?))
+            })
+            .collect();
+        let desired: Vec<(String, &PodRecord)> =
+            pods.iter().map(|p| (self.keys.pod(node, &p.container_id, &p.ifname), p)).collect();
+        let mut ops: Vec<TxnOp> = desired
+            .iter()
+            .filter(|(key, pod)| !stored.iter().any(|(k, s)| k == key && s == *pod))
+            .map(|(key, pod)| TxnOp::put(key.as_str(), encode(pod), None))
+            .collect();
+        ops.extend(
+            stored
+                .iter()
+                .filter(|(key, _)| !desired.iter().any(|(k, _)| k == key))
+                .map(|(key, _)| TxnOp::delete(key.as_str(), None)),
+        );
+        let registered = Compare::version(self.keys.node(node), CompareOp::Greater, 0);
+        // etcd caps operations per transaction (128 by default).
+        for batch in ops.chunks(120) {
+            self.txn(Txn::new().when([registered.clone()]).and_then(batch.to_vec())).await?;
+        }
+        Ok(())
     }
 
     /// Deletes `node-ips/<ip>` only while it still names `owner`, so a stale

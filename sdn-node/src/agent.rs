@@ -9,16 +9,18 @@ use sdn_cluster::etcd::Backoff;
 use sdn_cluster::informer::Informer;
 use sdn_cluster::store::{Store, StoreError, decode};
 use sdn_cluster::{ClusterNetwork, HostSubnet, Keys, Node};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::bpf::{self, BpfError, Dataplane, Program};
 use crate::config::NodeConfig;
+use crate::install::{self, Conflist, InstallError};
 use crate::ipam::{IpamError, IpamStore};
 use crate::nat::{self, NatError};
 use crate::net::layout::{LayoutError, NodeLayout, TUN0_BR, VXLAN0};
 use crate::net::netlink::{Link, NetError, Netlink};
 use crate::net::{self, NodeDevices};
 use crate::netns::{NetnsError, NodeNamespace};
+use crate::podapi::Dns;
 use crate::pods::{Pods, ipam_dir};
 use crate::remotes;
 use crate::status::Status;
@@ -47,6 +49,8 @@ pub enum AgentError {
     Bpffs(#[from] crate::bpffs::BpffsError),
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Install(#[from] InstallError),
     #[error("state {path}: {source}")]
     State { path: std::path::PathBuf, source: std::io::Error },
     #[error("the pod API stopped: {0}")]
@@ -60,7 +64,7 @@ async fn underlay(nl: &Netlink, configured: Option<Ipv4Addr>) -> Result<(Ipv4Add
         return Ok((ip, link));
     }
     let link = nl.default_route_link().await?.ok_or(AgentError::NoUnderlay)?;
-    let ip = nl.ipv4_addresses(&link).await?.into_iter().next().ok_or(AgentError::NoUnderlay)?;
+    let ip = nl.ipv4_addresses(&link).await?.into_iter().next().ok_or(AgentError::NoUnderlay)?.ip();
     Ok((ip, link))
 }
 
@@ -227,10 +231,24 @@ pub async fn run(
         layout: built.layout.clone(),
         ipam: IpamStore::open(&ipam_dir(&config.state_dir), built.layout.subnet, built.layout.gateway)?,
         dataplane: built.dataplane.clone(),
+        // The cluster DNS of each node answers on its gateway address.
+        dns: Dns { nameservers: vec![built.layout.gateway], domain: config.cluster_domain.clone() },
+        changed: Arc::new(Notify::new()),
     });
+    tokio::spawn(crate::podsync::run(store.clone(), node.name.clone(), pods.clone(), shutdown.clone()));
     let listener = crate::podapi::server::bind(&config.socket)
         .map_err(|source| AgentError::State { path: config.socket.clone(), source })?;
     let mut api = tokio::spawn(crate::podapi::server::serve(listener, pods, shutdown.clone()));
+    // Runtimes find the network only once the agent can serve it.
+    if let Some(cni) = &config.cni {
+        let conflist = Conflist {
+            network: cni.cni_network.clone(),
+            cni_version: cni.cni_version.clone(),
+            socket: config.socket.clone(),
+            chain: cni.cni_chain.clone(),
+        };
+        install::install(&install::bundled_plugin(), &cni.cni_bin_dir, &cni.cni_conflist, &conflist)?;
+    }
     let mut own_subnet_missing = false;
     loop {
         changes.borrow_and_update();

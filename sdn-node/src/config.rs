@@ -35,6 +35,36 @@ pub struct NodeArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9441", value_name = "ADDR")]
     pub metrics_listen: SocketAddr,
+    /// The cluster DNS domain, for the search list pods get.
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    pub cluster_domain: String,
+    #[command(flatten)]
+    pub cni: CniArgs,
+}
+
+/// Where the agent installs the CNI plugin and its configuration on start.
+#[derive(Debug, Clone, Args)]
+pub struct CniArgs {
+    /// The CNI network configuration list written on start.
+    #[arg(long, default_value = "/etc/cni/net.d/10-sdn.conflist", value_name = "PATH")]
+    pub cni_conflist: PathBuf,
+    /// Where the sdn-cni binary (taken from beside sdn-node) is installed.
+    #[arg(long, default_value = "/opt/cni/bin", value_name = "DIR")]
+    pub cni_bin_dir: PathBuf,
+    /// The network's name in the list, which runtimes show and GC by.
+    #[arg(long, default_value = "sdn", value_name = "NAME")]
+    pub cni_network: String,
+    /// The list's cniVersion. Chained plugins must support it: Debian 12's reference plugins
+    /// stop at 1.0.0.
+    #[arg(long, default_value = "1.1.0", value_name = "VERSION",
+          value_parser = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])]
+    pub cni_version: String,
+    /// A plugin to chain after sdn-cni (repeatable, in order), e.g. portmap, tuning, bandwidth.
+    #[arg(long = "cni-chain", value_name = "PLUGIN")]
+    pub cni_chain: Vec<String>,
+    /// Install nothing (the runtime's CNI files are managed some other way).
+    #[arg(long)]
+    pub no_cni_install: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +73,12 @@ pub enum NodeConfigError {
     Etcd(#[from] EtcdConfigError),
     #[error("--node-name: {0}")]
     Name(String),
+    #[error("--cluster-domain: {0:?} is not a DNS domain (dot-separated DNS-1123 labels)")]
+    Domain(String),
+    #[error("--cni-network: {0:?} must start with a letter or digit, then letters, digits, '_', '.' or '-'")]
+    Network(String),
+    #[error("--cni-chain: {0:?} is not a plugin name (letters, digits, '_', '.' or '-')")]
+    Chain(String),
 }
 
 /// The validated settings of one agent.
@@ -57,6 +93,9 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     pub socket: PathBuf,
     pub metrics_listen: SocketAddr,
+    pub cluster_domain: String,
+    /// `None` when the agent installs no CNI files.
+    pub cni: Option<CniArgs>,
 }
 
 fn host_name() -> String {
@@ -67,6 +106,18 @@ impl NodeArgs {
     pub fn resolve(self) -> Result<NodeConfig, NodeConfigError> {
         let name = self.node_name.unwrap_or_else(host_name);
         validate_label("name", &name).map_err(|e| NodeConfigError::Name(e.to_string()))?;
+        let domain = self.cluster_domain.trim_end_matches('.').to_lowercase();
+        if domain.is_empty() || domain.split('.').any(|label| validate_label("domain", label).is_err()) {
+            return Err(NodeConfigError::Domain(self.cluster_domain));
+        }
+        let plugin_name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        let network = &self.cni.cni_network;
+        if !network.starts_with(|c: char| c.is_ascii_alphanumeric()) || !plugin_name(network) {
+            return Err(NodeConfigError::Network(network.clone()));
+        }
+        if let Some(bad) = self.cni.cni_chain.iter().find(|p| !plugin_name(p)) {
+            return Err(NodeConfigError::Chain(bad.clone()));
+        }
         Ok(NodeConfig {
             pin_dir: self.bpffs.join("sdn").join(&name),
             bpffs: self.bpffs,
@@ -76,6 +127,8 @@ impl NodeArgs {
             etcd: self.etcd.resolve(EtcdFile::default())?,
             socket: self.socket,
             metrics_listen: self.metrics_listen,
+            cluster_domain: domain,
+            cni: (!self.cni.no_cni_install).then_some(self.cni),
         })
     }
 }
@@ -103,5 +156,13 @@ mod tests {
         assert!(cli.args.resolve().expect_err("bad name").to_string().starts_with("--node-name: name:"));
         let err = Cli::try_parse_from(["sdn-node", "--node-ip", "10.0.0.300"]).err().expect("bad ip").to_string();
         assert!(err.contains("--node-ip"), "{err}");
+        for (flag, value) in [("--cluster-domain", "cluster..local"), ("--cni-network", "_x"), ("--cni-chain", "a/b")] {
+            let cli = Cli::try_parse_from(["sdn-node", "--node-name", "n", flag, value]).expect("parse");
+            let err = cli.args.resolve().expect_err(flag).to_string();
+            assert!(err.starts_with(flag), "{err}");
+        }
+        assert!(Cli::try_parse_from(["sdn-node", "--cni-version", "2.0.0"]).is_err(), "unknown CNI version");
+        let cli = Cli::try_parse_from(["sdn-node", "--node-name", "n", "--no-cni-install"]).expect("parse");
+        assert!(cli.args.resolve().expect("valid").cni.is_none());
     }
 }

@@ -1,7 +1,8 @@
 //! Pod addresses from the node's subnet.
 //!
 //! The choice is pure ([`next_free`]); the record is a directory with one
-//! file per address (named by the address, holding the pod ID), created with
+//! file per address (named by the address, holding its owner's record, which
+//! this module keeps opaque and the caller matches), created with
 //! `O_EXCL`, as the reference `host-local` plugin does. The directory is the
 //! truth: it survives agent restarts, and no address is handed to two live
 //! pods because a second create of the same file fails.
@@ -64,24 +65,29 @@ impl IpamStore {
         move |source| IpamError::Io { path, source }
     }
 
-    /// Every recorded address and the pod holding it.
+    /// Every recorded address and its owner's record.
     pub fn list(&self) -> Result<Vec<(Ipv4Addr, String)>, IpamError> {
         let mut records = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(self.io(&self.dir))? {
             let entry = entry.map_err(self.io(&self.dir))?;
             let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
-            let owner = std::fs::read_to_string(entry.path()).map_err(self.io(&entry.path()))?;
-            records.push((ip, owner.trim().to_owned()));
+            match std::fs::read_to_string(entry.path()) {
+                Ok(owner) => records.push((ip, owner.trim().to_owned())),
+                // Released meanwhile by a concurrent request.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(self.io(&entry.path())(err)),
+            }
         }
         records.sort();
         Ok(records)
     }
 
-    /// The address of `pod`, allocating one if it has none (so a repeated
-    /// request for the same pod gets the same address).
-    pub fn allocate(&self, pod: &str) -> Result<Ipv4Addr, IpamError> {
+    /// The address whose owner record `is_owner` accepts, allocating one
+    /// recorded as `owner` if there is none (so a repeated request for the
+    /// same pod gets the same address).
+    pub fn allocate(&self, owner: &str, is_owner: impl Fn(&str) -> bool) -> Result<Ipv4Addr, IpamError> {
         let records = self.list()?;
-        if let Some((ip, _)) = records.iter().find(|(_, owner)| owner == pod) {
+        if let Some((ip, _)) = records.iter().find(|(_, record)| is_owner(record)) {
             return Ok(*ip);
         }
         let mut used: HashSet<Ipv4Addr> = records.into_iter().map(|(ip, _)| ip).collect();
@@ -92,7 +98,7 @@ impl IpamStore {
             let path = self.dir.join(ip.to_string());
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
-                    file.write_all(pod.as_bytes()).map_err(self.io(&path))?;
+                    file.write_all(owner.as_bytes()).map_err(self.io(&path))?;
                     file.sync_all().map_err(self.io(&path))?;
                     std::fs::write(&last_path, ip.to_string()).map_err(self.io(&last_path))?;
                     return Ok(ip);
@@ -107,10 +113,11 @@ impl IpamStore {
         }
     }
 
-    /// Releases the address of `pod`; releasing what is not there succeeds.
-    pub fn release(&self, pod: &str) -> Result<Option<Ipv4Addr>, IpamError> {
-        for (ip, owner) in self.list()? {
-            if owner == pod {
+    /// Releases the address whose owner record `is_owner` accepts; releasing
+    /// what is not there succeeds.
+    pub fn release(&self, is_owner: impl Fn(&str) -> bool) -> Result<Option<Ipv4Addr>, IpamError> {
+        for (ip, record) in self.list()? {
+            if is_owner(&record) {
                 let path = self.dir.join(ip.to_string());
                 match std::fs::remove_file(&path) {
                     Ok(()) => return Ok(Some(ip)),
@@ -162,19 +169,20 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let subnet = net("10.1.3.0/29");
         let store = IpamStore::open(&dir, subnet, ip("10.1.3.1")).expect("open");
-        let a = store.allocate("pod-a").expect("a");
-        assert_eq!(store.allocate("pod-a").expect("again"), a, "same pod, same address");
-        let b = store.allocate("pod-b").expect("b");
+        let owner = |name: &'static str| move |record: &str| record == name;
+        let a = store.allocate("pod-a", owner("pod-a")).expect("a");
+        assert_eq!(store.allocate("pod-a", owner("pod-a")).expect("again"), a, "same pod, same address");
+        let b = store.allocate("pod-b", owner("pod-b")).expect("b");
         assert_ne!(a, b);
         let reopened = IpamStore::open(&dir, subnet, ip("10.1.3.1")).expect("reopen");
         assert_eq!(reopened.list().expect("list"), vec![(a, "pod-a".into()), (b, "pod-b".into())]);
-        assert_eq!(reopened.release("pod-a").expect("release"), Some(a));
-        assert_eq!(reopened.release("pod-a").expect("release twice"), None);
+        assert_eq!(reopened.release(owner("pod-a")).expect("release"), Some(a));
+        assert_eq!(reopened.release(owner("pod-a")).expect("release twice"), None);
         // Six host addresses less the gateway: b and four more fill it.
         for pod in ["c", "d", "e", "f"] {
-            reopened.allocate(pod).expect("room");
+            reopened.allocate(pod, owner(pod)).expect("room");
         }
-        let err = reopened.allocate("g").expect_err("full");
+        let err = reopened.allocate("g", owner("g")).expect_err("full");
         assert_eq!(err.to_string(), "no free address left in 10.1.3.0/29");
         let _ = std::fs::remove_dir_all(&dir);
     }

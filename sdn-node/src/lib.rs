@@ -5,6 +5,9 @@
 //! - [`bpf`]: the eBPF programs and flow maps (pinned, adopted across restarts).
 //! - [`nat`]: the nftables table that masquerades traffic leaving the cluster.
 //! - [`ipam`]: pod addresses from the node subnet, recorded one file each.
+//! - [`podapi`]: the pod API on a root-only unix socket, its types and client;
+//!   [`pods`]: attach, detach, check and GC of pods; [`podsync`]: their etcd records.
+//! - [`install`]: the CNI plugin and configuration list put in place on start.
 //! - [`remotes`]: which remote subnets the tunnel map holds (pure).
 //! - [`netns`]: running work inside a network namespace.
 //! - [`status`]: `/healthz`, `/readyz`, `/metrics`; [`config`]: the flags.
@@ -13,11 +16,13 @@ pub mod agent;
 pub mod bpf;
 pub mod bpffs;
 pub mod config;
+pub mod install;
 pub mod ipam;
 pub mod nat;
 pub mod net;
 pub mod netns;
 pub mod podapi;
 pub mod pods;
+pub mod podsync;
 pub mod remotes;
 pub mod status;

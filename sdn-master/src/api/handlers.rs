@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::IntoResponse;
-use sdn_cluster::records::validate_label;
+use sdn_cluster::records::{PodRecord, validate_label};
 use sdn_cluster::store::{Registered, decode};
 use sdn_cluster::{ClusterNetwork, HostSubnet, Node};
 use serde::de::DeserializeOwned;
@@ -136,6 +136,39 @@ pub async fn get_subnet(State(state): State<AppState>, Path(node): Path<String>)
         .cloned()
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("node {node} has no subnet")))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodFilter {
+    node: Option<String>,
+}
+
+/// Every pod the agents recorded, by node and container; `?node=` narrows
+/// it to one node. Unreadable records are skipped (and logged), not fatal.
+pub async fn list_pods(
+    State(state): State<AppState>,
+    Query(filter): Query<PodFilter>,
+) -> Result<Json<Vec<PodRecord>>, ApiError> {
+    let dir = match &filter.node {
+        Some(node) => {
+            valid_name("node", node)?;
+            state.store.keys().node_pods(node)
+        }
+        None => state.store.keys().pods(),
+    };
+    let cache = state.informer.read();
+    let pods = cache
+        .range(&dir)
+        .filter_map(|(key, entry)| match decode::<PodRecord>(key, &entry.value) {
+            Ok(pod) => Some(pod),
+            Err(err) => {
+                tracing::warn!("{err}");
+                None
+            }
+        })
+        .collect();
+    Ok(Json(pods))
 }
 
 pub async fn get_network(State(state): State<AppState>) -> Result<Json<ClusterNetwork>, ApiError> {

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/nodes/{name}", get(handlers::get_node).delete(handlers::delete_node))
         .route("/api/v1/subnets", get(handlers::list_subnets))
         .route("/api/v1/subnets/{node}", get(handlers::get_subnet))
+        .route("/api/v1/pods", get(handlers::list_pods))
         .route("/api/v1/network", get(handlers::get_network))
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::no_route)

@@ -48,9 +48,22 @@ pub enum Command {
     /// Allocated host subnets.
     #[command(subcommand)]
     Subnets(SubnetsCommand),
+    /// Pods attached on the nodes, as their agents record them.
+    #[command(subcommand)]
+    Pods(PodsCommand),
     /// The cluster network configuration.
     #[command(subcommand)]
     Network(NetworkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PodsCommand {
+    /// List every pod with its node and IP.
+    List {
+        /// Only the pods of this node.
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +147,13 @@ pub async fn run(cli: Cli) -> Result<String, CtlError> {
         }
         Command::Subnets(SubnetsCommand::List) => {
             output::subnets(&client.get::<Vec<_>>("/api/v1/subnets").await?, json)
+        }
+        Command::Pods(PodsCommand::List { node }) => {
+            let path = match node {
+                Some(node) => format!("/api/v1/pods?node={}", node_name(node)?),
+                None => "/api/v1/pods".to_owned(),
+            };
+            output::pods(&client.get::<Vec<_>>(&path).await?, json)
         }
         Command::Network(NetworkCommand::Show) => output::network(&client.get("/api/v1/network").await?, json),
     })

@@ -2,6 +2,7 @@
 
 use comfy_table::presets::NOTHING;
 use comfy_table::{Table, TableComponent};
+use sdn_cluster::records::PodRecord;
 use sdn_cluster::{ClusterNetwork, HostSubnet};
 use serde::Serialize;
 
@@ -61,6 +62,26 @@ pub fn subnets(subnets: &[HostSubnet], as_json: bool) -> String {
     table(
         &["HOST", "HOST IP", "SUBNET"],
         subnets.iter().map(|s| vec![s.host.clone(), s.host_ip.to_string(), s.subnet.to_string()]),
+    )
+}
+
+pub fn pods(pods: &[PodRecord], as_json: bool) -> String {
+    if as_json {
+        return json(pods);
+    }
+    let none = || "<none>".to_owned();
+    table(
+        &["NAMESPACE", "NAME", "NODE", "IP", "CONTAINER", "INTERFACE"],
+        pods.iter().map(|p| {
+            vec![
+                p.namespace.clone().unwrap_or_else(none),
+                p.name.clone().unwrap_or_else(none),
+                p.node.clone(),
+                p.ip.to_string(),
+                p.container_id.chars().take(13).collect(),
+                p.ifname.clone(),
+            ]
+        }),
     )
 }
 

@@ -86,14 +86,14 @@ async fn run(config: sdn_node::config::NodeConfig, ns: NodeNamespace) -> anyhow:
 
 async fn cleanup(config: sdn_node::config::NodeConfig, ns: NodeNamespace) -> anyhow::Result<()> {
     let forwarding = std::fs::read_to_string(agent::forwarding_record(&config.state_dir)).ok();
-    // Pods' host veths are named after the pod IDs their addresses are recorded under.
+    // Pods' host veths are named after the attachments their addresses are recorded for.
     let pod_veths: Vec<String> = std::fs::read_dir(pods::ipam_dir(&config.state_dir))
         .map(|entries| {
             entries
                 .flatten()
                 .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<std::net::Ipv4Addr>().is_ok()))
                 .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .map(|id| pods::host_veth(id.trim()))
+                .map(|record| pods::record::host_veth(&pods::record::key(&pods::record::decode(record.trim()))))
                 .collect()
         })
         .unwrap_or_default();
@@ -117,6 +117,15 @@ async fn cleanup(config: sdn_node::config::NodeConfig, ns: NodeNamespace) -> any
         println!("deleted {device}");
     }
     println!("removed nftables table inet {}", nat::TABLE);
+    if let Some(cni) = &config.cni {
+        for file in [cni.cni_conflist.clone(), cni.cni_bin_dir.join(sdn_node::install::PLUGIN)] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => println!("removed {}", file.display()),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(anyhow::Error::from(err).context(format!("removing {}", file.display()))),
+            }
+        }
+    }
     bpf::remove_pins(&config.pin_dir)?;
     println!("removed pins under {}", config.pin_dir.display());
     match std::fs::remove_dir_all(&config.state_dir) {

@@ -116,20 +116,52 @@ impl Netlink {
         }
     }
 
-    /// The IPv4 addresses on a link.
-    pub async fn ipv4_addresses(&self, link: &Link) -> Result<Vec<Ipv4Addr>, NetError> {
+    /// The IPv4 addresses on a link, with their prefix lengths.
+    pub async fn ipv4_addresses(&self, link: &Link) -> Result<Vec<Ipv4Network>, NetError> {
         let mut found = Vec::new();
         let mut addresses = self.handle.address().get().set_link_index_filter(link.index).execute();
         while let Some(message) =
             addresses.try_next().await.map_err(failed(format!("listing addresses of {}", link.name)))?
         {
             for attribute in &message.attributes {
-                if let AddressAttribute::Address(IpAddr::V4(ip)) = attribute {
-                    found.push(*ip);
+                if let AddressAttribute::Address(IpAddr::V4(ip)) = attribute
+                    && let Ok(network) = Ipv4Network::new(*ip, message.header.prefix_len)
+                {
+                    found.push(network);
                 }
             }
         }
         Ok(found)
+    }
+
+    /// Every link of the namespace.
+    pub async fn links(&self) -> Result<Vec<Link>, NetError> {
+        let mut found = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(message) = links.try_next().await.map_err(failed("listing links"))? {
+            found.push(Link::from_message(&message));
+        }
+        Ok(found)
+    }
+
+    /// The gateway of the IPv4 default route out of `link`, if there is one.
+    pub async fn default_gateway(&self, link: &Link) -> Result<Option<Ipv4Addr>, NetError> {
+        let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut routes = self.handle.route().get(filter).execute();
+        while let Some(route) = routes.try_next().await.map_err(failed("listing routes"))? {
+            let oif = route.attributes.iter().any(|a| matches!(a, RouteAttribute::Oif(i) if *i == link.index));
+            if route.header.destination_prefix_length != 0 || !oif {
+                continue;
+            }
+            let gateway = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(netlink_packet_route::route::RouteAddress::Inet(gw)) => Some(*gw),
+                _ => None,
+            });
+            if gateway.is_some() {
+                return Ok(gateway);
+            }
+        }
+        Ok(None)
     }
 
     /// The link holding `ip`, if any.

@@ -1,6 +1,5 @@
-//! The local pod API on a unix socket only root can use (mode 0600 in a
-//! 0700 directory): `POST /v1/pods`, `DELETE /v1/pods/{id}`, `GET /v1/pods`.
-//! `sdn-cni` is its client.
+//! The agent's side of the pod API, on a unix socket only root can use
+//! (mode 0600 in a 0700 directory).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -9,67 +8,98 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use serde::Serialize;
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
+use super::{ApiError, AttachRequest, AttachmentKey, ErrorKind, GcRequest, GcResponse, Status};
 use crate::ipam::IpamError;
-use crate::pods::{AttachRequest, PodError, Pods};
+use crate::pods::{PodError, Pods};
 
-#[derive(Serialize)]
-struct ErrorBody {
-    error: String,
-    /// `invalid` (fix the request), `exhausted` (no address left) or
-    /// `internal` (the node could not do it).
-    code: &'static str,
-}
-
-fn error(status: StatusCode, code: &'static str, message: String) -> Response {
-    (status, Json(ErrorBody { error: message, code })).into_response()
+fn error(code: ErrorKind, message: String) -> Response {
+    let status = match code {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Exhausted | ErrorKind::Differs => StatusCode::CONFLICT,
+        ErrorKind::Unknown => StatusCode::NOT_FOUND,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, Json(ApiError { error: message, code })).into_response()
 }
 
 impl IntoResponse for PodError {
     fn into_response(self) -> Response {
-        match &self {
-            PodError::BadId(_) | PodError::BadIfname(_) | PodError::Netns { .. } => {
-                error(StatusCode::BAD_REQUEST, "invalid", self.to_string())
-            }
-            PodError::Ipam(IpamError::Exhausted(_)) => error(StatusCode::CONFLICT, "exhausted", self.to_string()),
-            _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", self.to_string()),
+        let kind = match &self {
+            PodError::BadId(_) | PodError::BadIfname(_) | PodError::Netns { .. } => ErrorKind::Invalid,
+            PodError::Ipam(IpamError::Exhausted(_)) => ErrorKind::Exhausted,
+            PodError::Unknown { .. } => ErrorKind::Unknown,
+            PodError::Differs { .. } => ErrorKind::Differs,
+            _ => ErrorKind::Internal,
+        };
+        if kind == ErrorKind::Internal {
+            tracing::error!("pod API: {self}");
         }
+        error(kind, self.to_string())
     }
 }
 
-async fn attach(State(pods): State<Arc<Pods>>, body: Bytes) -> Response {
-    let request: AttachRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(err) => return error(StatusCode::BAD_REQUEST, "invalid", format!("invalid request body: {err}")),
-    };
-    match pods.attach(request).await {
-        Ok(attachment) => Json(attachment).into_response(),
+fn respond<T: serde::Serialize>(result: Result<T, PodError>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
         Err(err) => err.into_response(),
     }
 }
 
-async fn detach(State(pods): State<Arc<Pods>>, UrlPath(id): UrlPath<String>) -> Response {
-    match pods.detach(&id).await {
-        Ok(released) => Json(serde_json::json!({ "id": id, "released": released })).into_response(),
-        Err(err) => err.into_response(),
+/// A JSON body, or a 400 that names what is wrong with it.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(bytes).map_err(|e| error(ErrorKind::Invalid, format!("invalid request body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ifname {
+    #[serde(default = "super::default_ifname")]
+    ifname: String,
+}
+
+async fn attach(State(pods): State<Arc<Pods>>, bytes: Bytes) -> Response {
+    match body::<AttachRequest>(&bytes) {
+        Ok(request) => respond(pods.attach(request).await),
+        Err(response) => response,
     }
+}
+
+async fn detach(State(pods): State<Arc<Pods>>, UrlPath(id): UrlPath<String>, Query(q): Query<Ifname>) -> Response {
+    respond(pods.detach(&AttachmentKey { id, ifname: q.ifname }).await)
+}
+
+async fn check(State(pods): State<Arc<Pods>>, UrlPath(id): UrlPath<String>, Query(q): Query<Ifname>) -> Response {
+    respond(pods.check(&AttachmentKey { id, ifname: q.ifname }).await)
 }
 
 async fn list(State(pods): State<Arc<Pods>>) -> Response {
-    match pods.list() {
-        Ok(records) => {
-            Json(records.into_iter().map(|(ip, id)| serde_json::json!({ "id": id, "ip": ip })).collect::<Vec<_>>())
-                .into_response()
-        }
-        Err(err) => err.into_response(),
+    respond(pods.list().await)
+}
+
+async fn gc(State(pods): State<Arc<Pods>>, bytes: Bytes) -> Response {
+    match body::<GcRequest>(&bytes) {
+        Ok(request) => respond(pods.gc(&request.network, &request.valid).await.map(|released| GcResponse { released })),
+        Err(response) => response,
     }
+}
+
+/// Ready when the flow maps answer: the socket is only served once the node is built.
+async fn status(State(pods): State<Arc<Pods>>) -> Response {
+    let config = pods.dataplane.lock().unwrap_or_else(|p| p.into_inner()).config();
+    Json(match config {
+        Ok(_) => Status { ready: true, reason: None },
+        Err(err) => Status { ready: false, reason: Some(format!("the flow maps do not answer: {err}")) },
+    })
+    .into_response()
 }
 
 /// Binds the pod API's socket, readable and writable by root alone.
@@ -95,8 +125,13 @@ pub async fn serve(
     pods: Arc<Pods>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app =
-        Router::new().route("/v1/pods", get(list).post(attach)).route("/v1/pods/{id}", delete(detach)).with_state(pods);
+    let app = Router::new()
+        .route("/v1/pods", get(list).post(attach))
+        .route("/v1/pods/{id}", delete(detach))
+        .route("/v1/pods/{id}/check", get(check))
+        .route("/v1/gc", post(gc))
+        .route("/v1/status", get(status))
+        .with_state(pods);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;

@@ -1,0 +1,307 @@
+//! Attaching pods: a veth pair with the host side on `br0` and the pod's
+//! interface in its namespace, an address from IPAM, a default route via the
+//! gateway, and the flow entry that delivers to it and checks what it sends.
+//! Detaching undoes each step; both are idempotent, so a retried request (or
+//! one replayed after an agent restart) converges. An attachment is named by
+//! its container ID and interface name, as CNI names it.
+
+pub mod check;
+pub mod record;
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::bpf::{BpfError, Dataplane, Program};
+use crate::ipam::{IpamError, IpamStore};
+use crate::net::layout::{BR0, NodeLayout};
+use crate::net::netlink::{NetError, Netlink};
+use crate::netns::{self, NetnsError, NodeNamespace};
+use crate::podapi::{AttachRequest, Attachment, AttachmentKey, Detached, Dns};
+use check::{Expected, HostSide, Observed, PodSide};
+use record::{host_veth, mac_string, owned_by, peer_name};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("id: {0:?} must be 1 to 128 characters of letters, digits, '-', '_' or '.'")]
+    BadId(String),
+    #[error("ifname: {0:?} must be 1 to 15 characters of letters, digits, '-', '_' or '.'")]
+    BadIfname(String),
+    #[error("netns: {path}: {source}")]
+    Netns { path: PathBuf, source: std::io::Error },
+    #[error("no pod {id} with interface {ifname} on this node")]
+    Unknown { id: String, ifname: String },
+    #[error("pod {id} ({ifname}) differs from what was attached: {}", differences.join("; "))]
+    Differs { id: String, ifname: String, differences: Vec<String> },
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Namespace(#[from] NetnsError),
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+}
+
+fn name_ok(value: &str, max: usize) -> bool {
+    !value.is_empty() && value.len() <= max && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn check_key(key: &AttachmentKey) -> Result<(), PodError> {
+    if !name_ok(&key.id, 128) {
+        return Err(PodError::BadId(key.id.clone()));
+    }
+    if !name_ok(&key.ifname, 15) {
+        return Err(PodError::BadIfname(key.ifname.clone()));
+    }
+    Ok(())
+}
+
+pub struct Pods {
+    pub ns: NodeNamespace,
+    pub layout: NodeLayout,
+    pub ipam: IpamStore,
+    pub dataplane: Arc<Mutex<Dataplane>>,
+    pub dns: Dns,
+    /// Woken on every change of the node's pods (the etcd pod records follow it).
+    pub changed: Arc<Notify>,
+}
+
+impl Pods {
+    fn dp(&self) -> std::sync::MutexGuard<'_, Dataplane> {
+        self.dataplane.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub async fn attach(&self, request: AttachRequest) -> Result<Attachment, PodError> {
+        let key = record::key(&request);
+        check_key(&key)?;
+        let pod_ns = std::fs::File::open(&request.netns)
+            .map_err(|source| PodError::Netns { path: request.netns.clone(), source })?;
+        // A repeated request finds the address (and the record) of the first.
+        let ip = self.ipam.allocate(&record::encode(&request), owned_by(&key))?;
+        self.changed.notify_one();
+        let stored = self.record(&key)?.map_or(request, |(_, stored)| stored);
+        let result = self.plumb(&stored, ip, pod_ns).await;
+        if result.is_err() {
+            // Nothing half-made stays: the address and any veth go again.
+            let _ = self.detach(&key).await;
+        }
+        result
+    }
+
+    fn record(&self, key: &AttachmentKey) -> Result<Option<(Ipv4Addr, AttachRequest)>, PodError> {
+        let records = self.ipam.list()?;
+        Ok(records.into_iter().map(|(ip, r)| (ip, record::decode(&r))).find(|(_, r)| record::key(r) == *key))
+    }
+
+    fn attachment(&self, request: &AttachRequest, ip: Ipv4Addr, mac: [u8; 6], host_mac: [u8; 6]) -> Attachment {
+        Attachment {
+            id: request.id.clone(),
+            ifname: request.ifname.clone(),
+            netns: request.netns.clone(),
+            network: request.network.clone(),
+            namespace: request.namespace.clone(),
+            name: request.name.clone(),
+            ip,
+            prefix: self.layout.prefix(),
+            gateway: self.layout.gateway,
+            mtu: self.layout.pod_mtu,
+            mac: mac_string(mac),
+            host_veth: host_veth(&record::key(request)),
+            host_mac: mac_string(host_mac),
+            dns: self.dns.clone(),
+        }
+    }
+
+    async fn plumb(&self, request: &AttachRequest, ip: Ipv4Addr, pod_ns: std::fs::File) -> Result<Attachment, PodError> {
+        let host = host_veth(&record::key(request));
+        let peer = peer_name(&host);
+        let mtu = self.layout.pod_mtu;
+        let (host_c, peer_c) = (host.clone(), peer.clone());
+        // The node side: the pair, the host end on br0, the pod end moved out.
+        let host_link = self
+            .ns
+            .run(move || async move {
+                let nl = Netlink::connect()?;
+                // A pair made by an earlier request for this pod is kept.
+                let host_link = match nl.link(&host_c).await? {
+                    Some(link) => link,
+                    None => nl.ensure_veth(&host_c, &peer_c, mtu).await?.0,
+                };
+                nl.attach(&host_link, &nl.require(BR0).await?).await?;
+                if let Some(peer_link) = nl.link(&peer_c).await? {
+                    nl.move_to(&peer_link, &pod_ns).await?;
+                }
+                nl.require(&host_c).await
+            })
+            .await??;
+        // The pod side: its interface with the address and default route.
+        let (ifname, gateway, prefix) = (request.ifname.clone(), self.layout.gateway, self.layout.prefix());
+        let mac = netns::run_in(&request.netns, move || async move {
+            let nl = Netlink::connect()?;
+            let link = match nl.link(&ifname).await? {
+                Some(link) => link,
+                None => nl.require(&peer).await?,
+            };
+            let eth0 = nl.rename_up(&link, &ifname, mtu).await?;
+            nl.ensure_address(&eth0, ip, prefix, true).await?;
+            if let Some(lo) = nl.link("lo").await? {
+                nl.rename_up(&lo, "lo", lo.mtu).await?;
+            }
+            nl.ensure_default_route(gateway, &eth0).await?;
+            Ok::<_, NetError>(eth0.mac)
+        })??;
+        // The flow entry, then the program that checks what the pod sends.
+        self.dp().upsert_endpoint(ip, host_link.index, mac)?;
+        let (dataplane, host_c) = (self.dataplane.clone(), host.clone());
+        self.ns
+            .run(move || async move {
+                let mut dp = dataplane.lock().unwrap_or_else(|p| p.into_inner());
+                dp.attach(Program::FromPod, &host_c)
+            })
+            .await??;
+        Ok(self.attachment(request, ip, mac, host_link.mac))
+    }
+
+    /// Detaches a pod; what is already gone is skipped.
+    pub async fn detach(&self, key: &AttachmentKey) -> Result<Detached, PodError> {
+        check_key(key)?;
+        let host = host_veth(key);
+        let dataplane = self.dataplane.clone();
+        self.ns
+            .run(move || async move {
+                dataplane.lock().unwrap_or_else(|p| p.into_inner()).detach(&host)?;
+                Netlink::connect()?.delete(&host).await?;
+                Ok::<_, PodError>(())
+            })
+            .await??;
+        let released = self.ipam.release(owned_by(key))?;
+        if let Some(ip) = released {
+            self.dp().remove_endpoint(ip)?;
+            self.changed.notify_one();
+        }
+        Ok(Detached { id: key.id.clone(), ifname: key.ifname.clone(), released })
+    }
+
+    /// Every attachment of the node, from the records, the flow map (pod
+    /// MACs) and the node's links (host MACs); nothing enters a pod.
+    pub async fn list(&self) -> Result<Vec<Attachment>, PodError> {
+        let records = self.records()?;
+        let endpoints = self.dp().endpoints()?;
+        let links = self.ns.run(|| async { Netlink::connect()?.links().await }).await??;
+        Ok(records
+            .into_iter()
+            .map(|(ip, request)| {
+                let mac = endpoints.iter().find(|(e, _)| *e == ip).map_or([0; 6], |(_, e)| e.mac);
+                let host = host_veth(&record::key(&request));
+                let host_mac = links.iter().find(|l| l.name == host).map_or([0; 6], |l| l.mac);
+                self.attachment(&request, ip, mac, host_mac)
+            })
+            .collect())
+    }
+
+    /// The recorded pods with their addresses.
+    pub fn records(&self) -> Result<Vec<(Ipv4Addr, AttachRequest)>, PodError> {
+        Ok(self.ipam.list()?.into_iter().map(|(ip, r)| (ip, record::decode(&r))).collect())
+    }
+
+    /// The attachment if it is plumbed as recorded, else every difference.
+    pub async fn check(&self, key: &AttachmentKey) -> Result<Attachment, PodError> {
+        check_key(key)?;
+        let unknown = || PodError::Unknown { id: key.id.clone(), ifname: key.ifname.clone() };
+        let (ip, request) = self.record(key)?.ok_or_else(unknown)?;
+        let host = host_veth(key);
+        let observed = self.observe(&request, ip, &host).await?;
+        let expected = Expected {
+            ifname: key.ifname.clone(),
+            host_veth: host,
+            ip,
+            prefix: self.layout.prefix(),
+            gateway: self.layout.gateway,
+            mtu: self.layout.pod_mtu,
+        };
+        let differences = check::differences(&expected, &observed);
+        if !differences.is_empty() {
+            return Err(PodError::Differs { id: key.id.clone(), ifname: key.ifname.clone(), differences });
+        }
+        let mac = match &observed.netns {
+            Ok(Some(pod)) => pod.mac,
+            _ => [0; 6],
+        };
+        let host_mac = observed.host.as_ref().map_or([0; 6], |h| h.mac);
+        Ok(self.attachment(&request, ip, mac, host_mac))
+    }
+
+    async fn observe(&self, request: &AttachRequest, ip: Ipv4Addr, host: &str) -> Result<Observed, PodError> {
+        let (dataplane, host_c) = (self.dataplane.clone(), host.to_owned());
+        let host = self
+            .ns
+            .run(move || async move {
+                let nl = Netlink::connect()?;
+                let Some(link) = nl.link(&host_c).await? else { return Ok::<_, PodError>(None) };
+                let br0 = nl.require(BR0).await?;
+                let from_pod = dataplane.lock().unwrap_or_else(|p| p.into_inner()).program_id(Program::FromPod)?;
+                let checked = Dataplane::tcx_ingress_programs(&host_c)?.contains(&from_pod);
+                Ok(Some(HostSide { index: link.index, mac: link.mac, on_br0: link.controller == Some(br0.index), up: link.up, checked }))
+            })
+            .await??;
+        let ifname = request.ifname.clone();
+        let netns = if request.netns.as_os_str().is_empty() || !request.netns.exists() {
+            Err(format!("{} does not exist", request.netns.display()))
+        } else {
+            netns::run_in(&request.netns, move || async move {
+                let nl = Netlink::connect()?;
+                let Some(link) = nl.link(&ifname).await? else { return Ok::<_, NetError>(None) };
+                Ok(Some(PodSide {
+                    mac: link.mac,
+                    mtu: link.mtu,
+                    up: link.up,
+                    addresses: nl.ipv4_addresses(&link).await?,
+                    gateway: nl.default_gateway(&link).await?,
+                }))
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        };
+        let endpoint = self.dp().endpoints()?.into_iter().find(|(e, _)| *e == ip).map(|(_, e)| (e.ifindex, e.mac));
+        Ok(Observed { netns, host, endpoint })
+    }
+
+    /// Detaches every pod added through CNI network `network` that is not in `valid`.
+    pub async fn gc(&self, network: &str, valid: &[AttachmentKey]) -> Result<Vec<AttachmentKey>, PodError> {
+        let valid: HashSet<&AttachmentKey> = valid.iter().collect();
+        let mut released = Vec::new();
+        for (_, request) in self.records()? {
+            let key = record::key(&request);
+            if request.network.as_deref() == Some(network) && !valid.contains(&key) {
+                self.detach(&key).await?;
+                released.push(key);
+            }
+        }
+        Ok(released)
+    }
+}
+
+/// The pods' IPAM directory under the node's state directory.
+pub fn ipam_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("ipam")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked() {
+        let key = |id: &str, ifname: &str| AttachmentKey { id: id.into(), ifname: ifname.into() };
+        check_key(&key("abc-1", "eth0")).expect("valid");
+        for bad in ["", "a/b", "a b", &"x".repeat(129)] {
+            assert!(check_key(&key(bad, "eth0")).is_err(), "{bad:?}");
+        }
+        assert!(check_key(&key("a", "eth0/../x")).is_err());
+        assert!(check_key(&key("a", &"a".repeat(16))).is_err());
+    }
+}

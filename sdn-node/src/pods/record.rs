@@ -1,0 +1,90 @@
+//! What the agent keeps of a pod: the attach request, stored as the owner
+//! record of its address in IPAM (one file per address). One file holds
+//! both the address and who has it, so no crash can leave one without the
+//! other.
+
+use crate::podapi::{AttachRequest, AttachmentKey, default_ifname};
+
+/// Decodes an IPAM owner record. Records of agents before CNI support hold
+/// the bare pod ID; they read as that ID on `eth0`.
+pub fn decode(record: &str) -> AttachRequest {
+    serde_json::from_str(record).unwrap_or_else(|_| AttachRequest {
+        id: record.to_owned(),
+        netns: Default::default(),
+        ifname: default_ifname(),
+        network: None,
+        namespace: None,
+        name: None,
+    })
+}
+
+pub fn encode(request: &AttachRequest) -> String {
+    // A struct of strings and paths always serializes.
+    serde_json::to_string(request).unwrap_or_default()
+}
+
+pub fn key(request: &AttachRequest) -> AttachmentKey {
+    AttachmentKey { id: request.id.clone(), ifname: request.ifname.clone() }
+}
+
+/// Whether an IPAM owner record belongs to `key`.
+pub fn owned_by(key: &AttachmentKey) -> impl Fn(&str) -> bool + '_ {
+    move |record| {
+        let request = decode(record);
+        request.id == key.id && request.ifname == key.ifname
+    }
+}
+
+/// The host-side veth name of an attachment: stable, unique per key, at most 15 bytes.
+pub fn host_veth(key: &AttachmentKey) -> String {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let bytes = key.id.bytes().chain(std::iter::once(b'/')).chain(key.ifname.bytes());
+    let hash = bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("veth{:08x}", hash as u32)
+}
+
+/// The pod side's name while it is still in the node namespace.
+pub fn peer_name(host: &str) -> String {
+    format!("p{}", &host[4..])
+}
+
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, ifname: &str) -> AttachmentKey {
+        AttachmentKey { id: id.into(), ifname: ifname.into() }
+    }
+
+    #[test]
+    fn veth_names_are_stable_short_and_distinct() {
+        let a = host_veth(&key("0123456789abcdef0123456789abcdef", "eth0"));
+        assert_eq!(a, host_veth(&key("0123456789abcdef0123456789abcdef", "eth0")));
+        assert!(a.len() <= 15 && a.starts_with("veth"));
+        assert_ne!(a, host_veth(&key("0123456789abcdef0123456789abcdee", "eth0")));
+        assert_ne!(a, host_veth(&key("0123456789abcdef0123456789abcdef", "eth1")));
+        assert_eq!(peer_name(&a).len(), a.len() - 3);
+    }
+
+    #[test]
+    fn records_round_trip_and_old_ones_read_as_eth0() {
+        let request = AttachRequest {
+            id: "c1".into(),
+            netns: "/run/netns/p".into(),
+            ifname: "net1".into(),
+            network: Some("sdn".into()),
+            namespace: Some("default".into()),
+            name: Some("web-0".into()),
+        };
+        assert_eq!(decode(&encode(&request)), request);
+        assert!(owned_by(&key("c1", "net1"))(&encode(&request)));
+        assert!(!owned_by(&key("c1", "eth0"))(&encode(&request)));
+        let old = decode("pod-7");
+        assert_eq!((old.id.as_str(), old.ifname.as_str()), ("pod-7", "eth0"));
+        assert!(owned_by(&key("pod-7", "eth0"))("pod-7"));
+    }
+}
