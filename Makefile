@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: setup build lint test lab lab-down bench bench-master bench-dataplane
+.PHONY: setup build lint test lab lab-down bench bench-master bench-dataplane bench-cni
 
 setup:
 	bash scripts/setup.sh
@@ -27,7 +27,7 @@ lab: build
 lab-down:
 	@if [ -x target/debug/sdn-lab ]; then target/debug/sdn-lab down; else echo "no lab binary: nothing to stop"; fi
 
-bench: bench-master bench-dataplane
+bench: bench-master bench-dataplane bench-cni
 
 bench-master: setup
 	$(CARGO) build --release --workspace --bins
@@ -39,3 +39,9 @@ bench-master: setup
 bench-dataplane: setup
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p sdn-tests --bench dataplane
+
+# CNI ADD and DEL latency of sdn-cni against the reference plugins bridge +
+# host-local, driven the same way in the same run.
+bench-cni: setup
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) bench -p sdn-tests --bench cni

@@ -110,7 +110,8 @@ impl NodeArgs {
         if domain.is_empty() || domain.split('.').any(|label| validate_label("domain", label).is_err()) {
             return Err(NodeConfigError::Domain(self.cluster_domain));
         }
-        let plugin_name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        let plugin_name =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         let network = &self.cni.cni_network;
         if !network.starts_with(|c: char| c.is_ascii_alphanumeric()) || !plugin_name(network) {
             return Err(NodeConfigError::Network(network.clone()));

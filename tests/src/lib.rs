@@ -9,6 +9,7 @@
 
 pub mod bins;
 pub mod cluster;
+pub mod cni;
 pub mod etcd;
 pub mod master;
 pub mod netns;

@@ -114,6 +114,19 @@ impl Master {
     }
 
     /// An API client with the right token.
+    /// `sdnctl <args>` against this master with its token: success, stdout, stderr.
+    pub fn sdnctl(&self, args: &[&str]) -> Result<(bool, String, String), HarnessError> {
+        let out = std::process::Command::new(crate::bins::project("sdnctl")?)
+            .env("SDN_SERVER", self.url())
+            .env("SDN_TOKEN", &self.options.token)
+            .env_remove("SDN_TOKEN_FILE")
+            .args(args)
+            .output()
+            .map_err(HarnessError::io("running sdnctl"))?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok((out.status.success(), text(&out.stdout), text(&out.stderr)))
+    }
+
     pub fn client(&self) -> Client {
         self.client_with_token(&self.options.token)
     }

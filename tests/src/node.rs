@@ -45,6 +45,11 @@ pub struct NodeAgent {
     pub before: String,
     /// Whether `--node-ip` is passed, or the agent finds its address itself.
     explicit_ip: bool,
+    /// Where the agent installs its CNI configuration list and `sdn-cni` (in the run directory).
+    pub cni_conflist: PathBuf,
+    pub cni_bin_dir: PathBuf,
+    /// Further flags for `sdn-node run`, taken by the next (re)start.
+    pub extra_args: Vec<String>,
     etcd_endpoint: String,
     dir: Arc<RunDir>,
 }
@@ -57,6 +62,8 @@ impl NodeAgent {
             format!("--netns={}", self.ns.path().display()),
             format!("--etcd-endpoints={}", self.etcd_endpoint),
             format!("--state-dir={}", self.dir.path().join("state").display()),
+            format!("--cni-conflist={}", self.cni_conflist.display()),
+            format!("--cni-bin-dir={}", self.cni_bin_dir.display()),
         ];
         if verb == "run" {
             if self.explicit_ip {
@@ -64,6 +71,7 @@ impl NodeAgent {
             }
             args.push(format!("--socket={}", self.socket.display()));
             args.push(format!("--metrics-listen=127.0.0.1:{}", self.metrics_port));
+            args.extend(self.extra_args.iter().cloned());
         }
         args
     }
@@ -104,6 +112,9 @@ impl NodeAgent {
             ns,
             process: None,
             socket: dir.path().join(format!("{name}.sock")),
+            cni_conflist: dir.path().join(format!("{name}-cni/net.d/10-sdn.conflist")),
+            cni_bin_dir: dir.path().join(format!("{name}-cni/bin")),
+            extra_args: Vec::new(),
             metrics_port: free_port()?,
             etcd_endpoint: cp.etcd.endpoint(),
             dir,
@@ -272,7 +283,26 @@ impl Cluster {
     /// As [`Cluster::start`], in a run directory of the caller's, with names
     /// `<prefix>-n<i>` (the lab uses a persistent directory).
     pub async fn start_in(dir: Arc<RunDir>, prefix: &str, nodes: usize) -> Result<Self, HarnessError> {
-        let cp = ControlPlane::start_in(dir, prefix, sdn_cluster::ClusterNetwork::default(), 1).await?;
+        Self::start_with(dir, prefix, nodes, sdn_cluster::ClusterNetwork::default()).await
+    }
+
+    /// As [`Cluster::start`], with a cluster network of the caller's (a small host subnet).
+    pub async fn start_with_network(
+        tag: &str,
+        nodes: usize,
+        network: sdn_cluster::ClusterNetwork,
+    ) -> Result<Self, HarnessError> {
+        let dir = Arc::new(RunDir::new(tag)?);
+        Self::start_with(dir, &format!("{tag}-{}", std::process::id()), nodes, network).await
+    }
+
+    async fn start_with(
+        dir: Arc<RunDir>,
+        prefix: &str,
+        nodes: usize,
+        network: sdn_cluster::ClusterNetwork,
+    ) -> Result<Self, HarnessError> {
+        let cp = ControlPlane::start_in(dir, prefix, network, 1).await?;
         let underlay = Underlay::new(cp.dir.clone(), &format!("{prefix}-sw"))?;
         let external = Netns::create(cp.dir.clone(), &format!("{prefix}-ext"))?;
         underlay.plug(&external, Self::EXTERNAL_IP)?;

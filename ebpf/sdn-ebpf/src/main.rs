@@ -24,8 +24,8 @@ use core::{ffi::c_void, mem::size_of, ptr};
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ZERO_CSUM_TX, TC_ACT_OK, TC_ACT_SHOT, bpf_tunnel_key, bpf_tunnel_key__bindgen_ty_1, bpf_tunnel_key__bindgen_ty_2,
-        bpf_tunnel_key__bindgen_ty_3,
+        BPF_F_ZERO_CSUM_TX, TC_ACT_OK, TC_ACT_SHOT, bpf_tunnel_key, bpf_tunnel_key__bindgen_ty_1,
+        bpf_tunnel_key__bindgen_ty_2, bpf_tunnel_key__bindgen_ty_3,
     },
     helpers::{bpf_map_lookup_elem, bpf_redirect, bpf_redirect_peer, bpf_skb_set_tunnel_key},
     macros::{classifier, map},

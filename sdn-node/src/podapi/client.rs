@@ -73,8 +73,10 @@ impl PodClient {
         let bytes = response.into_body().collect().await.map_err(|e| self.unreachable(e))?.to_bytes();
         driver.abort();
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Protocol { status, detail: format!("{e}: {}", String::from_utf8_lossy(&bytes)) });
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+                status,
+                detail: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
+            });
         }
         match serde_json::from_slice::<ApiError>(&bytes) {
             Ok(error) => Err(ClientError::Api(error)),

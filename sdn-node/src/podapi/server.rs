@@ -54,9 +54,9 @@ fn respond<T: serde::Serialize>(result: Result<T, PodError>) -> Response {
     }
 }
 
-/// A JSON body, or a 400 that names what is wrong with it.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(bytes).map_err(|e| error(ErrorKind::Invalid, format!("invalid request body: {e}")))
+/// A JSON body, or what is wrong with it.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid request body: {e}"))
 }
 
 #[derive(Deserialize)]
@@ -69,7 +69,7 @@ struct Ifname {
 async fn attach(State(pods): State<Arc<Pods>>, bytes: Bytes) -> Response {
     match body::<AttachRequest>(&bytes) {
         Ok(request) => respond(pods.attach(request).await),
-        Err(response) => response,
+        Err(message) => error(ErrorKind::Invalid, message),
     }
 }
 
@@ -88,7 +88,7 @@ async fn list(State(pods): State<Arc<Pods>>) -> Response {
 async fn gc(State(pods): State<Arc<Pods>>, bytes: Bytes) -> Response {
     match body::<GcRequest>(&bytes) {
         Ok(request) => respond(pods.gc(&request.network, &request.valid).await.map(|released| GcResponse { released })),
-        Err(response) => response,
+        Err(message) => error(ErrorKind::Invalid, message),
     }
 }
 

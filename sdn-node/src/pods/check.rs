@@ -103,7 +103,10 @@ pub fn differences(expected: &Expected, observed: &Observed) -> Vec<String> {
         (None, _, _) => found.push(format!("no flow entry for {}", expected.ip)),
         (Some((index, mac)), host, pod) => {
             if host.as_ref().is_some_and(|h| h.index != index) {
-                found.push(format!("the flow entry for {} points at ifindex {index}, not {}", expected.ip, expected.host_veth));
+                found.push(format!(
+                    "the flow entry for {} points at ifindex {index}, not {}",
+                    expected.ip, expected.host_veth
+                ));
             }
             if pod.is_some_and(|p| p.mac != mac) {
                 found.push(format!("the flow entry for {} holds another MAC than {ifname}'s", expected.ip));

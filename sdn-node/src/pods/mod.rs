@@ -116,7 +116,12 @@ impl Pods {
         }
     }
 
-    async fn plumb(&self, request: &AttachRequest, ip: Ipv4Addr, pod_ns: std::fs::File) -> Result<Attachment, PodError> {
+    async fn plumb(
+        &self,
+        request: &AttachRequest,
+        ip: Ipv4Addr,
+        pod_ns: std::fs::File,
+    ) -> Result<Attachment, PodError> {
         let host = host_veth(&record::key(request));
         let peer = peer_name(&host);
         let mtu = self.layout.pod_mtu;
@@ -245,7 +250,13 @@ impl Pods {
                 let br0 = nl.require(BR0).await?;
                 let from_pod = dataplane.lock().unwrap_or_else(|p| p.into_inner()).program_id(Program::FromPod)?;
                 let checked = Dataplane::tcx_ingress_programs(&host_c)?.contains(&from_pod);
-                Ok(Some(HostSide { index: link.index, mac: link.mac, on_br0: link.controller == Some(br0.index), up: link.up, checked }))
+                Ok(Some(HostSide {
+                    index: link.index,
+                    mac: link.mac,
+                    on_br0: link.controller == Some(br0.index),
+                    up: link.up,
+                    checked,
+                }))
             })
             .await??;
         let ifname = request.ifname.clone();
