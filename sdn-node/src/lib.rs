@@ -11,10 +11,12 @@
 //! - [`remotes`]: which remote subnets the tunnel map holds (pure).
 //! - [`netns`]: running work inside a network namespace.
 //! - [`status`]: `/healthz`, `/readyz`, `/metrics`; [`config`]: the flags.
+//! - [`cni`]: the CNI plugin's core (the spec, results, the pod API calls); `sdn-cni` is its shell.
 
 pub mod agent;
 pub mod bpf;
 pub mod bpffs;
+pub mod cni;
 pub mod config;
 pub mod install;
 pub mod ipam;
