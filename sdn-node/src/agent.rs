@@ -235,6 +235,14 @@ pub async fn run(
         dns: Dns { nameservers: vec![built.layout.gateway], domain: config.cluster_domain.clone() },
         changed: Arc::new(Notify::new()),
     });
+    match pods.adopt().await {
+        Ok(0) => {}
+        Ok(adopted) => tracing::info!("adopted {adopted} pods"),
+        Err(err) => {
+            status.reconcile_error();
+            tracing::error!("adopting the pods of an earlier agent: {err}");
+        }
+    }
     tokio::spawn(crate::podsync::run(store.clone(), node.name.clone(), pods.clone(), shutdown.clone()));
     let listener = crate::podapi::server::bind(&config.socket)
         .map_err(|source| AgentError::State { path: config.socket.clone(), source })?;

@@ -281,6 +281,34 @@ impl Pods {
         Ok(Observed { netns, host, endpoint })
     }
 
+    /// Adopts the pods an earlier agent attached: gives each host veth that
+    /// still exists this build's `sdn_from_pod` (replaced atomically in its
+    /// pinned link) and refreshes its flow entry. A pod whose veth is gone
+    /// (its namespace was deleted meanwhile) keeps its record until DEL or
+    /// GC, as the runtime still knows it. Returns how many were adopted.
+    pub async fn adopt(&self) -> Result<usize, PodError> {
+        let records = self.records()?;
+        let dataplane = self.dataplane.clone();
+        self.ns
+            .run(move || async move {
+                let nl = Netlink::connect()?;
+                let mut adopted = 0;
+                for (ip, request) in records {
+                    let host = host_veth(&record::key(&request));
+                    let Some(link) = nl.link(&host).await? else { continue };
+                    let mut dp = dataplane.lock().unwrap_or_else(|p| p.into_inner());
+                    let mac = dp.endpoints()?.into_iter().find(|(e, _)| *e == ip).map(|(_, e)| e.mac);
+                    if let Some(mac) = mac {
+                        dp.upsert_endpoint(ip, link.index, mac)?;
+                    }
+                    dp.attach(Program::FromPod, &host)?;
+                    adopted += 1;
+                }
+                Ok::<_, PodError>(adopted)
+            })
+            .await?
+    }
+
     /// Detaches every pod added through CNI network `network` that is not in `valid`.
     pub async fn gc(&self, network: &str, valid: &[AttachmentKey]) -> Result<Vec<AttachmentKey>, PodError> {
         let valid: HashSet<&AttachmentKey> = valid.iter().collect();
