@@ -98,8 +98,9 @@ impl IpamStore {
             let path = self.dir.join(ip.to_string());
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
+                    // No fsync: the record must outlive the agent, not the machine, whose
+                    // pods die with it.
                     file.write_all(owner.as_bytes()).map_err(self.io(&path))?;
-                    file.sync_all().map_err(self.io(&path))?;
                     std::fs::write(&last_path, ip.to_string()).map_err(self.io(&last_path))?;
                     return Ok(ip);
                 }

@@ -98,6 +98,17 @@ impl NodeNamespace {
         Ok(Self { jobs, path })
     }
 
+    /// Queues `work` inside the namespace without waiting for it; jobs run
+    /// in the order they were queued.
+    pub fn spawn<F, Fut>(&self, work: F) -> Result<(), NetnsError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let job: Job = Box::new(move || Box::pin(work()));
+        self.jobs.send(job).map_err(|_| NetnsError::Panicked(self.path.clone().unwrap_or_default()))
+    }
+
     /// Runs `work` inside the namespace and returns its result.
     pub async fn run<T, F, Fut>(&self, work: F) -> Result<T, NetnsError>
     where

@@ -69,7 +69,7 @@ fn pods(dir: &Arc<RunDir>, prefix: &str, count: usize) -> anyhow::Result<(Vec<Ne
             container_id: format!("{prefix}-{i:03}"),
             netns: ns.path(),
             ifname: "eth0".into(),
-            args: format!("K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-{i}"),
+            args: format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-{i}"),
         });
         namespaces.push(ns);
     }

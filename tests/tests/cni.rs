@@ -54,6 +54,16 @@ fn veths(node: &NodeAgent) -> Vec<String> {
         .collect()
 }
 
+/// Waits up to 5 s for the node to have `count` pod veths (DEL deletes them right after it answers).
+async fn settle_veths(node: &NodeAgent, count: usize) -> Vec<String> {
+    let settled = sdn_tests::wait::until(std::time::Duration::from_secs(5), || async {
+        let found = veths(node);
+        if found.len() == count { Ok(found) } else { Err(format!("{found:?}")) }
+    })
+    .await;
+    settled.unwrap_or_else(|found| panic!("wanted {count} pod veths on {}, found {found}", node.name))
+}
+
 fn sh(ns: &Netns, args: &[&str]) -> String {
     String::from_utf8_lossy(&ns.exec(args).stdout).trim().to_owned()
 }
@@ -161,7 +171,7 @@ async fn a_pod_lives_through_add_check_and_del_chained_with_portmap_and_tuning()
     // DEL undoes it all, and DEL again (or without the namespace) still succeeds.
     list.del(&rt, &a, Some(&result), &ports).unwrap_or_else(|call| panic!("DEL: {call}"));
     assert!(attached(node).await.is_empty(), "address released");
-    assert!(veths(node).is_empty(), "host veth gone: {:?}", veths(node));
+    settle_veths(node, 0).await;
     list.del(&rt, &a, Some(&result), &ports).unwrap_or_else(|call| panic!("second DEL: {call}"));
     let gone = Attachment { netns: "/run/netns/never-was".into(), ..a.clone() };
     list.del(&rt, &gone, None, &ports).unwrap_or_else(|call| panic!("DEL without a namespace: {call}"));
@@ -229,7 +239,7 @@ async fn fifty_concurrent_adds_get_distinct_addresses_and_gc_keeps_only_valid_on
     left_sorted.sort();
     expected.sort();
     assert_eq!(left_sorted, expected);
-    assert_eq!(veths(node).len(), 11, "the collected pods' veths are gone");
+    settle_veths(node, 11).await;
     assert!(pods[3].1.ping(direct.ip, 1, 56, false), "a kept pod still works");
 }
 
@@ -252,7 +262,7 @@ async fn exhaustion_an_absent_agent_and_a_restart_leave_nothing_half_made() {
     let full = add(&rt, &c.nodes[0], "1.1.0", &pods[5].0).expect_err("a sixth pod in a /29");
     assert_eq!(full.code(), Some(100), "{full}");
     assert!(full.msg().contains("no free address"), "{full}");
-    assert_eq!(veths(&c.nodes[0]).len(), 5, "no veth for the refused pod");
+    settle_veths(&c.nodes[0], 5).await;
     assert_eq!(sh(&pods[5].1, &["ip", "-o", "link", "show"]).lines().count(), 1, "only lo in the refused pod");
     let del = rt.call("DEL", &pods[0].0, &conf(&c.nodes[0], "1.1.0"));
     assert!(del.success, "{del}");
@@ -267,7 +277,7 @@ async fn exhaustion_an_absent_agent_and_a_restart_leave_nothing_half_made() {
     assert!(refused.msg().contains("not reachable"), "{refused}");
     let status = rt.raw("sdn-cni", &[("CNI_COMMAND", "STATUS")], &conf(&c.nodes[0], "1.1.0").to_string());
     assert_eq!(status.code(), Some(50), "{status}");
-    assert_eq!(veths(&c.nodes[0]).len(), 5);
+    settle_veths(&c.nodes[0], 5).await;
     assert_eq!(sh(&fresh, &["ip", "-o", "link", "show"]).lines().count(), 1, "nothing in the pod");
 
     // Restarted between ADD and DEL: CHECK and DEL find the pods it had.

@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use ipnetwork::Ipv4Network;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -227,6 +227,34 @@ impl Netlink {
             self.handle.link().add(message).execute().await.map_err(failed(format!("creating veth {name}")))?;
         }
         Ok((self.settle(name, mtu).await?, self.settle(peer, mtu).await?))
+    }
+
+    /// A pod's veth pair, made in one request: `host` up on `bridge` here,
+    /// its peer `ifname` created straight inside the pod's namespace. Making
+    /// the peer there (as the reference `bridge` plugin does) instead of
+    /// moving it spares the RCU grace periods a namespace move waits for.
+    pub async fn create_pod_veth(
+        &self,
+        host: &str,
+        bridge: &Link,
+        ifname: &str,
+        pod_ns: &std::fs::File,
+        mtu: u32,
+    ) -> Result<(), NetError> {
+        use std::os::fd::AsRawFd;
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(ifname.to_owned())
+            .mtu(mtu)
+            .setns_by_fd(pod_ns.as_raw_fd())
+            .build();
+        let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host.to_owned())
+            .mtu(mtu)
+            .controller(bridge.index)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        self.handle.link().add(message).execute().await.map_err(failed(format!("creating veth {host}")))
     }
 
     /// A VXLAN device in external (collect-metadata) mode: eBPF sets each

@@ -22,7 +22,7 @@ use crate::net::netlink::{NetError, Netlink};
 use crate::netns::{self, NetnsError, NodeNamespace};
 use crate::podapi::{AttachRequest, Attachment, AttachmentKey, Detached, Dns};
 use check::{Expected, HostSide, Observed, PodSide};
-use record::{host_veth, mac_string, owned_by, peer_name};
+use record::{host_veth, mac_string, owned_by};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
@@ -122,36 +122,32 @@ impl Pods {
         ip: Ipv4Addr,
         pod_ns: std::fs::File,
     ) -> Result<Attachment, PodError> {
+        let started = std::time::Instant::now();
         let host = host_veth(&record::key(request));
-        let peer = peer_name(&host);
-        let mtu = self.layout.pod_mtu;
-        let (host_c, peer_c) = (host.clone(), peer.clone());
-        // The node side: the pair, the host end on br0, the pod end moved out.
+        let (mtu, ifname) = (self.layout.pod_mtu, request.ifname.clone());
+        let (dataplane, host_c) = (self.dataplane.clone(), host.clone());
+        // The node side: the pair (the pod end made inside the pod), and the
+        // program that checks what the pod sends, before it can send.
         let host_link = self
             .ns
             .run(move || async move {
                 let nl = Netlink::connect()?;
                 // A pair made by an earlier request for this pod is kept.
-                let host_link = match nl.link(&host_c).await? {
-                    Some(link) => link,
-                    None => nl.ensure_veth(&host_c, &peer_c, mtu).await?.0,
-                };
-                nl.attach(&host_link, &nl.require(BR0).await?).await?;
-                if let Some(peer_link) = nl.link(&peer_c).await? {
-                    nl.move_to(&peer_link, &pod_ns).await?;
+                if nl.link(&host_c).await?.is_none() {
+                    nl.create_pod_veth(&host_c, &nl.require(BR0).await?, &ifname, &pod_ns, mtu).await?;
                 }
-                nl.require(&host_c).await
+                let link = nl.require(&host_c).await?;
+                nl.attach(&link, &nl.require(BR0).await?).await?;
+                dataplane.lock().unwrap_or_else(|p| p.into_inner()).attach(Program::FromPod, &host_c)?;
+                Ok::<_, PodError>(link)
             })
             .await??;
-        // The pod side: its interface with the address and default route.
+        let node_side = started.elapsed();
+        // The pod side: its interface up with the address and default route.
         let (ifname, gateway, prefix) = (request.ifname.clone(), self.layout.gateway, self.layout.prefix());
         let mac = netns::run_in(&request.netns, move || async move {
             let nl = Netlink::connect()?;
-            let link = match nl.link(&ifname).await? {
-                Some(link) => link,
-                None => nl.require(&peer).await?,
-            };
-            let eth0 = nl.rename_up(&link, &ifname, mtu).await?;
+            let eth0 = nl.rename_up(&nl.require(&ifname).await?, &ifname, mtu).await?;
             nl.ensure_address(&eth0, ip, prefix, true).await?;
             if let Some(lo) = nl.link("lo").await? {
                 nl.rename_up(&lo, "lo", lo.mtu).await?;
@@ -159,35 +155,42 @@ impl Pods {
             nl.ensure_default_route(gateway, &eth0).await?;
             Ok::<_, NetError>(eth0.mac)
         })??;
-        // The flow entry, then the program that checks what the pod sends.
+        // The flow entry that delivers to the pod and names its MAC.
         self.dp().upsert_endpoint(ip, host_link.index, mac)?;
-        let (dataplane, host_c) = (self.dataplane.clone(), host.clone());
-        self.ns
-            .run(move || async move {
-                let mut dp = dataplane.lock().unwrap_or_else(|p| p.into_inner());
-                dp.attach(Program::FromPod, &host_c)
-            })
-            .await??;
+        tracing::info!(
+            "attached {}/{} at {ip} in {:?} (node side {:?})",
+            request.id,
+            request.ifname,
+            started.elapsed(),
+            node_side
+        );
         Ok(self.attachment(request, ip, mac, host_link.mac))
     }
 
-    /// Detaches a pod; what is already gone is skipped.
+    /// Detaches a pod; what is already gone is skipped. The pod stops being
+    /// served at once (its program, flow entry and address go before this
+    /// returns); its veth is deleted right after on the node's namespace
+    /// thread, which runs jobs in order, so a later attach of the same pod
+    /// finds it gone. Deleting a veth waits out RCU grace periods, the
+    /// slowest step by far, and nothing depends on its timing.
     pub async fn detach(&self, key: &AttachmentKey) -> Result<Detached, PodError> {
         check_key(key)?;
         let host = host_veth(key);
-        let dataplane = self.dataplane.clone();
-        self.ns
-            .run(move || async move {
-                dataplane.lock().unwrap_or_else(|p| p.into_inner()).detach(&host)?;
-                Netlink::connect()?.delete(&host).await?;
-                Ok::<_, PodError>(())
-            })
-            .await??;
+        self.dp().detach(&host)?;
         let released = self.ipam.release(owned_by(key))?;
         if let Some(ip) = released {
             self.dp().remove_endpoint(ip)?;
             self.changed.notify_one();
         }
+        self.ns.spawn(move || async move {
+            let deleted = match Netlink::connect() {
+                Ok(nl) => nl.delete(&host).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = deleted {
+                tracing::error!("deleting the veth {host} of a detached pod: {err}");
+            }
+        })?;
         Ok(Detached { id: key.id.clone(), ifname: key.ifname.clone(), released })
     }
 

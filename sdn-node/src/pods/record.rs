@@ -43,11 +43,6 @@ pub fn host_veth(key: &AttachmentKey) -> String {
     format!("veth{:08x}", hash as u32)
 }
 
-/// The pod side's name while it is still in the node namespace.
-pub fn peer_name(host: &str) -> String {
-    format!("p{}", &host[4..])
-}
-
 pub fn mac_string(mac: [u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
@@ -67,7 +62,6 @@ mod tests {
         assert!(a.len() <= 15 && a.starts_with("veth"));
         assert_ne!(a, host_veth(&key("0123456789abcdef0123456789abcdee", "eth0")));
         assert_ne!(a, host_veth(&key("0123456789abcdef0123456789abcdef", "eth1")));
-        assert_eq!(peer_name(&a).len(), a.len() - 3);
     }
 
     #[test]
