@@ -7,10 +7,13 @@
 //! truth: it survives agent restarts, and no address is handed to two live
 //! pods because a second create of the same file fails.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use ipnetwork::Ipv4Network;
 
@@ -45,71 +48,96 @@ pub fn next_free(
         .find(|ip| *ip != gateway && !used.contains(ip))
 }
 
-/// The address records of one node's subnet.
+/// The address records of one node's subnet. The directory is read once,
+/// at open; after that this store is its only writer (one agent per node),
+/// so the records are served from memory and each change costs one file.
 pub struct IpamStore {
     dir: PathBuf,
     subnet: Ipv4Network,
     gateway: Ipv4Addr,
+    state: Mutex<State>,
+}
+
+struct State {
+    records: BTreeMap<Ipv4Addr, String>,
+    /// The last address handed out, also kept in `last-reserved`.
+    last: Option<Ipv4Addr>,
+    /// `last-reserved`, rewritten in place (a fixed-width record, no truncation).
+    last_file: File,
 }
 
 const LAST: &str = "last-reserved";
+/// Room for the longest IPv4 address; shorter ones are padded with spaces.
+const LAST_WIDTH: usize = 15;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> IpamError {
+    let path = path.to_owned();
+    move |source| IpamError::Io { path, source }
+}
 
 impl IpamStore {
     pub fn open(dir: &Path, subnet: Ipv4Network, gateway: Ipv4Addr) -> Result<Self, IpamError> {
-        std::fs::create_dir_all(dir).map_err(|source| IpamError::Io { path: dir.to_owned(), source })?;
-        Ok(Self { dir: dir.to_owned(), subnet, gateway })
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut records = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
+            let owner = std::fs::read_to_string(entry.path()).map_err(io(&entry.path()))?;
+            records.insert(ip, owner.trim().to_owned());
+        }
+        let last_path = dir.join(LAST);
+        let last = std::fs::read_to_string(&last_path).ok().and_then(|s| s.trim().parse().ok());
+        let last_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&last_path)
+            .map_err(io(&last_path))?;
+        Ok(Self { dir: dir.to_owned(), subnet, gateway, state: Mutex::new(State { records, last, last_file }) })
     }
 
-    fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> IpamError {
-        let path = path.to_owned();
-        move |source| IpamError::Io { path, source }
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every recorded address and its owner's record.
     pub fn list(&self) -> Result<Vec<(Ipv4Addr, String)>, IpamError> {
-        let mut records = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(self.io(&self.dir))? {
-            let entry = entry.map_err(self.io(&self.dir))?;
-            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
-            match std::fs::read_to_string(entry.path()) {
-                Ok(owner) => records.push((ip, owner.trim().to_owned())),
-                // Released meanwhile by a concurrent request.
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(self.io(&entry.path())(err)),
-            }
-        }
-        records.sort();
-        Ok(records)
+        Ok(self.state().records.iter().map(|(ip, owner)| (*ip, owner.clone())).collect())
     }
 
     /// The address whose owner record `is_owner` accepts, allocating one
     /// recorded as `owner` if there is none (so a repeated request for the
     /// same pod gets the same address).
     pub fn allocate(&self, owner: &str, is_owner: impl Fn(&str) -> bool) -> Result<Ipv4Addr, IpamError> {
-        let records = self.list()?;
-        if let Some((ip, _)) = records.iter().find(|(_, record)| is_owner(record)) {
+        let mut state = self.state();
+        if let Some((ip, _)) = state.records.iter().find(|(_, record)| is_owner(record)) {
             return Ok(*ip);
         }
-        let mut used: HashSet<Ipv4Addr> = records.into_iter().map(|(ip, _)| ip).collect();
-        let last_path = self.dir.join(LAST);
-        let mut after = std::fs::read_to_string(&last_path).ok().and_then(|s| s.trim().parse().ok());
+        let mut used: HashSet<Ipv4Addr> = state.records.keys().copied().collect();
+        let mut after = state.last;
         loop {
             let ip = next_free(self.subnet, self.gateway, &used, after).ok_or(IpamError::Exhausted(self.subnet))?;
             let path = self.dir.join(ip.to_string());
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
                     // No fsync: the record must outlive the agent, not the machine, whose
                     // pods die with it.
-                    file.write_all(owner.as_bytes()).map_err(self.io(&path))?;
-                    std::fs::write(&last_path, ip.to_string()).map_err(self.io(&last_path))?;
+                    file.write_all(owner.as_bytes()).map_err(io(&path))?;
+                    state.records.insert(ip, owner.to_owned());
+                    state.last = Some(ip);
+                    let padded = format!("{:<LAST_WIDTH$}", ip.to_string());
+                    let last_path = self.dir.join(LAST);
+                    state.last_file.write_all_at(padded.as_bytes(), 0).map_err(io(&last_path))?;
                     return Ok(ip);
                 }
-                // Taken since the listing (another request): try the next.
+                // A file nobody recorded (left by hand, or by a crash between create and
+                // write): skip the address rather than take it over.
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
                     used.insert(ip);
                     after = Some(ip);
                 }
-                Err(err) => return Err(self.io(&path)(err)),
+                Err(err) => return Err(io(&path)(err)),
             }
         }
     }
@@ -117,17 +145,18 @@ impl IpamStore {
     /// Releases the address whose owner record `is_owner` accepts; releasing
     /// what is not there succeeds.
     pub fn release(&self, is_owner: impl Fn(&str) -> bool) -> Result<Option<Ipv4Addr>, IpamError> {
-        for (ip, record) in self.list()? {
-            if is_owner(&record) {
-                let path = self.dir.join(ip.to_string());
-                match std::fs::remove_file(&path) {
-                    Ok(()) => return Ok(Some(ip)),
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(err) => return Err(self.io(&path)(err)),
-                }
-            }
+        let mut state = self.state();
+        let Some(ip) = state.records.iter().find(|(_, record)| is_owner(record)).map(|(ip, _)| *ip) else {
+            return Ok(None);
+        };
+        let path = self.dir.join(ip.to_string());
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io(&path)(err)),
         }
-        Ok(None)
+        state.records.remove(&ip);
+        Ok(Some(ip))
     }
 }
 

@@ -361,6 +361,22 @@ fn scenario(env: &Env) {
     assert!(!ping(env, "pa", POD_C, None), "without sdn_from_pod nothing should tunnel pa's packets");
     assert!(dp1.attach(Program::FromPod, "bad/name").is_err());
 
+    // Pod ports as the agent attaches them: a cls_bpf filter instead of the TCX link.
+    dp1.detach("vpb").expect("detach vpb's link");
+    while !Dataplane::tcx_ingress_programs("vpb").expect("query").is_empty() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    dp1.attach_filter(Program::FromPod, "vpb").unwrap_or_else(|e| panic!("filter on vpb: {e}"));
+    assert_eq!(Dataplane::filter_programs("vpb").expect("filters"), [new_id]);
+    assert!(ping(env, "pb", POD_C, None), "pb reaches pc through its filter");
+    // Another agent's load replaces the filter's program in place.
+    let mut dp2 = Dataplane::load(&env.pins("n1")).unwrap_or_else(|e| panic!("third load: {e}"));
+    dp2.attach_filter(Program::FromPod, "vpb").unwrap_or_else(|e| panic!("filter again: {e}"));
+    let newest = dp2.program_id(Program::FromPod).expect("program id");
+    assert_ne!(newest, new_id);
+    assert_eq!(Dataplane::filter_programs("vpb").expect("filters"), [newest], "replaced, not added");
+    assert!(ping(env, "pb", POD_C, None), "pb still reaches pc");
+
     dp1.remove_endpoint(POD_A).expect("remove endpoint");
     dp1.remove_remote(subnet2).expect("remove remote");
     assert_eq!(dp1.endpoints().expect("endpoints").len(), 1);

@@ -138,7 +138,7 @@ impl Pods {
                 }
                 let link = nl.require(&host_c).await?;
                 nl.attach(&link, &nl.require(BR0).await?).await?;
-                dataplane.lock().unwrap_or_else(|p| p.into_inner()).attach(Program::FromPod, &host_c)?;
+                dataplane.lock().unwrap_or_else(|p| p.into_inner()).attach_filter(Program::FromPod, &host_c)?;
                 Ok::<_, PodError>(link)
             })
             .await??;
@@ -252,7 +252,7 @@ impl Pods {
                 let Some(link) = nl.link(&host_c).await? else { return Ok::<_, PodError>(None) };
                 let br0 = nl.require(BR0).await?;
                 let from_pod = dataplane.lock().unwrap_or_else(|p| p.into_inner()).program_id(Program::FromPod)?;
-                let checked = Dataplane::tcx_ingress_programs(&host_c)?.contains(&from_pod);
+                let checked = Dataplane::filter_programs(&host_c)?.contains(&from_pod);
                 Ok(Some(HostSide {
                     index: link.index,
                     mac: link.mac,
@@ -286,7 +286,7 @@ impl Pods {
 
     /// Adopts the pods an earlier agent attached: gives each host veth that
     /// still exists this build's `sdn_from_pod` (replaced atomically in its
-    /// pinned link) and refreshes its flow entry. A pod whose veth is gone
+    /// filter) and refreshes its flow entry. A pod whose veth is gone
     /// (its namespace was deleted meanwhile) keeps its record until DEL or
     /// GC, as the runtime still knows it. Returns how many were adopted.
     pub async fn adopt(&self) -> Result<usize, PodError> {
@@ -304,7 +304,9 @@ impl Pods {
                     if let Some(mac) = mac {
                         dp.upsert_endpoint(ip, link.index, mac)?;
                     }
-                    dp.attach(Program::FromPod, &host)?;
+                    dp.attach_filter(Program::FromPod, &host)?;
+                    // A TCX link an older build gave the port would run the old program first.
+                    dp.detach(&host)?;
                     adopted += 1;
                 }
                 Ok::<_, PodError>(adopted)

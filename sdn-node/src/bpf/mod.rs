@@ -15,6 +15,8 @@
 //! The pure parts (address/key conversions, [`render_flows`]) are unit-tested here; loading and
 //! attaching are tested as root in `tests/bpf_load.rs`.
 
+mod filter;
+
 use std::{
     fmt::Write as _,
     fs, io,
