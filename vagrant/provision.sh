@@ -183,7 +183,26 @@ start_node_agent() {
   log "waiting for the master's admin API at $master"
   wait_ready "$master/readyz" 1800 ||
     die "the master is not ready after 30 minutes; provision this node again once it is"
-  sdnctl --server "$master" --token-file "$TOKEN_FILE" nodes add "$(hostname)" --ip "$SDN_NODE_IP"
+  # The agent registers the node itself, builds its network and installs
+  # sdn-cni with its conflist for a container runtime.
+  put_file /etc/systemd/system/sdn-node.service 644 <<UNIT
+[Unit]
+Description=sdn node agent
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=/usr/local/bin/sdn-node run --node-name $(hostname) --node-ip $SDN_NODE_IP --etcd-endpoints http://$SDN_MASTER_IP:2379
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  start_service sdn-node
+  wait_ready http://127.0.0.1:9441/readyz 120 ||
+    die "sdn-node is not ready after 2 minutes: journalctl -u sdn-node"
+  log "node ready. On this VM, as root: sdn-node flows --node-name $(hostname)"
 }
 
 main() {
