@@ -19,7 +19,7 @@ use crate::pods::Pods;
 const RESYNC: Duration = Duration::from_secs(60);
 /// A change waits this long for the ones that follow it, so a burst of pod
 /// starts costs etcd one transaction, not one (and one fsync) per pod.
-const GATHER: Duration = Duration::from_millis(200);
+const GATHER: Duration = Duration::from_secs(1);
 
 /// The records `node` should have for its attached pods.
 pub fn records(node: &str, pods: &[(std::net::Ipv4Addr, AttachRequest)]) -> Vec<PodRecord> {
