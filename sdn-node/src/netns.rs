@@ -31,23 +31,28 @@ pub fn enter(path: &Path) -> Result<(), NetnsError> {
 }
 
 /// Runs `work` on a new thread inside the namespace at `path`, with a
-/// single-threaded tokio runtime of its own, and returns its result.
-pub fn run_in<T, F, Fut>(path: &Path, work: F) -> Result<T, NetnsError>
+/// single-threaded tokio runtime of its own, and returns its result. The
+/// caller awaits it rather than joining the thread, so no runtime worker of
+/// the caller's is blocked meanwhile.
+pub async fn run_in<T, F, Fut>(path: &Path, work: F) -> Result<T, NetnsError>
 where
     T: Send + 'static,
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T>,
 {
     let owned = path.to_owned();
-    let thread = std::thread::spawn(move || -> Result<T, NetnsError> {
-        enter(&owned)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| NetnsError::Enter { path: owned.clone(), source })?;
-        Ok(runtime.block_on(work()))
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let outcome = enter(&owned).and_then(|()| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| NetnsError::Enter { path: owned.clone(), source })?;
+            Ok(runtime.block_on(work()))
+        });
+        let _ = tx.send(outcome);
     });
-    thread.join().map_err(|_| NetnsError::Panicked(path.to_owned()))?
+    rx.await.map_err(|_| NetnsError::Panicked(path.to_owned()))?
 }
 
 type Job = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>;

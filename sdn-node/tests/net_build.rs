@@ -39,6 +39,14 @@ impl Drop for Namespace {
     }
 }
 
+/// Waits for `future` on this (test) thread: `netns::run_in` only awaits a thread of its own.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(runtime) => runtime.block_on(future),
+        Err(err) => panic!("a tokio runtime for the test: {err}"),
+    }
+}
+
 fn layout() -> NodeLayout {
     let subnet = HostSubnet {
         host: "node-1".into(),
@@ -54,10 +62,10 @@ fn mac(bytes: [u8; 6]) -> String {
 
 fn build(ns: &Namespace) -> Result<net::NodeDevices, net::netlink::NetError> {
     let layout = layout();
-    netns::run_in(&ns.path(), move || async move {
+    block_on(netns::run_in(&ns.path(), move || async move {
         let nl = Netlink::connect()?;
         net::build(&nl, &layout).await
-    })
+    }))
     .expect("thread in the namespace")
 }
 
@@ -123,10 +131,9 @@ fn nat_table_is_ours_alone_and_replaced_whole() {
         assert!(nft(args).expect("nft").success(), "a table of someone else: nft {args:?}");
     }
     let apply = |port: u16| {
-        netns::run_in(
-            &ns.path(),
-            move || async move { sdn_node::nat::apply("10.1.0.0/16".parse().expect("cidr"), port) },
-        )
+        block_on(netns::run_in(&ns.path(), move || async move {
+            sdn_node::nat::apply("10.1.0.0/16".parse().expect("cidr"), port)
+        }))
         .expect("thread")
     };
     apply(4789).expect("first apply");
@@ -136,8 +143,8 @@ fn nat_table_is_ours_alone_and_replaced_whole() {
     assert!(ruleset.contains("table ip other"), "other tables stay:\n{ruleset}");
     assert!(ruleset.contains("udp dport 4790 accept") && !ruleset.contains("4789"), "replaced whole:\n{ruleset}");
     assert!(ruleset.contains("ip saddr 10.1.0.0/16 ip daddr != 10.1.0.0/16 masquerade"), "{ruleset}");
-    netns::run_in(&ns.path(), || async { sdn_node::nat::remove() }).expect("thread").expect("remove");
-    netns::run_in(&ns.path(), || async { sdn_node::nat::remove() }).expect("thread").expect("remove twice");
+    block_on(netns::run_in(&ns.path(), || async { sdn_node::nat::remove() })).expect("thread").expect("remove");
+    block_on(netns::run_in(&ns.path(), || async { sdn_node::nat::remove() })).expect("thread").expect("remove twice");
     let list = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "ruleset"]).output().expect("nft");
     let ruleset = String::from_utf8_lossy(&list.stdout);
     assert!(!ruleset.contains("inet sdn") && ruleset.contains("table ip other"), "{ruleset}");

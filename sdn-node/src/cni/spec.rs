@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::podapi::{AttachmentKey, DEFAULT_SOCKET};
+use crate::podapi::{AttachmentKey, DEFAULT_SOCKET, name_chars};
 
 /// A CNI specification version sdn-cni speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -263,10 +263,6 @@ pub struct PodArgs {
 }
 
 const NAME_CHARS: &str = "letters, digits, '-', '_' and '.'";
-
-fn name_chars(value: &str) -> bool {
-    value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
 
 /// Checks `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME` and `CNI_ARGS` for
 /// `command` (ADD, DEL or CHECK), reporting every problem at once. DEL

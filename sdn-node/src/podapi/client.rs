@@ -32,12 +32,6 @@ pub struct PodClient {
     socket: PathBuf,
 }
 
-/// Percent-encoding is not needed: IDs and interface names are checked to
-/// be letters, digits, '-', '_' and '.', and anything else is refused here.
-fn path_safe(value: &str) -> bool {
-    value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
 impl PodClient {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         Self { socket: socket.into() }
@@ -90,7 +84,8 @@ impl PodClient {
     }
 
     fn key_path(id: &str, ifname: &str, suffix: &str) -> Result<String, ClientError> {
-        if !path_safe(id) || !path_safe(ifname) {
+        // Percent-encoding is not needed: anything outside this set is refused here.
+        if !super::name_chars(id) || !super::name_chars(ifname) {
             return Err(ClientError::Api(ApiError {
                 error: format!("id {id:?} and ifname {ifname:?} may only hold letters, digits, '-', '_' and '.'"),
                 code: super::ErrorKind::Invalid,

@@ -46,6 +46,13 @@ pub struct AttachRequest {
     pub name: Option<String>,
 }
 
+/// Whether `value` holds only the characters container IDs and interface
+/// names may have here: letters, digits, '-', '_' and '.'. They go into URL
+/// paths and device names unescaped, so every side checks the same set.
+pub fn name_chars(value: &str) -> bool {
+    value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 pub fn default_ifname() -> String {
     "eth0".into()
 }

@@ -47,7 +47,7 @@ pub enum PodError {
 }
 
 fn name_ok(value: &str, max: usize) -> bool {
-    !value.is_empty() && value.len() <= max && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    !value.is_empty() && value.len() <= max && crate::podapi::name_chars(value)
 }
 
 fn check_key(key: &AttachmentKey) -> Result<(), PodError> {
@@ -132,12 +132,13 @@ impl Pods {
             .ns
             .run(move || async move {
                 let nl = Netlink::connect()?;
+                let br0 = nl.require(BR0).await?;
                 // A pair made by an earlier request for this pod is kept.
                 if nl.link(&host_c).await?.is_none() {
-                    nl.create_pod_veth(&host_c, &nl.require(BR0).await?, &ifname, &pod_ns, mtu).await?;
+                    nl.create_pod_veth(&host_c, &br0, &ifname, &pod_ns, mtu).await?;
                 }
                 let link = nl.require(&host_c).await?;
-                nl.attach(&link, &nl.require(BR0).await?).await?;
+                nl.attach(&link, &br0).await?;
                 dataplane.lock().unwrap_or_else(|p| p.into_inner()).attach_filter(Program::FromPod, &host_c)?;
                 Ok::<_, PodError>(link)
             })
@@ -154,7 +155,8 @@ impl Pods {
             }
             nl.ensure_default_route(gateway, &eth0).await?;
             Ok::<_, NetError>(eth0.mac)
-        })??;
+        })
+        .await??;
         // The flow entry that delivers to the pod and names its MAC.
         self.dp().upsert_endpoint(ip, host_link.index, mac)?;
         tracing::info!(
@@ -277,6 +279,7 @@ impl Pods {
                     gateway: nl.default_gateway(&link).await?,
                 }))
             })
+            .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
         };
