@@ -12,6 +12,8 @@ PACKAGES=(
   # runtime and test parts
   etcd-server etcd-client nftables iproute2 iputils-ping bpftool tcpdump
   iperf3 sockperf dnsutils dnsperf knot nsd hyperfine containernetworking-plugins
+  # the reference plugin portmap, chained in the CNI tests, drives iptables
+  iptables
   procps psmisc curl jq
 )
 
