@@ -135,13 +135,23 @@ pub async fn build_node(
     config: &NodeConfig,
     network: &ClusterNetwork,
     subnet: &HostSubnet,
-    underlay_mtu: u32,
+    underlay: &Link,
+    node_ip: Ipv4Addr,
 ) -> Result<BuiltNode, AgentError> {
-    let layout = NodeLayout::new(network, subnet, underlay_mtu)?;
+    let layout = NodeLayout::new(network, subnet, underlay.mtu)?;
     crate::bpffs::ensure(&config.bpffs)?;
     let (pin_dir, state_dir) = (config.pin_dir.clone(), config.state_dir.clone());
     let in_ns = layout.clone();
-    ns.run(move || async move { build_in_namespace(&in_ns, &pin_dir, &state_dir).await }).await?
+    let tunnel = Underlay { link: underlay.clone(), node_ip, native: !config.kernel_vxlan };
+    ns.run(move || async move { build_in_namespace(&in_ns, &pin_dir, &state_dir, tunnel).await }).await?
+}
+
+/// The interface VXLAN goes out of, and whether the programs wrap it themselves (the default)
+/// or leave it to `vxlan0` (`--kernel-vxlan`).
+struct Underlay {
+    link: Link,
+    node_ip: Ipv4Addr,
+    native: bool,
 }
 
 /// Where the agent keeps the forwarding setting it found, so that cleanup
@@ -154,6 +164,7 @@ async fn build_in_namespace(
     layout: &NodeLayout,
     pin_dir: &std::path::Path,
     state_dir: &std::path::Path,
+    underlay: Underlay,
 ) -> Result<BuiltNode, AgentError> {
     let record = forwarding_record(state_dir);
     if !record.exists() {
@@ -175,6 +186,16 @@ async fn build_in_namespace(
     ))?;
     dataplane.attach(Program::FromTunnel, VXLAN0)?;
     dataplane.attach(Program::FromHost, TUN0_BR)?;
+    let Underlay { link, node_ip, native } = underlay;
+    if native {
+        // Other nodes may send this one VXLAN from any moment on; what the program leaves
+        // (and everything before it is attached) goes to vxlan0.
+        dataplane.attach(Program::FromUnderlay, &link.name)?;
+        dataplane.set_tunnel(Some(link.index), node_ip, layout.vxlan_port)?;
+    } else {
+        dataplane.set_tunnel(None, node_ip, layout.vxlan_port)?;
+        dataplane.detach(&link.name)?;
+    }
     Ok(BuiltNode { layout: layout.clone(), devices, dataplane: Arc::new(Mutex::new(dataplane)) })
 }
 
@@ -217,7 +238,7 @@ pub async fn run(
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
         }
     };
-    let built = build_node(&ns, &config, &network, &subnet, underlay_link.mtu).await?;
+    let built = build_node(&ns, &config, &network, &subnet, &underlay_link, ip).await?;
     tracing::info!(
         "node {} built: subnet {}, gateway {} on tun0, pod MTU {}",
         node.name,

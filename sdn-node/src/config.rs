@@ -38,6 +38,11 @@ pub struct NodeArgs {
     /// The cluster DNS domain, for the search list pods get.
     #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
     pub cluster_domain: String,
+    /// Tunnel through the kernel's vxlan0 only, instead of wrapping and unwrapping VXLAN in the
+    /// eBPF programs on the underlay interface (for kernels or NICs where that misbehaves; both
+    /// kinds of node talk to each other).
+    #[arg(long)]
+    pub kernel_vxlan: bool,
     #[command(flatten)]
     pub cni: CniArgs,
 }
@@ -94,6 +99,7 @@ pub struct NodeConfig {
     pub socket: PathBuf,
     pub metrics_listen: SocketAddr,
     pub cluster_domain: String,
+    pub kernel_vxlan: bool,
     /// `None` when the agent installs no CNI files.
     pub cni: Option<CniArgs>,
 }
@@ -129,6 +135,7 @@ impl NodeArgs {
             socket: self.socket,
             metrics_listen: self.metrics_listen,
             cluster_domain: domain,
+            kernel_vxlan: self.kernel_vxlan,
             cni: (!self.cni.no_cni_install).then_some(self.cni),
         })
     }

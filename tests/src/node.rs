@@ -152,8 +152,8 @@ impl NodeAgent {
         self.process.as_ref().map(Process::log).unwrap_or_default()
     }
 
-    /// Links, addresses, routes, neighbours, nftables and forwarding of the
-    /// node's namespace, for comparing before and after.
+    /// Links, addresses, routes, neighbours, nftables, forwarding and attached
+    /// programs of the node's namespace, for comparing before and after.
     pub fn snapshot(&self) -> String {
         Self::snapshot_of(&self.ns)
     }
@@ -174,6 +174,11 @@ impl NodeAgent {
             text(&["ip", "neigh", "show", "nud", "permanent"]),
             text(&["nft", "list", "ruleset"]),
             text(&["cat", "/proc/sys/net/ipv4/ip_forward"]),
+            // Programs attached to the namespace's devices (TCX, tc, XDP), by device and name.
+            text(&["bpftool", "net", "show"])
+                .lines()
+                .map(|l| l.split(" prog_id").next().unwrap_or_default().to_owned() + "\n")
+                .collect(),
         ]
         .join("---\n")
     }

@@ -29,9 +29,13 @@ pub const MAP_REMOTES: &str = "SDN_REMOTES";
 pub const MAP_CONFIG: &str = "SDN_CONFIG";
 /// Name of the per-decision counter map: a per-CPU array of [`Counter`] indexed by [`Decision`].
 pub const MAP_COUNTERS: &str = "SDN_COUNTERS";
+/// Name of the tunnel map: an array of one [`Tunnel`] at index 0. A map of its own rather than
+/// fields of [`NodeConfig`], so that an agent of this build adopts the pinned maps of an earlier
+/// one (whose `SDN_CONFIG` values are 28 bytes) instead of refusing them.
+pub const MAP_TUNNEL: &str = "SDN_TUNNEL";
 
 /// Every map the object declares, in one list (for the agent's checks and cleanup).
-pub const MAP_NAMES: [&str; 4] = [MAP_ENDPOINTS, MAP_REMOTES, MAP_CONFIG, MAP_COUNTERS];
+pub const MAP_NAMES: [&str; 5] = [MAP_ENDPOINTS, MAP_REMOTES, MAP_CONFIG, MAP_COUNTERS, MAP_TUNNEL];
 
 /// Capacity of [`MAP_ENDPOINTS`].
 pub const MAX_ENDPOINTS: u32 = 65536;
@@ -44,6 +48,8 @@ pub const PROG_FROM_POD: &str = "sdn_from_pod";
 pub const PROG_FROM_TUNNEL: &str = "sdn_from_tunnel";
 /// Program on the ingress of `tun0-br`.
 pub const PROG_FROM_HOST: &str = "sdn_from_host";
+/// Program on the ingress of the underlay interface (the one holding the node's IP).
+pub const PROG_FROM_UNDERLAY: &str = "sdn_from_underlay";
 
 /// A pod on this node: where to deliver a packet whose destination is the pod's IP.
 ///
@@ -103,6 +109,30 @@ pub struct NodeConfig {
     pub tun_br_ifindex: u32,
     /// MAC address of `tun0`, the source MAC of packets the programs deliver.
     pub gateway_mac: [u8; 6],
+    /// Explicit trailing padding; always zero.
+    pub _pad: [u8; 2],
+}
+
+/// How the programs send and receive VXLAN themselves, read from index 0 of [`MAP_TUNNEL`].
+///
+/// All zero (the map's initial value) means they do not: packets to remote subnets go through
+/// `vxlan0` and arrive from it, as with `--kernel-vxlan`. Otherwise `sdn_from_pod` and
+/// `sdn_from_host` add the outer headers and send straight out of the underlay interface, and
+/// `sdn_from_underlay` strips them from packets for local pods; the kernel's `vxlan0` still
+/// receives what the programs leave to it, so nodes of either kind interoperate.
+///
+/// Layout (12 bytes, align 4): `node_ip` 0..4, `underlay_ifindex` 4..8, `port` 8..10, `_pad`
+/// 10..12.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The node's underlay IPv4 address, network byte order: the outer source, and the outer
+    /// destination of packets to strip.
+    pub node_ip: u32,
+    /// Ifindex of the underlay interface; 0 turns the programs' own VXLAN off.
+    pub underlay_ifindex: u32,
+    /// The VXLAN UDP port, network byte order.
+    pub port: u16,
     /// Explicit trailing padding; always zero.
     pub _pad: [u8; 2],
 }
@@ -174,6 +204,7 @@ const _: () = {
     assert!(size_of::<Remote>() == 24 && offset_of!(Remote, packets) == 8);
     assert!(size_of::<NodeConfig>() == 28 && offset_of!(NodeConfig, gateway_mac) == 20);
     assert!(size_of::<Counter>() == 16);
+    assert!(size_of::<Tunnel>() == 12 && offset_of!(Tunnel, port) == 8);
     assert!(Decision::ALL.len() == Decision::COUNT);
     assert!(Decision::TunnelMiss as usize == Decision::COUNT - 1);
 };
@@ -188,3 +219,5 @@ unsafe impl aya::Pod for Remote {}
 unsafe impl aya::Pod for NodeConfig {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Counter {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Tunnel {}

@@ -4,7 +4,9 @@
 //! - [`sdn_from_pod`] on the ingress of each pod's host-side veth: anti-spoofing, then local
 //!   delivery, VXLAN to a remote node's subnet, or up to the bridge (and so to `tun0`);
 //! - [`sdn_from_tunnel`] on the ingress of `vxlan0`: delivery to a local pod or to the host;
-//! - [`sdn_from_host`] on the ingress of `tun0-br`: delivery to a local pod or a remote subnet.
+//! - [`sdn_from_host`] on the ingress of `tun0-br`: delivery to a local pod or a remote subnet;
+//! - [`sdn_from_underlay`] on the ingress of the underlay interface: VXLAN for a local pod,
+//!   stripped and delivered (see [`vxlan`]).
 //!
 //! The maps are declared pinned by name: the agent loads this object with a pin directory, so a
 //! restarted agent reuses the maps (and their entries) of the one before.
@@ -18,6 +20,8 @@
 // leaves out every read-modify-write method); the intrinsic under it lowers to BPF's atomic add.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
+
+mod vxlan;
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use core::{ffi::c_void, mem::size_of, ptr};
@@ -82,6 +86,14 @@ pub fn sdn_from_tunnel(ctx: TcContext) -> i32 {
 pub fn sdn_from_host(ctx: TcContext) -> i32 {
     // What cannot be parsed goes on to the bridge unchanged, as anything else from the host does.
     from_host(&ctx).unwrap_or(TC_ACT_OK)
+}
+
+/// Ingress of the underlay interface.
+#[classifier]
+pub fn sdn_from_underlay(ctx: TcContext) -> i32 {
+    // Everything but VXLAN for a local pod goes up the stack unchanged: to `vxlan0` (which also
+    // takes what cannot be stripped here) or wherever else the host sends it.
+    from_underlay(&ctx).unwrap_or(TC_ACT_OK)
 }
 
 fn from_pod(ctx: &TcContext) -> Result<i32, ()> {
@@ -149,8 +161,20 @@ fn from_host(ctx: &TcContext) -> Result<i32, ()> {
     to_cluster(ctx, daddr, config).unwrap_or(Ok(TC_ACT_OK))
 }
 
+fn from_underlay(ctx: &TcContext) -> Result<i32, ()> {
+    let tunnel = vxlan::tunnel().ok_or(())?;
+    let daddr = vxlan::inner_destination(ctx, tunnel).ok_or(())?;
+    let endpoint = SDN_ENDPOINTS.get_ptr_mut(daddr).ok_or(())?;
+    let config = config().ok_or(())?;
+    vxlan::decap(ctx)?;
+    // Stripped: from here on a failure must drop, the frame is no longer what arrived.
+    Ok(deliver_local(ctx, endpoint, config, Decision::FromTunnel)
+        .unwrap_or_else(|()| drop_packet(ctx, Decision::TunnelMiss)))
+}
+
 /// A destination in the cluster's tables: a local pod (delivered) or a remote subnet
 /// (tunnelled). `None` for anything else, which each caller handles its own way.
+#[inline(always)]
 fn to_cluster(ctx: &TcContext, daddr: u32, config: &NodeConfig) -> Option<Result<i32, ()>> {
     if let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) {
         return Some(deliver_local(ctx, endpoint, config, Decision::LocalDeliver));
@@ -173,10 +197,26 @@ fn deliver_local(ctx: &TcContext, endpoint: *mut Endpoint, config: &NodeConfig, 
     Ok(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
 }
 
-/// Sets the VXLAN tunnel destination to the remote node and redirects to `vxlan0`'s egress.
+/// Sends the frame to the remote node: wrapped here and out of the underlay interface, or else
+/// through `vxlan0`.
+#[inline(always)]
 fn to_remote(ctx: &TcContext, remote: *mut Remote, config: &NodeConfig) -> Result<i32, ()> {
     // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
     let node_ip = unsafe { (*remote).node_ip };
+    let len = packet_len(ctx);
+    let verdict = match vxlan::tunnel().and_then(|tunnel| vxlan::encap(ctx, tunnel, node_ip)) {
+        Some(verdict) => verdict?,
+        None => via_vxlan0(ctx, node_ip, config)?,
+    };
+    // SAFETY: as above; the counters are 8-byte aligned.
+    unsafe { add_atomic(ptr::addr_of_mut!((*remote).packets), ptr::addr_of_mut!((*remote).bytes), len) };
+    count(Decision::ToRemote, len);
+    Ok(verdict)
+}
+
+/// Sets the VXLAN tunnel destination to the remote node and redirects to `vxlan0`'s egress.
+#[inline(always)]
+fn via_vxlan0(ctx: &TcContext, node_ip: u32, config: &NodeConfig) -> Result<i32, ()> {
     // Every byte is written (the verifier refuses a helper reading uninitialised stack), field
     // by field: `mem::zeroed()` would become a call to `memset`, a BPF-to-BPF call to a loop.
     // The IPv4 address goes in the first word of the IPv6 union member, where `remote_ipv4`
@@ -198,10 +238,6 @@ fn to_remote(ctx: &TcContext, remote: *mut Remote, config: &NodeConfig) -> Resul
     if ret != 0 {
         return Err(());
     }
-    let len = packet_len(ctx);
-    // SAFETY: as above; the counters are 8-byte aligned.
-    unsafe { add_atomic(ptr::addr_of_mut!((*remote).packets), ptr::addr_of_mut!((*remote).bytes), len) };
-    count(Decision::ToRemote, len);
     Ok(redirect(config.vxlan_ifindex))
 }
 

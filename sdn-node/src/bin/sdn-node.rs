@@ -54,6 +54,10 @@ fn main() -> anyhow::Result<()> {
             runtime()?.block_on(cleanup(config, ns))
         }
         Command::Flows(args) => {
+            // In the node's namespace, where the underlay's interface index means something.
+            if let Some(path) = &args.netns {
+                sdn_node::netns::enter(path)?;
+            }
             let config = args.resolve()?;
             if !config.pin_dir.join("maps").is_dir() {
                 anyhow::bail!("no flow tables under {}: is the agent running on this node?", config.pin_dir.display());

@@ -5,8 +5,8 @@
 //! Pin layout under the node's pin directory (which must be on a bpffs):
 //!
 //! ```text
-//! <pin_dir>/maps/SDN_ENDPOINTS, SDN_REMOTES, SDN_CONFIG, SDN_COUNTERS   the maps, pinned by name
-//! <pin_dir>/links/<iface>                                            one TCX ingress link per port
+//! <pin_dir>/maps/SDN_ENDPOINTS, SDN_REMOTES, SDN_CONFIG, SDN_COUNTERS, SDN_TUNNEL   the maps
+//! <pin_dir>/links/<iface>            one TCX ingress link per device (vxlan0, tun0-br, underlay)
 //! ```
 //!
 //! A new [`Dataplane`] reuses pinned maps (so a restarted agent finds its tables filled) and
@@ -36,8 +36,8 @@ use aya::{
     sys::SyscallError,
 };
 use ipnetwork::Ipv4Network;
-pub use sdn_ebpf_common::{Counter, Decision, Endpoint, NodeConfig, Remote};
-use sdn_ebpf_common::{MAP_CONFIG, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAX_ENDPOINTS, MAX_REMOTES};
+pub use sdn_ebpf_common::{Counter, Decision, Endpoint, NodeConfig, Remote, Tunnel};
+use sdn_ebpf_common::{MAP_CONFIG, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAP_TUNNEL, MAX_ENDPOINTS, MAX_REMOTES};
 
 /// The eBPF object built by `build.rs` from `ebpf/`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sdn-ebpf"));
@@ -145,7 +145,7 @@ pub enum BpfError {
     },
 }
 
-/// The three TC programs and the ports they belong on.
+/// The TC programs and the ports they belong on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Program {
     /// `sdn_from_pod`: ingress of each pod's host-side veth.
@@ -154,11 +154,13 @@ pub enum Program {
     FromTunnel,
     /// `sdn_from_host`: ingress of `tun0-br`.
     FromHost,
+    /// `sdn_from_underlay`: ingress of the underlay interface.
+    FromUnderlay,
 }
 
 impl Program {
     /// Every program.
-    pub const ALL: [Program; 3] = [Program::FromPod, Program::FromTunnel, Program::FromHost];
+    pub const ALL: [Program; 4] = [Program::FromPod, Program::FromTunnel, Program::FromHost, Program::FromUnderlay];
 
     /// The program's function name in the object.
     pub const fn name(self) -> &'static str {
@@ -166,6 +168,7 @@ impl Program {
             Program::FromPod => sdn_ebpf_common::PROG_FROM_POD,
             Program::FromTunnel => sdn_ebpf_common::PROG_FROM_TUNNEL,
             Program::FromHost => sdn_ebpf_common::PROG_FROM_HOST,
+            Program::FromUnderlay => sdn_ebpf_common::PROG_FROM_UNDERLAY,
         }
     }
 }
@@ -178,6 +181,7 @@ pub struct Dataplane {
     remotes: LpmTrie<MapData, u32, Remote>,
     config: Array<MapData, NodeConfig>,
     counters: PerCpuArray<MapData, Counter>,
+    tunnel: Array<MapData, Tunnel>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -212,7 +216,8 @@ impl Dataplane {
         let remotes = take_map(&mut ebpf, MAP_REMOTES, LpmTrie::try_from)?;
         let config = take_map(&mut ebpf, MAP_CONFIG, Array::try_from)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
-        Ok(Self { ebpf, pin_dir: pin_dir.to_owned(), endpoints, remotes, config, counters })
+        let tunnel = take_map(&mut ebpf, MAP_TUNNEL, Array::try_from)?;
+        Ok(Self { ebpf, pin_dir: pin_dir.to_owned(), endpoints, remotes, config, counters, tunnel })
     }
 
     /// Attaches `program` to the ingress of `iface` as a TCX link pinned at
@@ -313,6 +318,24 @@ impl Dataplane {
         self.config.get(&0, 0).map_err(map_err(MAP_CONFIG))
     }
 
+    /// Makes the programs send and receive VXLAN themselves through the interface
+    /// `underlay_ifindex` (which has `sdn_from_underlay` attached), or, with `None`, through
+    /// `vxlan0` only.
+    pub fn set_tunnel(&mut self, underlay_ifindex: Option<u32>, node_ip: Ipv4Addr, port: u16) -> Result<(), BpfError> {
+        let value = match underlay_ifindex {
+            Some(ifindex) => {
+                Tunnel { node_ip: ip_key(node_ip), underlay_ifindex: ifindex, port: port.to_be(), _pad: [0; 2] }
+            }
+            None => Tunnel::default(),
+        };
+        self.tunnel.set(0, value, 0).map_err(map_err(MAP_TUNNEL))
+    }
+
+    /// The tunnel settings as the programs see them.
+    pub fn tunnel(&self) -> Result<Tunnel, BpfError> {
+        self.tunnel.get(&0, 0).map_err(map_err(MAP_TUNNEL))
+    }
+
     /// Adds or changes the endpoint `ip`, keeping its counters if it exists already.
     pub fn upsert_endpoint(&mut self, ip: Ipv4Addr, ifindex: u32, mac: [u8; 6]) -> Result<(), BpfError> {
         let key = ip_key(ip);
@@ -379,9 +402,14 @@ impl Dataplane {
         Ok(sums)
     }
 
-    /// The flow tables as `ovs-ofctl dump-flows` would show them (see [`render_flows`]).
+    /// The flow tables as `ovs-ofctl dump-flows` would show them (see [`render_flows`]). Names
+    /// the underlay interface as the calling thread's namespace knows it.
     pub fn flows(&self) -> Result<String, BpfError> {
-        Ok(render_flows(&self.endpoints()?, &self.remotes()?, &self.counters()?))
+        let tunnel_out = match self.tunnel()?.underlay_ifindex {
+            0 => crate::net::layout::VXLAN0.to_owned(),
+            ifindex => interface_name(ifindex).unwrap_or_else(|| format!("ifindex{ifindex}")),
+        };
+        Ok(render_flows(&self.endpoints()?, &self.remotes()?, &self.counters()?, &tunnel_out))
     }
 
     /// The entry of exactly `key`. A lookup in an LPM trie is a longest-prefix match (it would
@@ -488,10 +516,13 @@ fn remote_update(existing: Option<Remote>, node_ip: Ipv4Addr) -> Option<Remote> 
 /// Renders the flow tables like `ovs-ofctl dump-flows`: one line per local endpoint
 /// (`table=local`), per remote subnet (`table=remote`), then the decisions that have no entry:
 /// traffic to the host (`table=default`), tunnel misses and spoofed packets (both dropped).
+/// Tunnelled packets leave through `tunnel_out`: `vxlan0`, or the underlay interface when the
+/// programs wrap them themselves.
 pub fn render_flows(
     endpoints: &[(Ipv4Addr, Endpoint)],
     remotes: &[(Ipv4Network, Remote)],
     counters: &[Counter; Decision::COUNT],
+    tunnel_out: &str,
 ) -> String {
     let mut out = String::new();
     for (ip, endpoint) in endpoints {
@@ -507,7 +538,7 @@ pub fn render_flows(
     for (subnet, remote) in remotes {
         let _ = writeln!(
             out,
-            " table=remote, n_packets={}, n_bytes={}, ip,nw_dst={subnet} actions=set_field:{}->tun_dst,output:vxlan0",
+            " table=remote, n_packets={}, n_bytes={}, ip,nw_dst={subnet} actions=set_field:{}->tun_dst,output:{tunnel_out}",
             remote.packets,
             remote.bytes,
             key_ip(remote.node_ip)
@@ -532,6 +563,18 @@ pub fn render_flows(
 fn mac_string(mac: &[u8; 6]) -> String {
     let [a, b, c, d, e, f] = mac;
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+/// The name of interface `ifindex` in the calling thread's namespace.
+fn interface_name(ifindex: u32) -> Option<String> {
+    let mut buf = [0u8; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as the call requires; it writes a C string.
+    let name = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr().cast()) };
+    if name.is_null() {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0)?;
+    String::from_utf8(buf[..len].to_vec()).ok()
 }
 
 /// Whether `name` can be a Linux interface name (and so a file name under `links/`).
@@ -590,7 +633,7 @@ struct ExpectedMap {
     max_entries: u32,
 }
 
-fn expected_maps() -> [ExpectedMap; 4] {
+fn expected_maps() -> [ExpectedMap; 5] {
     use std::mem::size_of;
     let u32_size = size_of::<u32>() as u32;
     [
@@ -621,6 +664,13 @@ fn expected_maps() -> [ExpectedMap; 4] {
             key_size: u32_size,
             value_size: size_of::<Counter>() as u32,
             max_entries: Decision::COUNT as u32,
+        },
+        ExpectedMap {
+            name: MAP_TUNNEL,
+            map_type: MapType::Array,
+            key_size: u32_size,
+            value_size: size_of::<Tunnel>() as u32,
+            max_entries: 1,
         },
     ]
 }
@@ -717,14 +767,14 @@ mod tests {
             " table=local, n_packets=12, n_bytes=1176, ip,nw_dst=10.1.0.2 \
              actions=mod_dl_dst:aa:bb:cc:00:01:02,output:5",
             " table=remote, n_packets=3, n_bytes=294, ip,nw_dst=10.1.1.0/24 \
-             actions=set_field:192.0.2.12->tun_dst,output:vxlan0",
+             actions=set_field:192.0.2.12->tun_dst,output:eth0",
             " table=default, n_packets=7, n_bytes=700, ip actions=output:tun0",
             " table=tunnel, n_packets=0, n_bytes=0, in_port=vxlan0 actions=drop",
             " table=spoof, n_packets=1, n_bytes=42, in_port=pod actions=drop",
             "",
         ]
         .join("\n");
-        assert_eq!(render_flows(&endpoints, &remotes, &counters), expected);
+        assert_eq!(render_flows(&endpoints, &remotes, &counters, "eth0"), expected);
     }
 
     #[test]
