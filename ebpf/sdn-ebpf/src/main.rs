@@ -60,12 +60,7 @@ const ETH_SRC: usize = 6;
 const ETH_PROTO: usize = 12;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
-/// IPv4 source and destination address offsets (from the start of the frame).
-const IP_SADDR: usize = ETH_HLEN + 12;
-const IP_DADDR: usize = ETH_HLEN + 16;
-/// ARP (Ethernet/IPv4) sender hardware and protocol address offsets.
-const ARP_SHA: usize = ETH_HLEN + 8;
-const ARP_SPA: usize = ETH_HLEN + 14;
+const IPV4_HLEN: usize = 20;
 /// TTL of the outer IPv4 header of tunnelled packets.
 const TUNNEL_TTL: u8 = 64;
 
@@ -96,28 +91,63 @@ pub fn sdn_from_underlay(ctx: TcContext) -> i32 {
     from_underlay(&ctx).unwrap_or(TC_ACT_OK)
 }
 
+/// The Ethernet header and the 20 bytes after it (an IPv4 header without options, or the start
+/// of an ARP packet), read with one helper call.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Headers {
+    eth: [u8; ETH_HLEN],
+    l3: [u8; IPV4_HLEN],
+}
+
+impl Headers {
+    #[inline(always)]
+    fn proto(&self) -> u16 {
+        u16::from_be_bytes([self.eth[ETH_PROTO], self.eth[ETH_PROTO + 1]])
+    }
+
+    #[inline(always)]
+    fn src_mac(&self) -> [u8; 6] {
+        let e = &self.eth;
+        [e[ETH_SRC], e[ETH_SRC + 1], e[ETH_SRC + 2], e[ETH_SRC + 3], e[ETH_SRC + 4], e[ETH_SRC + 5]]
+    }
+
+    /// The four bytes of the L3 header at `offset`, as the maps key addresses.
+    #[inline(always)]
+    fn word(&self, offset: usize) -> u32 {
+        let b = &self.l3;
+        u32::from_ne_bytes([b[offset], b[offset + 1], b[offset + 2], b[offset + 3]])
+    }
+
+    /// IPv4 source and destination addresses.
+    #[inline(always)]
+    fn ipv4_addrs(&self) -> (u32, u32) {
+        (self.word(12), self.word(16))
+    }
+}
+
 fn from_pod(ctx: &TcContext) -> Result<i32, ()> {
     let port = ingress_ifindex(ctx);
-    let eth_src: [u8; 6] = ctx.load(ETH_SRC).map_err(|_| ())?;
-    match u16::from_be(ctx.load(ETH_PROTO).map_err(|_| ())?) {
+    let headers: Headers = ctx.load(0).map_err(|_| ())?;
+    let eth_src = headers.src_mac();
+    match headers.proto() {
         ETH_P_ARP => {
             // The ARP sender (and the frame's source) must be the endpoint on this port.
-            let sha: [u8; 6] = ctx.load(ARP_SHA).map_err(|_| ())?;
-            let spa: u32 = ctx.load(ARP_SPA).map_err(|_| ())?;
-            if !mac_eq(&sha, &eth_src) || !is_endpoint_on(spa, port, &eth_src) {
+            let a = &headers.l3;
+            let sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
+            if !mac_eq(&sha, &eth_src) || !is_endpoint_on(headers.word(14), port, &eth_src) {
                 return Err(());
             }
             // On to the bridge: ARP between pods and for the gateway is answered there.
             Ok(TC_ACT_OK)
         }
         ETH_P_IP => {
-            let saddr: u32 = ctx.load(IP_SADDR).map_err(|_| ())?;
+            let (saddr, daddr) = headers.ipv4_addrs();
             if !is_endpoint_on(saddr, port, &eth_src) {
                 return Err(());
             }
-            let daddr: u32 = ctx.load(IP_DADDR).map_err(|_| ())?;
             let Some(config) = config() else { return Ok(TC_ACT_OK) };
-            if let Some(verdict) = to_cluster(ctx, daddr, config) {
+            if let Some(verdict) = to_cluster(ctx, &headers, daddr, config) {
                 return verdict;
             }
             // Not in the cluster's tables: straight to the host through `tun0-br`'s egress
@@ -133,10 +163,11 @@ fn from_pod(ctx: &TcContext) -> Result<i32, ()> {
 }
 
 fn from_tunnel(ctx: &TcContext) -> Result<i32, ()> {
-    if u16::from_be(ctx.load(ETH_PROTO).map_err(|_| ())?) != ETH_P_IP {
+    let headers: Headers = ctx.load(0).map_err(|_| ())?;
+    if headers.proto() != ETH_P_IP {
         return Err(());
     }
-    let daddr: u32 = ctx.load(IP_DADDR).map_err(|_| ())?;
+    let (_, daddr) = headers.ipv4_addrs();
     let config = config().ok_or(())?;
     if let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) {
         return deliver_local(ctx, endpoint, config, Decision::FromTunnel);
@@ -152,13 +183,14 @@ fn from_tunnel(ctx: &TcContext) -> Result<i32, ()> {
 }
 
 fn from_host(ctx: &TcContext) -> Result<i32, ()> {
-    if u16::from_be(ctx.load(ETH_PROTO).map_err(|_| ())?) != ETH_P_IP {
+    let headers: Headers = ctx.load(0).map_err(|_| ())?;
+    if headers.proto() != ETH_P_IP {
         // ARP answers from `tun0` and the like reach the pods through the bridge.
         return Ok(TC_ACT_OK);
     }
-    let daddr: u32 = ctx.load(IP_DADDR).map_err(|_| ())?;
+    let (_, daddr) = headers.ipv4_addrs();
     let Some(config) = config() else { return Ok(TC_ACT_OK) };
-    to_cluster(ctx, daddr, config).unwrap_or(Ok(TC_ACT_OK))
+    to_cluster(ctx, &headers, daddr, config).unwrap_or(Ok(TC_ACT_OK))
 }
 
 fn from_underlay(ctx: &TcContext) -> Result<i32, ()> {
@@ -175,11 +207,11 @@ fn from_underlay(ctx: &TcContext) -> Result<i32, ()> {
 /// A destination in the cluster's tables: a local pod (delivered) or a remote subnet
 /// (tunnelled). `None` for anything else, which each caller handles its own way.
 #[inline(always)]
-fn to_cluster(ctx: &TcContext, daddr: u32, config: &NodeConfig) -> Option<Result<i32, ()>> {
+fn to_cluster(ctx: &TcContext, headers: &Headers, daddr: u32, config: &NodeConfig) -> Option<Result<i32, ()>> {
     if let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) {
         return Some(deliver_local(ctx, endpoint, config, Decision::LocalDeliver));
     }
-    lookup_remote(daddr).map(|remote| to_remote(ctx, remote, config))
+    lookup_remote(daddr).map(|remote| to_remote(ctx, headers, remote, config))
 }
 
 /// Rewrites the MACs (source the gateway, destination the pod) and hands the frame to the pod's
@@ -200,11 +232,11 @@ fn deliver_local(ctx: &TcContext, endpoint: *mut Endpoint, config: &NodeConfig, 
 /// Sends the frame to the remote node: wrapped here and out of the underlay interface, or else
 /// through `vxlan0`.
 #[inline(always)]
-fn to_remote(ctx: &TcContext, remote: *mut Remote, config: &NodeConfig) -> Result<i32, ()> {
+fn to_remote(ctx: &TcContext, headers: &Headers, remote: *mut Remote, config: &NodeConfig) -> Result<i32, ()> {
     // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
     let node_ip = unsafe { (*remote).node_ip };
     let len = packet_len(ctx);
-    let verdict = match vxlan::tunnel().and_then(|tunnel| vxlan::encap(ctx, tunnel, node_ip)) {
+    let verdict = match vxlan::tunnel().and_then(|tunnel| vxlan::encap(ctx, tunnel, node_ip, headers)) {
         Some(verdict) => verdict?,
         None => via_vxlan0(ctx, node_ip, config)?,
     };

@@ -12,28 +12,23 @@ use aya_ebpf::{
         BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
         BPF_F_ADJ_ROOM_FIXED_GSO, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
-    helpers::{bpf_get_hash_recalc, bpf_redirect_neigh},
+    helpers::bpf_redirect_neigh,
     macros::map,
     maps::Array,
     programs::TcContext,
 };
 use sdn_ebpf_common::Tunnel;
 
-use crate::{ETH_HLEN, ETH_P_IP, ETH_PROTO, IP_DADDR, TUNNEL_TTL};
+use crate::{ETH_HLEN, ETH_P_IP, ETH_PROTO, Headers, IPV4_HLEN, TUNNEL_TTL};
 
 /// The node's tunnel settings at index 0, written by the agent; all zero means "use `vxlan0`".
 #[map]
 static SDN_TUNNEL: Array<Tunnel> = Array::pinned(1, 0);
 
-const IPV4_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
 const VXLAN_HLEN: usize = 8;
 /// Everything between the outer Ethernet header and the inner IPv4 header.
 const ENCAP_LEN: usize = IPV4_HLEN + UDP_HLEN + VXLAN_HLEN + ETH_HLEN;
-/// Offsets (from the start of the frame) in an encapsulated frame.
-const OUTER_UDP: usize = ETH_HLEN + IPV4_HLEN;
-const OUTER_VXLAN: usize = OUTER_UDP + UDP_HLEN;
-const INNER_ETH: usize = OUTER_VXLAN + VXLAN_HLEN;
 /// IPv4 protocol number of UDP.
 const IPPROTO_UDP: u8 = 17;
 /// The VXLAN flags byte with the I flag: the VNI is valid.
@@ -61,45 +56,47 @@ pub fn tunnel() -> Option<&'static Tunnel> {
     SDN_TUNNEL.get(0).filter(|t| t.underlay_ifindex != 0)
 }
 
-/// Wraps the frame for the node at `remote_ip` (network order) and sends it out of the underlay
-/// interface, its MACs from the neighbour table. `None` when the frame cannot be wrapped here
-/// (it is left unchanged, for `vxlan0`); `Some(Err)` when wrapping failed half-way.
+/// Wraps the frame whose first bytes are `headers` for the node at `remote_ip` (network order)
+/// and sends it out of the underlay interface, its MACs from the neighbour table. `None` when
+/// the frame cannot be wrapped here (it is left unchanged, for `vxlan0`); `Some(Err)` when
+/// wrapping failed half-way.
 #[inline(always)]
-pub fn encap(ctx: &TcContext, tunnel: &Tunnel, remote_ip: u32) -> Option<Result<i32, ()>> {
+pub fn encap(ctx: &TcContext, tunnel: &Tunnel, remote_ip: u32, headers: &Headers) -> Option<Result<i32, ()>> {
     let len = ctx.len() as usize;
     // A super-packet so large that the outer length field could not hold it: `vxlan0`'s
     // segmentation handles it.
     if len + ENCAP_LEN - ETH_HLEN > usize::from(u16::MAX) {
         return None;
     }
-    let inner_eth: [u8; ETH_HLEN] = ctx.load(0).ok()?;
     // The pod MTU leaves room for the outer headers, so segments keep their size.
     let flags = u64::from(
-        BPF_F_ADJ_ROOM_FIXED_GSO
-            | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
-            | BPF_F_ADJ_ROOM_ENCAP_L4_UDP
-            | BPF_F_ADJ_ROOM_ENCAP_L2_ETH,
+        BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH,
     ) | (ETH_HLEN as u64) << 56;
     ctx.adjust_room(ENCAP_LEN as i32, BPF_ADJ_ROOM_MAC, flags).ok()?;
-    Some(write_and_send(ctx, tunnel, remote_ip, len + ENCAP_LEN, inner_eth))
+    Some(write_and_send(ctx, tunnel, remote_ip, len + ENCAP_LEN, headers))
 }
 
 #[inline(always)]
-fn write_and_send(
-    ctx: &TcContext,
-    tunnel: &Tunnel,
-    remote_ip: u32,
-    frame_len: usize,
-    inner_eth: [u8; ETH_HLEN],
-) -> Result<i32, ()> {
-    // SAFETY: the context pointer is the program's `__sk_buff`, and the helper only reads it.
-    let hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
-    let headers = encap_headers(tunnel, remote_ip, frame_len, hash, inner_eth);
-    ctx.store(ETH_HLEN, &headers, 0).map_err(|_| ())?;
+fn write_and_send(ctx: &TcContext, tunnel: &Tunnel, remote_ip: u32, frame_len: usize, headers: &Headers) -> Result<i32, ()> {
+    let encap = encap_headers(tunnel, remote_ip, frame_len, flow_hash(ctx, headers), headers.eth);
+    ctx.store(ETH_HLEN, &encap, 0).map_err(|_| ())?;
     // No next hop given: the helper routes the outer destination out of the underlay interface
     // (through a gateway if the remote node is not on this link) and resolves its MAC.
     // SAFETY: a null parameter block with length 0 is the helper's documented "look it up".
     Ok(unsafe { bpf_redirect_neigh(tunnel.underlay_ifindex, core::ptr::null_mut(), 0, 0) } as i32)
+}
+
+/// The packet's flow hash, which the sending socket has usually set already; else one of the
+/// addresses. (`bpf_get_hash_recalc` would run the flow dissector for every such packet.)
+#[inline(always)]
+fn flow_hash(ctx: &TcContext, headers: &Headers) -> u32 {
+    // SAFETY: the context pointer is the program's `__sk_buff`, readable for the whole run.
+    let hash = unsafe { (*ctx.skb.skb).hash };
+    if hash != 0 {
+        return hash;
+    }
+    let (saddr, daddr) = headers.ipv4_addrs();
+    (saddr ^ daddr.rotate_left(16)).wrapping_mul(0x9e37_79b1)
 }
 
 /// The headers of a frame of `frame_len` bytes (outer Ethernet included) to `remote_ip`.
@@ -121,26 +118,8 @@ fn encap_headers(
     // DF: the pod MTU already leaves room for these headers, so the outer packet never needs
     // fragmenting on the underlay, and identification 0 is then fine (RFC 6864).
     let mut ip = [
-        0x45,
-        0,
-        ip_len[0],
-        ip_len[1],
-        0,
-        0,
-        0x40,
-        0,
-        TUNNEL_TTL,
-        IPPROTO_UDP,
-        0,
-        0,
-        src[0],
-        src[1],
-        src[2],
-        src[3],
-        dst[0],
-        dst[1],
-        dst[2],
-        dst[3],
+        0x45, 0, ip_len[0], ip_len[1], 0, 0, 0x40, 0, TUNNEL_TTL, IPPROTO_UDP, 0, 0, src[0], src[1], src[2], src[3],
+        dst[0], dst[1], dst[2], dst[3],
     ];
     let check = ipv4_checksum(&ip).to_be_bytes();
     ip[10] = check[0];
@@ -169,29 +148,39 @@ fn ipv4_checksum(header: &[u8; IPV4_HLEN]) -> u16 {
     !(sum as u16)
 }
 
+/// An encapsulated frame's headers up to the inner IPv4 header's end, read with one helper
+/// call.
+#[repr(C)]
+struct Encapsulated {
+    eth: [u8; ETH_HLEN],
+    headers: EncapHeaders,
+    inner_ip: [u8; IPV4_HLEN],
+}
+
 /// If the frame is VXLAN for this node carrying IPv4, the inner destination address (network
 /// order). Anything else (including IP options and fragments, which `vxlan0` reassembles) is
 /// `None`, and goes on up the stack unchanged.
 #[inline(always)]
 pub fn inner_destination(ctx: &TcContext, tunnel: &Tunnel) -> Option<u32> {
-    if u16::from_be(ctx.load(ETH_PROTO).ok()?) != ETH_P_IP {
-        return None;
-    }
-    let outer: [u8; IPV4_HLEN] = ctx.load(ETH_HLEN).ok()?;
+    let frame: Encapsulated = ctx.load(0).ok()?;
+    let (eth, outer, udp, vxlan) = (&frame.eth, &frame.headers.ip, &frame.headers.udp, &frame.headers.vxlan);
+    let inner_eth = &frame.headers.inner_eth;
+    let ipv4 = ETH_P_IP.to_be_bytes();
+    let is_ipv4 = |eth: &[u8; ETH_HLEN]| eth[ETH_PROTO] == ipv4[0] && eth[ETH_PROTO + 1] == ipv4[1];
     let fragment = (outer[6] & 0x3f) | outer[7];
     let daddr = u32::from_ne_bytes([outer[16], outer[17], outer[18], outer[19]]);
-    if outer[0] != 0x45 || outer[9] != IPPROTO_UDP || fragment != 0 || daddr != tunnel.node_ip {
+    let dport = u16::from_ne_bytes([udp[2], udp[3]]);
+    if !is_ipv4(eth) || outer[0] != 0x45 || outer[9] != IPPROTO_UDP || fragment != 0 || daddr != tunnel.node_ip {
         return None;
     }
-    let dport: u16 = ctx.load(OUTER_UDP + 2).ok()?;
-    let vxlan: [u8; VXLAN_HLEN] = ctx.load(OUTER_VXLAN).ok()?;
     if dport != tunnel.port || vxlan[0] & VXLAN_FLAG_VNI == 0 || (vxlan[4] | vxlan[5] | vxlan[6]) != 0 {
         return None;
     }
-    if u16::from_be(ctx.load(INNER_ETH + ETH_PROTO).ok()?) != ETH_P_IP {
+    if !is_ipv4(inner_eth) {
         return None;
     }
-    ctx.load(INNER_ETH + IP_DADDR).ok()
+    let ip = &frame.inner_ip;
+    Some(u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]))
 }
 
 /// Strips the outer IPv4, UDP and VXLAN headers and the inner Ethernet header, leaving the outer
