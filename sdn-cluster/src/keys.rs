@@ -89,6 +89,34 @@ impl Keys {
         format!("{}/pods/{node}/{container_id}:{ifname}", self.prefix)
     }
 
+    /// Every service: `services/<namespace>/<name>`.
+    pub fn services(&self) -> String {
+        format!("{}/services/", self.prefix)
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> String {
+        format!("{}/services/{namespace}/{name}", self.prefix)
+    }
+
+    /// Every service's endpoints: `endpoints/<namespace>/<name>`.
+    pub fn endpoints(&self) -> String {
+        format!("{}/endpoints/", self.prefix)
+    }
+
+    pub fn endpoints_of(&self, namespace: &str, name: &str) -> String {
+        format!("{}/endpoints/{namespace}/{name}", self.prefix)
+    }
+
+    /// Claim on a cluster IP, created in the same transaction as its service, so no two
+    /// services get one IP: `service-ips/<ip>`.
+    pub fn service_ip_claim(&self, ip: IpAddr) -> String {
+        format!("{}/service-ips/{ip}", self.prefix)
+    }
+
+    pub fn service_ip_claims(&self) -> String {
+        format!("{}/service-ips/", self.prefix)
+    }
+
     /// The master leadership key, held under a lease by the leader.
     pub fn leader(&self) -> String {
         format!("{}/master/leader", self.prefix)
@@ -120,6 +148,13 @@ mod tests {
         assert_eq!(k.leader(), "/sdn/master/leader");
         assert_eq!(k.pod("n1", "c0ffee", "eth0"), "/sdn/pods/n1/c0ffee:eth0");
         assert!(k.pod("n1", "c0ffee", "eth0").starts_with(&k.node_pods("n1")));
+        assert_eq!(k.service("default", "web"), "/sdn/services/default/web");
+        assert!(k.service("default", "web").starts_with(&k.services()));
+        assert_eq!(k.endpoints_of("default", "web"), "/sdn/endpoints/default/web");
+        assert!(k.endpoints_of("default", "web").starts_with(&k.endpoints()));
+        let ip = "172.30.0.10".parse().expect("ip");
+        assert_eq!(k.service_ip_claim(ip), "/sdn/service-ips/172.30.0.10");
+        assert_eq!(Keys::name_in(&k.service_ip_claims(), &k.service_ip_claim(ip)), Some("172.30.0.10"));
         assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/n1"), Some("n1"));
         assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/"), None);
         assert_eq!(Keys::name_in(&k.nodes(), "/sdn/nodes/a/b"), None);

@@ -70,14 +70,23 @@ pub fn encap(ctx: &TcContext, tunnel: &Tunnel, remote_ip: u32, headers: &Headers
     }
     // The pod MTU leaves room for the outer headers, so segments keep their size.
     let flags = u64::from(
-        BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH,
+        BPF_F_ADJ_ROOM_FIXED_GSO
+            | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
+            | BPF_F_ADJ_ROOM_ENCAP_L4_UDP
+            | BPF_F_ADJ_ROOM_ENCAP_L2_ETH,
     ) | (ETH_HLEN as u64) << 56;
     ctx.adjust_room(ENCAP_LEN as i32, BPF_ADJ_ROOM_MAC, flags).ok()?;
     Some(write_and_send(ctx, tunnel, remote_ip, len + ENCAP_LEN, headers))
 }
 
 #[inline(always)]
-fn write_and_send(ctx: &TcContext, tunnel: &Tunnel, remote_ip: u32, frame_len: usize, headers: &Headers) -> Result<i32, ()> {
+fn write_and_send(
+    ctx: &TcContext,
+    tunnel: &Tunnel,
+    remote_ip: u32,
+    frame_len: usize,
+    headers: &Headers,
+) -> Result<i32, ()> {
     let encap = encap_headers(tunnel, remote_ip, frame_len, flow_hash(ctx, headers), headers.eth);
     ctx.store(ETH_HLEN, &encap, 0).map_err(|_| ())?;
     // No next hop given: the helper routes the outer destination out of the underlay interface
@@ -118,8 +127,26 @@ fn encap_headers(
     // DF: the pod MTU already leaves room for these headers, so the outer packet never needs
     // fragmenting on the underlay, and identification 0 is then fine (RFC 6864).
     let mut ip = [
-        0x45, 0, ip_len[0], ip_len[1], 0, 0, 0x40, 0, TUNNEL_TTL, IPPROTO_UDP, 0, 0, src[0], src[1], src[2], src[3],
-        dst[0], dst[1], dst[2], dst[3],
+        0x45,
+        0,
+        ip_len[0],
+        ip_len[1],
+        0,
+        0,
+        0x40,
+        0,
+        TUNNEL_TTL,
+        IPPROTO_UDP,
+        0,
+        0,
+        src[0],
+        src[1],
+        src[2],
+        src[3],
+        dst[0],
+        dst[1],
+        dst[2],
+        dst[3],
     ];
     let check = ipv4_checksum(&ip).to_be_bytes();
     ip[10] = check[0];

@@ -1,0 +1,324 @@
+//! `Service` and `Endpoints`: what the cluster DNS answers from (seed 003 §4.1.1). Stored by the
+//! master under `services/<ns>/<name>` and `endpoints/<ns>/<name>`, with Kubernetes' field names,
+//! and validated here as plain data.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::ClusterNetwork;
+use crate::records::validate_label;
+
+/// Longest port name (an IANA service name, as Kubernetes allows).
+pub const MAX_PORT_NAME_LEN: usize = 15;
+
+/// A transport protocol of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "SCTP")]
+    Sctp,
+}
+
+impl Protocol {
+    /// The label of SRV names: `_tcp`, `_udp`, `_sctp` without the underscore.
+    pub const fn srv_label(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+fn tcp() -> Protocol {
+    Protocol::Tcp
+}
+
+/// A port of a service or of its endpoints. Only named ports get SRV records.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Port {
+    /// Empty for an unnamed port (allowed only as a service's single port).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub port: u16,
+    #[serde(default = "tcp")]
+    pub protocol: Protocol,
+}
+
+/// A service: a stable name (and, unless headless, a cluster IP) for a set of endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    /// The cluster IP; `None` for a headless service, whose name resolves to its endpoints.
+    #[serde(rename = "clusterIP", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ip: Option<IpAddr>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+/// One address behind a service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointAddress {
+    pub ip: IpAddr,
+    /// Gives the endpoint the name `<hostname>.<svc>.<ns>.svc.<zone>` in a headless service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The node the endpoint runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// Not-ready endpoints are kept but not answered.
+    #[serde(default = "ready")]
+    pub ready: bool,
+}
+
+fn ready() -> bool {
+    true
+}
+
+/// The endpoints of the service of the same namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub addresses: Vec<EndpointAddress>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+/// A service or endpoints record that may not be stored, naming the field that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Name(#[from] crate::records::RecordError),
+    #[error("{field}: {value} is outside the {network_kind} network {network}")]
+    Outside { field: String, value: IpAddr, network_kind: &'static str, network: String },
+    #[error("{field}: {value} is not a usable address: {reason}")]
+    BadAddress { field: String, value: IpAddr, reason: &'static str },
+    #[error("{field}: port 0 is not a port (1-65535)")]
+    PortZero { field: String },
+    #[error("{field}: {value:?} is not a port name: {reason}")]
+    PortName { field: String, value: String, reason: &'static str },
+    #[error("{field}: {what} appears twice")]
+    Duplicate { field: String, what: String },
+}
+
+impl Service {
+    /// Checks names, ports and the cluster IP (inside the service network) of `network`.
+    pub fn validate(&self, network: &ClusterNetwork) -> Result<(), ServiceError> {
+        validate_label("namespace", &self.namespace)?;
+        validate_label("name", &self.name)?;
+        if let Some(ip) = self.cluster_ip {
+            usable("clusterIP".into(), ip)?;
+            if !network.service_network.contains(ip) || ip == network.service_network.network() {
+                return Err(ServiceError::Outside {
+                    field: "clusterIP".into(),
+                    value: ip,
+                    network_kind: "service",
+                    network: network.service_network.to_string(),
+                });
+            }
+        }
+        validate_ports(&self.ports, self.ports.len() > 1)
+    }
+}
+
+impl Endpoints {
+    /// Checks names, ports, and that every address is a usable unicast address; pod addresses
+    /// (inside the cluster network) and addresses outside the cluster are both allowed, service
+    /// IPs are not.
+    pub fn validate(&self, network: &ClusterNetwork) -> Result<(), ServiceError> {
+        validate_label("namespace", &self.namespace)?;
+        validate_label("name", &self.name)?;
+        let mut seen = BTreeSet::new();
+        for (i, address) in self.addresses.iter().enumerate() {
+            let field = format!("addresses[{i}]");
+            usable(format!("{field}.ip"), address.ip)?;
+            if network.service_network.contains(address.ip) {
+                return Err(ServiceError::BadAddress {
+                    field: format!("{field}.ip"),
+                    value: address.ip,
+                    reason: "it is a service IP, not an endpoint",
+                });
+            }
+            if let Some(hostname) = &address.hostname {
+                validate_label("hostname", hostname).map_err(|e| prefixed(&field, e))?;
+            }
+            if let Some(node) = &address.node_name {
+                validate_label("nodeName", node).map_err(|e| prefixed(&field, e))?;
+            }
+            if !seen.insert(address.ip) {
+                return Err(ServiceError::Duplicate { field: "addresses".into(), what: address.ip.to_string() });
+            }
+        }
+        validate_ports(&self.ports, self.ports.len() > 1)
+    }
+}
+
+/// Prefixes a name error's field with the list element it is in.
+fn prefixed(field: &str, err: crate::records::RecordError) -> ServiceError {
+    match err {
+        crate::records::RecordError::InvalidName { field: inner, value, reason } => {
+            ServiceError::PortName { field: format!("{field}.{inner}"), value, reason }
+        }
+        other => ServiceError::Name(other),
+    }
+}
+
+fn usable(field: String, ip: IpAddr) -> Result<(), ServiceError> {
+    let reason = match ip {
+        ip if ip.is_unspecified() => "it is unspecified",
+        ip if ip.is_loopback() => "it is a loopback address",
+        ip if ip.is_multicast() => "it is multicast",
+        IpAddr::V4(v4) if v4.is_broadcast() => "it is the broadcast address",
+        IpAddr::V4(v4) if v4.is_link_local() => "it is link-local",
+        _ => return Ok(()),
+    };
+    Err(ServiceError::BadAddress { field, value: ip, reason })
+}
+
+/// Ports 1-65535, names as IANA service names (required when there are several), no name or
+/// (port, protocol) twice.
+fn validate_ports(ports: &[Port], names_required: bool) -> Result<(), ServiceError> {
+    let (mut names, mut numbers) = (BTreeSet::new(), BTreeSet::new());
+    for (i, port) in ports.iter().enumerate() {
+        let field = format!("ports[{i}]");
+        if port.port == 0 {
+            return Err(ServiceError::PortZero { field: format!("{field}.port") });
+        }
+        if port.name.is_empty() {
+            if names_required {
+                return Err(ServiceError::PortName {
+                    field: format!("{field}.name"),
+                    value: String::new(),
+                    reason: "every port needs a name when there are several",
+                });
+            }
+        } else {
+            port_name(&format!("{field}.name"), &port.name)?;
+            if !names.insert(port.name.as_str()) {
+                return Err(ServiceError::Duplicate { field: "ports".into(), what: format!("name {:?}", port.name) });
+            }
+        }
+        if !numbers.insert((port.port, port.protocol)) {
+            return Err(ServiceError::Duplicate {
+                field: "ports".into(),
+                what: format!("{}/{}", port.port, port.protocol.srv_label()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An IANA service name: at most 15 lower-case letters, digits and '-', with a letter, no '-'
+/// at either end and no "--".
+fn port_name(field: &str, name: &str) -> Result<(), ServiceError> {
+    let fail = |reason| Err(ServiceError::PortName { field: field.to_owned(), value: name.to_owned(), reason });
+    if name.len() > MAX_PORT_NAME_LEN {
+        return fail("it is longer than 15 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return fail("only lower-case letters, digits and '-' are allowed");
+    }
+    if !name.bytes().any(|b| b.is_ascii_lowercase()) {
+        return fail("it needs at least one letter");
+    }
+    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
+        return fail("'-' may not start or end it, nor appear twice in a row");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(name: &str, number: u16) -> Port {
+        Port { name: name.into(), port: number, protocol: Protocol::Tcp }
+    }
+
+    fn service(ip: Option<&str>, ports: Vec<Port>) -> Service {
+        Service {
+            namespace: "default".into(),
+            name: "web".into(),
+            cluster_ip: ip.map(|ip| ip.parse().expect("ip")),
+            ports,
+        }
+    }
+
+    #[test]
+    fn json_uses_kubernetes_field_names() {
+        let json = r#"{"namespace":"default","name":"web","clusterIP":"172.30.0.10",
+            "ports":[{"name":"http","port":80,"protocol":"TCP"},{"name":"dns","port":53,"protocol":"UDP"}]}"#;
+        let svc: Service = serde_json::from_str(json).expect("decodes");
+        assert_eq!(svc.cluster_ip, Some("172.30.0.10".parse().expect("ip")));
+        assert_eq!(svc.ports[1].protocol, Protocol::Udp);
+        let headless: Service = serde_json::from_str(r#"{"namespace":"a","name":"b"}"#).expect("headless");
+        assert_eq!(headless.cluster_ip, None);
+        let ep: Endpoints = serde_json::from_str(
+            r#"{"namespace":"a","name":"b","addresses":[{"ip":"10.1.0.2","hostname":"web-0","nodeName":"n1"}],
+                "ports":[{"port":80}]}"#,
+        )
+        .expect("endpoints");
+        assert!(ep.addresses[0].ready, "ready by default");
+        assert_eq!(ep.ports[0].protocol, Protocol::Tcp, "TCP by default");
+        let err = serde_json::from_str::<Port>(r#"{"port":80,"protocol":"ICMP"}"#).expect_err("protocol");
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+
+    #[test]
+    fn services_are_validated_against_the_service_network() {
+        let network = ClusterNetwork::default();
+        service(Some("172.30.0.10"), vec![port("http", 80)]).validate(&network).expect("valid");
+        service(None, vec![port("", 80)]).validate(&network).expect("one unnamed port");
+        let cases = [
+            (service(Some("10.1.0.5"), vec![]), "clusterIP: 10.1.0.5 is outside the service network"),
+            (service(Some("172.30.0.0"), vec![]), "clusterIP: 172.30.0.0 is outside"),
+            (service(Some("127.0.0.1"), vec![]), "clusterIP: 127.0.0.1 is not a usable address"),
+            (service(None, vec![port("http", 0)]), "ports[0].port: port 0"),
+            (service(None, vec![port("http", 80), port("", 81)]), "ports[1].name: \"\" is not a port name"),
+            (service(None, vec![port("http", 80), port("http", 81)]), "ports: name \"http\" appears twice"),
+            (service(None, vec![port("a", 80), port("b", 80)]), "ports: 80/tcp appears twice"),
+            (service(None, vec![port("Http", 80)]), "ports[0].name: \"Http\""),
+            (service(None, vec![port("a--b", 80)]), "ports[0].name: \"a--b\""),
+            (service(None, vec![port("sixteen-letters-", 80)]), "ports[0].name: \"sixteen-letters-\""),
+            (service(None, vec![port("8080", 80)]), "ports[0].name: \"8080\""),
+        ];
+        for (svc, expected) in cases {
+            let err = svc.validate(&network).expect_err(expected).to_string();
+            assert!(err.starts_with(expected), "{err:?} does not start with {expected:?}");
+        }
+        let bad_name = Service { name: "Web".into(), ..service(None, vec![]) };
+        assert!(bad_name.validate(&network).expect_err("name").to_string().starts_with("name: "));
+    }
+
+    #[test]
+    fn endpoints_are_validated() {
+        let network = ClusterNetwork::default();
+        let address =
+            |ip: &str| EndpointAddress { ip: ip.parse().expect("ip"), hostname: None, node_name: None, ready: true };
+        let endpoints = |addresses| Endpoints { namespace: "a".into(), name: "b".into(), addresses, ports: vec![] };
+        endpoints(vec![address("10.1.0.2"), address("192.0.2.7")]).validate(&network).expect("valid");
+        let named = EndpointAddress { hostname: Some("Web_0".into()), ..address("10.1.0.2") };
+        let cases = [
+            (endpoints(vec![address("172.30.0.9")]), "addresses[0].ip: 172.30.0.9 is not a usable address"),
+            (endpoints(vec![address("0.0.0.0")]), "addresses[0].ip: 0.0.0.0"),
+            (endpoints(vec![address("10.1.0.2"), address("10.1.0.2")]), "addresses: 10.1.0.2 appears twice"),
+            (endpoints(vec![named]), "addresses[0].hostname: \"Web_0\""),
+        ];
+        for (ep, expected) in cases {
+            let err = ep.validate(&network).expect_err(expected).to_string();
+            assert!(err.starts_with(expected), "{err:?} does not start with {expected:?}");
+        }
+    }
+}
