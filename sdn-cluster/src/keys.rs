@@ -94,6 +94,11 @@ impl Keys {
         format!("{}/services/", self.prefix)
     }
 
+    /// The services of one namespace.
+    pub fn services_in(&self, namespace: &str) -> String {
+        format!("{}/services/{namespace}/", self.prefix)
+    }
+
     pub fn service(&self, namespace: &str, name: &str) -> String {
         format!("{}/services/{namespace}/{name}", self.prefix)
     }
@@ -101,6 +106,11 @@ impl Keys {
     /// Every service's endpoints: `endpoints/<namespace>/<name>`.
     pub fn endpoints(&self) -> String {
         format!("{}/endpoints/", self.prefix)
+    }
+
+    /// The endpoints of one namespace's services.
+    pub fn endpoints_in(&self, namespace: &str) -> String {
+        format!("{}/endpoints/{namespace}/", self.prefix)
     }
 
     pub fn endpoints_of(&self, namespace: &str, name: &str) -> String {
@@ -152,6 +162,9 @@ mod tests {
         assert!(k.service("default", "web").starts_with(&k.services()));
         assert_eq!(k.endpoints_of("default", "web"), "/sdn/endpoints/default/web");
         assert!(k.endpoints_of("default", "web").starts_with(&k.endpoints()));
+        assert!(k.service("default", "web").starts_with(&k.services_in("default")));
+        assert!(!k.service("default-2", "web").starts_with(&k.services_in("default")));
+        assert!(k.endpoints_of("default", "web").starts_with(&k.endpoints_in("default")));
         let ip = "172.30.0.10".parse().expect("ip");
         assert_eq!(k.service_ip_claim(ip), "/sdn/service-ips/172.30.0.10");
         assert_eq!(Keys::name_in(&k.service_ip_claims(), &k.service_ip_claim(ip)), Some("172.30.0.10"));

@@ -11,10 +11,11 @@ pub mod informer;
 pub mod keys;
 pub mod network;
 pub mod records;
+pub mod service_ips;
 pub mod services;
 pub mod store;
 
 pub use keys::Keys;
 pub use network::{ClusterNetwork, NetworkError};
 pub use records::{HostSubnet, Node, RecordError};
-pub use services::{EndpointAddress, Endpoints, Port, Protocol, Service, ServiceError};
+pub use services::{ClusterIp, EndpointAddress, Endpoints, Port, Protocol, Service, ServiceError, ServiceSpec};

@@ -3,7 +3,11 @@
 //! and validated here as plain data.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnetwork::IpNetwork;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +68,96 @@ pub struct Service {
     pub ports: Vec<Port>,
 }
 
+/// A cluster IP as the admin API writes it: an address, or `"None"` for a headless service
+/// (as Kubernetes spells it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ClusterIp {
+    Headless,
+    Ip(IpAddr),
+}
+
+impl ClusterIp {
+    pub const fn ip(self) -> Option<IpAddr> {
+        match self {
+            ClusterIp::Headless => None,
+            ClusterIp::Ip(ip) => Some(ip),
+        }
+    }
+}
+
+impl From<Option<IpAddr>> for ClusterIp {
+    fn from(ip: Option<IpAddr>) -> Self {
+        ip.map_or(ClusterIp::Headless, ClusterIp::Ip)
+    }
+}
+
+impl fmt::Display for ClusterIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterIp::Headless => f.write_str("None"),
+            ClusterIp::Ip(ip) => ip.fmt(f),
+        }
+    }
+}
+
+impl FromStr for ClusterIp {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "None" {
+            return Ok(ClusterIp::Headless);
+        }
+        s.parse().map(ClusterIp::Ip).map_err(|_| format!("{s:?} is neither an IP address nor \"None\" (headless)"))
+    }
+}
+
+impl TryFrom<String> for ClusterIp {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<ClusterIp> for String {
+    fn from(ip: ClusterIp) -> Self {
+        ip.to_string()
+    }
+}
+
+/// A service as the admin API takes and shows it. Unlike the stored [`Service`], the cluster IP
+/// says what is asked for: absent to allocate one, `"None"` for headless, or a given address.
+/// Shown, it is always present, so a shown service posted again asks for the same thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub namespace: String,
+    pub name: String,
+    #[serde(rename = "clusterIP", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ip: Option<ClusterIp>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+impl ServiceSpec {
+    /// The record to store once the cluster IP is settled (`None`: headless).
+    pub fn to_service(&self, cluster_ip: Option<IpAddr>) -> Service {
+        Service { namespace: self.namespace.clone(), name: self.name.clone(), cluster_ip, ports: self.ports.clone() }
+    }
+}
+
+impl From<Service> for ServiceSpec {
+    fn from(service: Service) -> Self {
+        Self {
+            namespace: service.namespace,
+            name: service.name,
+            cluster_ip: Some(service.cluster_ip.into()),
+            ports: service.ports,
+        }
+    }
+}
+
 /// One address behind a service.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -109,8 +203,26 @@ pub enum ServiceError {
     PortZero { field: String },
     #[error("{field}: {value:?} is not a port name: {reason}")]
     PortName { field: String, value: String, reason: &'static str },
+    #[error("{field}: {value:?} is not a DNS-1123 label: {reason}")]
+    Label { field: String, value: String, reason: &'static str },
     #[error("{field}: {what} appears twice")]
     Duplicate { field: String, what: String },
+}
+
+impl ServiceError {
+    /// The field at fault, as the API names it (`ports[1].name`).
+    pub fn field(&self) -> &str {
+        match self {
+            ServiceError::Name(crate::records::RecordError::InvalidName { field, .. })
+            | ServiceError::Name(crate::records::RecordError::InvalidIp { field, .. }) => field,
+            ServiceError::Outside { field, .. }
+            | ServiceError::BadAddress { field, .. }
+            | ServiceError::PortZero { field }
+            | ServiceError::PortName { field, .. }
+            | ServiceError::Label { field, .. }
+            | ServiceError::Duplicate { field, .. } => field,
+        }
+    }
 }
 
 impl Service {
@@ -120,7 +232,7 @@ impl Service {
         validate_label("name", &self.name)?;
         if let Some(ip) = self.cluster_ip {
             usable("clusterIP".into(), ip)?;
-            if !network.service_network.contains(ip) || ip == network.service_network.network() {
+            if !network.service_network.contains(ip) || reserved(network.service_network, ip) {
                 return Err(ServiceError::Outside {
                     field: "clusterIP".into(),
                     value: ip,
@@ -165,11 +277,20 @@ impl Endpoints {
     }
 }
 
+/// Whether `ip` is the network address of `network`, or the broadcast address of an IPv4 one:
+/// neither can be a service's address.
+pub fn reserved(network: IpNetwork, ip: IpAddr) -> bool {
+    match network {
+        IpNetwork::V4(v4) => ip == IpAddr::V4(v4.network()) || ip == IpAddr::V4(v4.broadcast()),
+        IpNetwork::V6(v6) => ip == IpAddr::V6(v6.network()),
+    }
+}
+
 /// Prefixes a name error's field with the list element it is in.
 fn prefixed(field: &str, err: crate::records::RecordError) -> ServiceError {
     match err {
         crate::records::RecordError::InvalidName { field: inner, value, reason } => {
-            ServiceError::PortName { field: format!("{field}.{inner}"), value, reason }
+            ServiceError::Label { field: format!("{field}.{inner}"), value, reason }
         }
         other => ServiceError::Name(other),
     }
@@ -284,6 +405,7 @@ mod tests {
         let cases = [
             (service(Some("10.1.0.5"), vec![]), "clusterIP: 10.1.0.5 is outside the service network"),
             (service(Some("172.30.0.0"), vec![]), "clusterIP: 172.30.0.0 is outside"),
+            (service(Some("172.30.255.255"), vec![]), "clusterIP: 172.30.255.255 is outside"),
             (service(Some("127.0.0.1"), vec![]), "clusterIP: 127.0.0.1 is not a usable address"),
             (service(None, vec![port("http", 0)]), "ports[0].port: port 0"),
             (service(None, vec![port("http", 80), port("", 81)]), "ports[1].name: \"\" is not a port name"),
@@ -314,11 +436,33 @@ mod tests {
             (endpoints(vec![address("172.30.0.9")]), "addresses[0].ip: 172.30.0.9 is not a usable address"),
             (endpoints(vec![address("0.0.0.0")]), "addresses[0].ip: 0.0.0.0"),
             (endpoints(vec![address("10.1.0.2"), address("10.1.0.2")]), "addresses: 10.1.0.2 appears twice"),
-            (endpoints(vec![named]), "addresses[0].hostname: \"Web_0\""),
+            (endpoints(vec![named]), "addresses[0].hostname: \"Web_0\" is not a DNS-1123 label"),
         ];
         for (ep, expected) in cases {
-            let err = ep.validate(&network).expect_err(expected).to_string();
-            assert!(err.starts_with(expected), "{err:?} does not start with {expected:?}");
+            let err = ep.validate(&network).expect_err(expected);
+            assert!(err.to_string().starts_with(expected), "{err:?} does not start with {expected:?}");
+            assert!(expected.starts_with(err.field()), "{:?} is not the field of {expected:?}", err.field());
+        }
+    }
+
+    #[test]
+    fn api_form_spells_headless_as_none() {
+        let spec: ServiceSpec =
+            serde_json::from_str(r#"{"namespace":"a","name":"b","clusterIP":"None"}"#).expect("headless");
+        assert_eq!(spec.cluster_ip, Some(ClusterIp::Headless));
+        assert_eq!(spec.to_service(None).cluster_ip, None);
+        let allocate: ServiceSpec = serde_json::from_str(r#"{"namespace":"a","name":"b"}"#).expect("allocate");
+        assert_eq!(allocate.cluster_ip, None);
+        let shown = serde_json::to_value(ServiceSpec::from(spec.to_service(None))).expect("json");
+        assert_eq!(shown["clusterIP"], "None");
+        let given = ServiceSpec::from(spec.to_service(Some("172.30.0.9".parse().expect("ip"))));
+        assert_eq!(given.cluster_ip, Some(ClusterIp::Ip("172.30.0.9".parse().expect("ip"))));
+        for (body, expected) in [
+            (r#"{"namespace":"a","name":"b","clusterIP":"none"}"#, "\"none\" is neither an IP address nor \"None\""),
+            (r#"{"namespace":"a","name":"b","type":"ClusterIP"}"#, "unknown field `type`"),
+        ] {
+            let err = serde_json::from_str::<ServiceSpec>(body).expect_err(body).to_string();
+            assert!(err.contains(expected), "{err}");
         }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Every write that must not collide compares before it puts, so concurrent
 //! writers (several masters, agents and admins) can never store two nodes with
-//! one IP or lose an update.
+//! one IP or lose an update. Services and endpoints are in `store/services.rs`.
+
+mod services;
 
 use std::net::IpAddr;
 
@@ -15,6 +17,8 @@ use crate::informer::Informer;
 use crate::keys::Keys;
 use crate::network::ClusterNetwork;
 use crate::records::{Node, PodRecord, RecordError};
+
+pub use self::services::{ServiceStoreError, claim_owner};
 
 /// How often a compare-and-put is retried when other writers keep winning.
 const ATTEMPTS: usize = 8;
