@@ -254,6 +254,7 @@ pub async fn run(
         dataplane: built.dataplane.clone(),
         // The cluster DNS of each node answers on its gateway address.
         dns: Dns { nameservers: vec![built.layout.gateway], domain: config.cluster_domain.clone() },
+        br0: built.devices.br0.clone(),
         changed: Arc::new(Notify::new()),
     });
     match pods.adopt().await {

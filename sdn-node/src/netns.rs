@@ -21,38 +21,35 @@ pub enum NetnsError {
 /// start in that namespace too.
 pub fn enter(path: &Path) -> Result<(), NetnsError> {
     let file = File::open(path).map_err(|source| NetnsError::Open { path: path.to_owned(), source })?;
-    // SAFETY: setns on a file descriptor we own; it changes only this
-    // thread's namespace and touches no memory.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(NetnsError::Enter { path: path.to_owned(), source: std::io::Error::last_os_error() });
-    }
-    Ok(())
+    setns(&file).map_err(|source| NetnsError::Enter { path: path.to_owned(), source })
 }
 
-/// Runs `work` on a new thread inside the namespace at `path`, with a
-/// single-threaded tokio runtime of its own, and returns its result. The
-/// caller awaits it rather than joining the thread, so no runtime worker of
-/// the caller's is blocked meanwhile.
-pub async fn run_in<T, F, Fut>(path: &Path, work: F) -> Result<T, NetnsError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = T>,
-{
-    let owned = path.to_owned();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let outcome = enter(&owned).and_then(|()| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|source| NetnsError::Enter { path: owned.clone(), source })?;
-            Ok(runtime.block_on(work()))
-        });
-        let _ = tx.send(outcome);
-    });
-    rx.await.map_err(|_| NetnsError::Panicked(path.to_owned()))?
+/// Runs `make` with the calling thread inside the namespace at `path`, then moves the thread
+/// back where it was. For making sockets, which stay in the namespace they were made in: a
+/// netlink socket made here serves the pod from any thread, without a thread of its own per
+/// pod. `make` must not block or yield (the thread belongs to a runtime).
+pub fn made_in<T>(path: &Path, make: impl FnOnce() -> T) -> Result<T, NetnsError> {
+    const HOME: &str = "/proc/thread-self/ns/net";
+    let home = File::open(HOME).map_err(|source| NetnsError::Open { path: HOME.into(), source })?;
+    enter(path)?;
+    let made = make();
+    if let Err(err) = setns(&home) {
+        // The thread would go on serving other work in the pod's namespace; no error a caller
+        // could handle makes that safe. Pinned programs keep traffic flowing over a restart.
+        tracing::error!("returning a thread from network namespace {}: {err}", path.display());
+        std::process::abort();
+    }
+    Ok(made)
+}
+
+fn setns(file: &File) -> std::io::Result<()> {
+    // SAFETY: setns on a file descriptor we own; it changes only this thread's namespace and
+    // touches no memory.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 type Job = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>;

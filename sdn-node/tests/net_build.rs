@@ -56,17 +56,27 @@ fn layout() -> NodeLayout {
     NodeLayout::new(&ClusterNetwork::default(), &subnet, 1500).expect("layout")
 }
 
+/// Runs `work` on a thread inside the test's namespace, as the agent runs its node work.
+fn run_in<T, F, Fut>(ns: &Namespace, work: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    let node = netns::NodeNamespace::start(Some(ns.path())).expect("a thread in the namespace");
+    block_on(node.run(work)).expect("the namespace thread")
+}
+
 fn mac(bytes: [u8; 6]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn build(ns: &Namespace) -> Result<net::NodeDevices, net::netlink::NetError> {
     let layout = layout();
-    block_on(netns::run_in(&ns.path(), move || async move {
+    run_in(ns, move || async move {
         let nl = Netlink::connect()?;
         net::build(&nl, &layout).await
-    }))
-    .expect("thread in the namespace")
+    })
 }
 
 #[test]
@@ -131,10 +141,7 @@ fn nat_table_is_ours_alone_and_replaced_whole() {
         assert!(nft(args).expect("nft").success(), "a table of someone else: nft {args:?}");
     }
     let apply = |port: u16| {
-        block_on(netns::run_in(&ns.path(), move || async move {
-            sdn_node::nat::apply("10.1.0.0/16".parse().expect("cidr"), port)
-        }))
-        .expect("thread")
+        run_in(&ns, move || async move { sdn_node::nat::apply("10.1.0.0/16".parse().expect("cidr"), port) })
     };
     apply(4789).expect("first apply");
     apply(4790).expect("second apply replaces");
@@ -143,8 +150,8 @@ fn nat_table_is_ours_alone_and_replaced_whole() {
     assert!(ruleset.contains("table ip other"), "other tables stay:\n{ruleset}");
     assert!(ruleset.contains("udp dport 4790 accept") && !ruleset.contains("4789"), "replaced whole:\n{ruleset}");
     assert!(ruleset.contains("ip saddr 10.1.0.0/16 ip daddr != 10.1.0.0/16 masquerade"), "{ruleset}");
-    block_on(netns::run_in(&ns.path(), || async { sdn_node::nat::remove() })).expect("thread").expect("remove");
-    block_on(netns::run_in(&ns.path(), || async { sdn_node::nat::remove() })).expect("thread").expect("remove twice");
+    run_in(&ns, || async { sdn_node::nat::remove() }).expect("remove");
+    run_in(&ns, || async { sdn_node::nat::remove() }).expect("remove twice");
     let list = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "ruleset"]).output().expect("nft");
     let ruleset = String::from_utf8_lossy(&list.stdout);
     assert!(!ruleset.contains("inet sdn") && ruleset.contains("table ip other"), "{ruleset}");

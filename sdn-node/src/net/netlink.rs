@@ -233,6 +233,8 @@ impl Netlink {
     /// its peer `ifname` created straight inside the pod's namespace. Making
     /// the peer there (as the reference `bridge` plugin does) instead of
     /// moving it spares the RCU grace periods a namespace move waits for.
+    /// Creates the pair `host` (a port of `bridge`, up) and `ifname` inside the pod (down), both
+    /// with `mtu`. `false` when `host` exists already (a repeated request).
     pub async fn create_pod_veth(
         &self,
         host: &str,
@@ -240,8 +242,10 @@ impl Netlink {
         ifname: &str,
         pod_ns: &std::fs::File,
         mtu: u32,
-    ) -> Result<(), NetError> {
+    ) -> Result<bool, NetError> {
         use std::os::fd::AsRawFd;
+        // The pod end cannot be made up here: a veth end opened before its pair is linked
+        // fails with ENOTCONN.
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(ifname.to_owned())
             .mtu(mtu)
@@ -254,7 +258,11 @@ impl Netlink {
             .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
-        self.handle.link().add(message).execute().await.map_err(failed(format!("creating veth {host}")))
+        match self.handle.link().add(message).execute().await {
+            Ok(()) => Ok(true),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
+            Err(source) => Err(NetError::Netlink { what: format!("creating veth {host}"), source }),
+        }
     }
 
     /// A VXLAN device in external (collect-metadata) mode: eBPF sets each
@@ -296,6 +304,29 @@ impl Netlink {
                 .map_err(failed(format!("renaming {} to {name}", link.name)))?;
         }
         self.settle(name, mtu).await
+    }
+
+    /// Configures a pod interface made a moment ago: brings it and `lo` up, adds `ip/prefix` and
+    /// the default route via `gateway`; nothing is listed first, as nothing can be there.
+    pub async fn configure_fresh_pod(
+        &self,
+        eth0: &Link,
+        ip: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+    ) -> Result<(), NetError> {
+        let up = LinkUnspec::new_with_index(eth0.index).up().build();
+        self.handle.link().set(up).execute().await.map_err(failed(format!("bringing up {}", eth0.name)))?;
+        self.handle
+            .address()
+            .add(eth0.index, IpAddr::V4(ip), prefix)
+            .execute()
+            .await
+            .map_err(failed(format!("adding {ip}/{prefix} to {}", eth0.name)))?;
+        // `lo` is interface 1 in every network namespace.
+        let lo = LinkUnspec::new_with_index(1).up().build();
+        self.handle.link().set(lo).execute().await.map_err(failed("bringing up lo"))?;
+        self.ensure_default_route(gateway, eth0).await
     }
 
     /// Routes everything via `gateway` out of `link` (the pod's default route).

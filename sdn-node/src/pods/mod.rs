@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use crate::bpf::{BpfError, Dataplane, Program};
 use crate::ipam::{IpamError, IpamStore};
 use crate::net::layout::{BR0, NodeLayout};
-use crate::net::netlink::{NetError, Netlink};
+use crate::net::netlink::{Link, NetError, Netlink};
 use crate::netns::{self, NetnsError, NodeNamespace};
 use crate::podapi::{AttachRequest, Attachment, AttachmentKey, Detached, Dns};
 use check::{Expected, HostSide, Observed, PodSide};
@@ -60,12 +60,27 @@ fn check_key(key: &AttachmentKey) -> Result<(), PodError> {
     Ok(())
 }
 
+/// What the pod's namespace shows of its interface `ifname`, through a netlink socket made there.
+async fn pod_side(netns: &Path, ifname: &str) -> Result<Option<PodSide>, PodError> {
+    let nl = netns::made_in(netns, Netlink::connect)??;
+    let Some(link) = nl.link(ifname).await? else { return Ok(None) };
+    Ok(Some(PodSide {
+        mac: link.mac,
+        mtu: link.mtu,
+        up: link.up,
+        addresses: nl.ipv4_addresses(&link).await?,
+        gateway: nl.default_gateway(&link).await?,
+    }))
+}
+
 pub struct Pods {
     pub ns: NodeNamespace,
     pub layout: NodeLayout,
     pub ipam: IpamStore,
     pub dataplane: Arc<Mutex<Dataplane>>,
     pub dns: Dns,
+    /// `br0`, the bridge every pod port joins.
+    pub br0: Link,
     /// Woken on every change of the node's pods (the etcd pod records follow it).
     pub changed: Arc<Notify>,
 }
@@ -128,35 +143,36 @@ impl Pods {
         let (dataplane, host_c) = (self.dataplane.clone(), host.clone());
         // The node side: the pair (the pod end made inside the pod), and the
         // program that checks what the pod sends, before it can send.
-        let host_link = self
+        let br0 = self.br0.clone();
+        let (host_link, created) = self
             .ns
             .run(move || async move {
                 let nl = Netlink::connect()?;
-                let br0 = nl.require(BR0).await?;
+                let created = nl.create_pod_veth(&host_c, &br0, &ifname, &pod_ns, mtu).await?;
                 // A pair made by an earlier request for this pod is kept.
-                if nl.link(&host_c).await?.is_none() {
-                    nl.create_pod_veth(&host_c, &br0, &ifname, &pod_ns, mtu).await?;
-                }
                 let link = nl.require(&host_c).await?;
                 nl.attach(&link, &br0).await?;
                 dataplane.lock().unwrap_or_else(|p| p.into_inner()).attach_filter(Program::FromPod, &host_c)?;
-                Ok::<_, PodError>(link)
+                Ok::<_, PodError>((link, created))
             })
             .await??;
         let node_side = started.elapsed();
-        // The pod side: its interface up with the address and default route.
+        // The pod side: its interface up with the address and default route, through a netlink
+        // socket made in the pod's namespace.
         let (ifname, gateway, prefix) = (request.ifname.clone(), self.layout.gateway, self.layout.prefix());
-        let mac = netns::run_in(&request.netns, move || async move {
-            let nl = Netlink::connect()?;
-            let eth0 = nl.rename_up(&nl.require(&ifname).await?, &ifname, mtu).await?;
+        let nl = netns::made_in(&request.netns, Netlink::connect)??;
+        let eth0 = nl.require(&ifname).await?;
+        if created {
+            nl.configure_fresh_pod(&eth0, ip, prefix, gateway).await?;
+        } else {
+            let eth0 = nl.rename_up(&eth0, &ifname, mtu).await?;
             nl.ensure_address(&eth0, ip, prefix, true).await?;
             if let Some(lo) = nl.link("lo").await? {
                 nl.rename_up(&lo, "lo", lo.mtu).await?;
             }
             nl.ensure_default_route(gateway, &eth0).await?;
-            Ok::<_, NetError>(eth0.mac)
-        })
-        .await??;
+        }
+        let mac = eth0.mac;
         // The flow entry that delivers to the pod and names its MAC.
         self.dp().upsert_endpoint(ip, host_link.index, mac)?;
         tracing::info!(
@@ -268,20 +284,7 @@ impl Pods {
         let netns = if request.netns.as_os_str().is_empty() || !request.netns.exists() {
             Err(format!("{} does not exist", request.netns.display()))
         } else {
-            netns::run_in(&request.netns, move || async move {
-                let nl = Netlink::connect()?;
-                let Some(link) = nl.link(&ifname).await? else { return Ok::<_, NetError>(None) };
-                Ok(Some(PodSide {
-                    mac: link.mac,
-                    mtu: link.mtu,
-                    up: link.up,
-                    addresses: nl.ipv4_addresses(&link).await?,
-                    gateway: nl.default_gateway(&link).await?,
-                }))
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
+            pod_side(&request.netns, &ifname).await.map_err(|e| e.to_string())
         };
         let endpoint = self.dp().endpoints()?.into_iter().find(|(e, _)| *e == ip).map(|(_, e)| (e.ifindex, e.mac));
         Ok(Observed { netns, host, endpoint })
