@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sdn_cluster::RecordError;
-use sdn_cluster::store::StoreError;
+use sdn_cluster::store::{ServiceStoreError, StoreError};
+use sdn_cluster::{RecordError, ServiceError};
 
 use super::types::ErrorBody;
 
@@ -40,6 +40,32 @@ impl From<StoreError> for ApiError {
             StoreError::NodeNotFound(_) => ApiError::NotFound(err.to_string()),
             StoreError::Contention { .. } => ApiError::Conflict { field: None, message: err.to_string() },
             StoreError::Etcd(_) | StoreError::Corrupt { .. } => ApiError::Unavailable(err.to_string()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        ApiError::BadRequest { field: Some(err.field().to_owned()), message: err.to_string() }
+    }
+}
+
+impl From<ServiceStoreError> for ApiError {
+    fn from(err: ServiceStoreError) -> Self {
+        let conflict = |field: Option<&str>, err: &ServiceStoreError| ApiError::Conflict {
+            field: field.map(str::to_owned),
+            message: err.to_string(),
+        };
+        match err {
+            ServiceStoreError::Store(store) => store.into(),
+            ServiceStoreError::Invalid(invalid) => invalid.into(),
+            ServiceStoreError::NoNetwork => ApiError::Unavailable(err.to_string()),
+            ServiceStoreError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            ServiceStoreError::Exists(_) => conflict(Some("name"), &err),
+            ServiceStoreError::IpTaken { .. } | ServiceStoreError::Exhausted { .. } => {
+                conflict(Some("clusterIP"), &err)
+            }
+            ServiceStoreError::Contention { .. } => conflict(None, &err),
         }
     }
 }

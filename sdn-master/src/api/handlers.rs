@@ -23,6 +23,11 @@ use crate::metrics::ClusterStats;
 /// How long a write waits for the cache to show it before answering anyway.
 const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(2);
 
+/// Waits (boundedly) until the cache shows `revision`, so the writer reads its own write.
+pub(super) async fn catch_up(state: &AppState, revision: i64) {
+    let _ = tokio::time::timeout(READ_YOUR_WRITE_WAIT, state.informer.wait_for(revision)).await;
+}
+
 fn snapshot(state: &AppState) -> Snapshot {
     Snapshot::from_cache(&state.informer.read(), state.store.keys())
 }
@@ -39,19 +44,25 @@ fn find_view(snapshot: &Snapshot, name: &str) -> Option<NodeView> {
 }
 
 /// Parses a JSON body; a refusal names the offending field.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let syntax = err.inner().is_syntax() || err.inner().is_eof();
         let inner = err.inner().to_string();
         let path = err.path().to_string();
+        // A missing field is reported at the object that lacks it, so its name is added from
+        // the message: `ports[0].port`.
+        let missing = inner.starts_with("missing field");
+        let name = inner.split('`').nth(1);
+        let root = path == "." || path == "?";
         let field = if syntax {
             None
-        } else if path != "." && path != "?" {
-            Some(path)
+        } else if root {
+            name.map(str::to_owned)
+        } else if let (true, Some(name)) = (missing, name) {
+            Some(format!("{path}.{name}"))
         } else {
-            // Missing and unknown fields are reported at the root.
-            inner.split('`').nth(1).map(str::to_owned)
+            Some(path)
         };
         let message = match &field {
             Some(f) => format!("invalid request body: {f}: {inner}"),
@@ -63,7 +74,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-fn valid_name(field: &'static str, name: &str) -> Result<(), ApiError> {
+pub(super) fn valid_name(field: &'static str, name: &str) -> Result<(), ApiError> {
     validate_label(field, name).map_err(ApiError::from)
 }
 
@@ -108,20 +119,39 @@ pub async fn register_node(State(state): State<AppState>, body: Bytes) -> Result
 
 /// Whether every host subnet is taken, so a new node cannot be served now.
 fn exhausted(state: &AppState) -> bool {
-    let keys = state.store.keys();
-    let cache = state.informer.read();
-    let network_key = keys.network();
-    let Some(network) = cache.get(&network_key).and_then(|e| decode::<ClusterNetwork>(&network_key, &e.value).ok())
-    else {
+    let Some(network) = cached_network(state) else {
         return false;
     };
-    cache.range(&keys.subnets()).count() as u64 >= network.subnet_count()
+    state.informer.read().range(&state.store.keys().subnets()).count() as u64 >= network.subnet_count()
+}
+
+/// The cluster network as the cache holds it, if it is there and readable.
+pub(super) fn cached_network(state: &AppState) -> Option<ClusterNetwork> {
+    let network_key = state.store.keys().network();
+    let cache = state.informer.read();
+    cache.get(&network_key).and_then(|e| decode::<ClusterNetwork>(&network_key, &e.value).ok())
+}
+
+/// Every readable record under `dir` in the cache. An unreadable one is logged and skipped, so
+/// one bad record does not hide the others.
+pub(super) fn cached<T: DeserializeOwned>(state: &AppState, dir: &str) -> Vec<T> {
+    let cache = state.informer.read();
+    cache
+        .range(dir)
+        .filter_map(|(key, entry)| match decode::<T>(key, &entry.value) {
+            Ok(record) => Some(record),
+            Err(err) => {
+                tracing::warn!("{err}");
+                None
+            }
+        })
+        .collect()
 }
 
 pub async fn delete_node(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     valid_name("name", &name)?;
     let revision = state.store.delete_node(&name).await?;
-    let _ = tokio::time::timeout(READ_YOUR_WRITE_WAIT, state.informer.wait_for(revision)).await;
+    catch_up(&state, revision).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -157,18 +187,7 @@ pub async fn list_pods(
         }
         None => state.store.keys().pods(),
     };
-    let cache = state.informer.read();
-    let pods = cache
-        .range(&dir)
-        .filter_map(|(key, entry)| match decode::<PodRecord>(key, &entry.value) {
-            Ok(pod) => Some(pod),
-            Err(err) => {
-                tracing::warn!("{err}");
-                None
-            }
-        })
-        .collect();
-    Ok(Json(pods))
+    Ok(Json(cached::<PodRecord>(&state, &dir)))
 }
 
 pub async fn get_network(State(state): State<AppState>) -> Result<Json<ClusterNetwork>, ApiError> {
@@ -217,4 +236,34 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 pub async fn no_route(uri: Uri) -> ApiError {
     ApiError::NotFound(format!("no such resource: {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use sdn_cluster::ServiceSpec;
+
+    use super::*;
+
+    #[test]
+    fn refused_bodies_name_the_field() {
+        let cases = [
+            (r#"{"namespace":"a"}"#, Some("name")),
+            (r#"{"namespace":"a","name":"b","type":"x"}"#, Some("type")),
+            (r#"{"namespace":"a","name":"b","ports":[{"port":80,"nme":"x"}]}"#, Some("ports[0].nme")),
+            (r#"{"namespace":"a","name":"b","ports":[{"name":"x"}]}"#, Some("ports[0].port")),
+            (r#"{"namespace":"a","name":"b","ports":[{"port":70000}]}"#, Some("ports[0].port")),
+            (r#"{"namespace":"a","name":"b","ports":[{"port":1,"protocol":"ICMP"}]}"#, Some("ports[0].protocol")),
+            (r#"{"namespace":"a","name":"b","clusterIP":"x"}"#, Some("clusterIP")),
+            (r#"{"namespace":"a""#, None),
+            (r#"{"namespace":"a","name":"b"} {}"#, None),
+        ];
+        for (body, expected) in cases {
+            match parse::<ServiceSpec>(body.as_bytes()) {
+                Err(ApiError::BadRequest { field, message }) => {
+                    assert_eq!(field.as_deref(), expected, "{body}: {message}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
 }

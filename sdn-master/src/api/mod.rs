@@ -1,5 +1,5 @@
-//! The admin HTTP API (axum): nodes, subnets and the cluster network under
-//! `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
+//! The admin HTTP API (axum): nodes, subnets, pods, services, endpoints and
+//! the cluster network under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Reads come from the informer's cache; writes go to etcd and return once
 //! the cache has caught up with them, so a client reads its own writes.
@@ -7,6 +7,7 @@
 
 mod error;
 mod handlers;
+mod services;
 pub mod types;
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
@@ -62,6 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/subnets/{node}", get(handlers::get_subnet))
         .route("/api/v1/pods", get(handlers::list_pods))
         .route("/api/v1/network", get(handlers::get_network))
+        .route("/api/v1/services", get(services::list_services).post(services::create_service))
+        .route("/api/v1/services/{namespace}/{name}", get(services::get_service).delete(services::delete_service))
+        .route("/api/v1/endpoints", get(services::list_endpoints))
+        .route("/api/v1/endpoints/{namespace}/{name}", put(services::put_endpoints).get(services::get_endpoints))
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))

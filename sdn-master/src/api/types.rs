@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use ipnetwork::Ipv4Network;
+pub use sdn_cluster::{ClusterIp, EndpointAddress, Endpoints, Port, Protocol, ServiceSpec};
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /api/v1/nodes`.
@@ -30,6 +31,21 @@ pub struct NodeView {
     pub ip: IpAddr,
     pub subnet: Option<Ipv4Network>,
     pub phase: Phase,
+}
+
+/// Body of `PUT /api/v1/endpoints/{namespace}/{name}`: the whole new set. The namespace and name
+/// come from the path; they may be repeated here (a shown `Endpoints` put back), but must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetEndpoints {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub addresses: Vec<EndpointAddress>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
 }
 
 /// Every error body: what is wrong and, for a bad request, which field.
