@@ -103,6 +103,11 @@ impl Client {
         self.json(response).await
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, CtlError> {
+        let response = self.send(self.http.put(format!("{}{path}", self.server)).json(body)).await?;
+        self.json(response).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), CtlError> {
         self.send(self.http.delete(format!("{}{path}", self.server))).await.map(drop)
     }

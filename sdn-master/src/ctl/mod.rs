@@ -3,12 +3,15 @@
 
 mod client;
 mod output;
+mod services;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use self::client::{Client, CtlError};
+pub use self::output::ServiceDetail;
+pub use self::services::{EndpointsCommand, ServiceRef, ServicesCommand};
 use crate::api::types::RegisterNode;
 
 #[derive(Debug, Parser)]
@@ -54,6 +57,12 @@ pub enum Command {
     /// The cluster network configuration.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Services: a name and (unless headless) a cluster IP for a set of endpoints.
+    #[command(subcommand)]
+    Services(ServicesCommand),
+    /// The addresses behind each service.
+    #[command(subcommand)]
+    Endpoints(EndpointsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,5 +165,7 @@ pub async fn run(cli: Cli) -> Result<String, CtlError> {
             output::pods(&client.get::<Vec<_>>(&path).await?, json)
         }
         Command::Network(NetworkCommand::Show) => output::network(&client.get("/api/v1/network").await?, json),
+        Command::Services(command) => services::services(&client, command, json).await?,
+        Command::Endpoints(command) => services::endpoints(&client, command, json).await?,
     })
 }

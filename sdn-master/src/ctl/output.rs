@@ -3,8 +3,8 @@
 use comfy_table::presets::NOTHING;
 use comfy_table::{Table, TableComponent};
 use sdn_cluster::records::PodRecord;
-use sdn_cluster::{ClusterNetwork, HostSubnet};
-use serde::Serialize;
+use sdn_cluster::{ClusterIp, ClusterNetwork, EndpointAddress, Endpoints, HostSubnet, Port, ServiceSpec};
+use serde::{Deserialize, Serialize};
 
 use crate::api::types::{NodeView, Phase};
 
@@ -101,6 +101,94 @@ pub fn network(network: &ClusterNetwork, as_json: bool) -> String {
     )
 }
 
+/// `sdnctl services show`: a service with its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDetail {
+    pub service: ServiceSpec,
+    pub endpoints: Endpoints,
+}
+
+/// Ports as `sdnctl` takes them: `http:80/TCP,53/UDP`.
+fn ports(ports: &[Port]) -> String {
+    if ports.is_empty() {
+        return "<none>".into();
+    }
+    let port = |p: &Port| {
+        let name = if p.name.is_empty() { String::new() } else { format!("{}:", p.name) };
+        format!("{name}{}/{}", p.port, p.protocol.srv_label().to_uppercase())
+    };
+    ports.iter().map(port).collect::<Vec<_>>().join(",")
+}
+
+/// IPs of the addresses that are (or are not) ready, comma-separated.
+fn addresses(addresses: &[EndpointAddress], ready: bool) -> String {
+    let ips: Vec<String> = addresses.iter().filter(|a| a.ready == ready).map(|a| a.ip.to_string()).collect();
+    if ips.is_empty() { "<none>".into() } else { ips.join(",") }
+}
+
+pub fn service(service: &ServiceSpec, as_json: bool) -> String {
+    if as_json { json(service) } else { services(std::slice::from_ref(service), false) }
+}
+
+pub fn services(services: &[ServiceSpec], as_json: bool) -> String {
+    if as_json {
+        return json(services);
+    }
+    table(
+        &["NAMESPACE", "NAME", "CLUSTER-IP", "PORTS"],
+        services.iter().map(|s| {
+            vec![
+                s.namespace.clone(),
+                s.name.clone(),
+                s.cluster_ip.unwrap_or(ClusterIp::Headless).to_string(),
+                ports(&s.ports),
+            ]
+        }),
+    )
+}
+
+pub fn endpoints(endpoints: &[Endpoints], as_json: bool) -> String {
+    if as_json {
+        return json(endpoints);
+    }
+    table(
+        &["NAMESPACE", "NAME", "READY", "NOT-READY", "PORTS"],
+        endpoints.iter().map(|e| {
+            vec![
+                e.namespace.clone(),
+                e.name.clone(),
+                addresses(&e.addresses, true),
+                addresses(&e.addresses, false),
+                ports(&e.ports),
+            ]
+        }),
+    )
+}
+
+/// The service's row, then one row per endpoint address.
+pub fn service_detail(detail: &ServiceDetail, as_json: bool) -> String {
+    if as_json {
+        return json(detail);
+    }
+    let none = || "<none>".to_owned();
+    let endpoint_ports = ports(&detail.endpoints.ports);
+    let rows = detail.endpoints.addresses.iter().map(|a| {
+        vec![
+            a.ip.to_string(),
+            a.hostname.clone().unwrap_or_else(none),
+            a.node_name.clone().unwrap_or_else(none),
+            if a.ready { "yes".into() } else { "no".into() },
+            endpoint_ports.clone(),
+        ]
+    });
+    let addresses = table(&["ENDPOINT", "HOSTNAME", "NODE", "READY", "PORTS"], rows);
+    format!(
+        "{}
+{addresses}",
+        service(&detail.service, false)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +211,31 @@ mod tests {
         assert!(lines[2].split_whitespace().eq(["n2", "192.0.2.2", "<none>", "Pending"]));
         let parsed: Vec<NodeView> = serde_json::from_str(&nodes(&rows, true)).expect("json");
         assert_eq!(parsed, rows);
+    }
+
+    #[test]
+    fn service_tables() {
+        let spec: ServiceSpec = serde_json::from_str(
+            r#"{"namespace":"default","name":"web","clusterIP":"None",
+                "ports":[{"name":"http","port":80},{"name":"dns","port":53,"protocol":"UDP"}]}"#,
+        )
+        .expect("spec");
+        let out = service(&spec, false);
+        let lines: Vec<_> = out.lines().collect();
+        assert!(lines[0].split_whitespace().eq(["NAMESPACE", "NAME", "CLUSTER-IP", "PORTS"]), "{out}");
+        assert!(lines[1].split_whitespace().eq(["default", "web", "None", "http:80/TCP,dns:53/UDP"]), "{out}");
+        let endpoints: Endpoints = serde_json::from_str(
+            r#"{"namespace":"default","name":"web","ports":[{"port":8080}],
+                "addresses":[{"ip":"10.1.0.2","hostname":"web-0"},{"ip":"10.1.0.3","ready":false}]}"#,
+        )
+        .expect("endpoints");
+        let out = super::endpoints(std::slice::from_ref(&endpoints), false);
+        let row = out.lines().nth(1).expect("row");
+        assert!(row.split_whitespace().eq(["default", "web", "10.1.0.2", "10.1.0.3", "8080/TCP"]), "{out}");
+        let out = service_detail(&ServiceDetail { service: spec, endpoints }, false);
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines.len(), 6, "{out}");
+        assert!(lines[4].split_whitespace().eq(["10.1.0.2", "web-0", "<none>", "yes", "8080/TCP"]), "{out}");
+        assert!(lines[5].split_whitespace().eq(["10.1.0.3", "<none>", "<none>", "no", "8080/TCP"]), "{out}");
     }
 }
