@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod answer;
 mod config;
 mod index;
 mod names;
