@@ -13,6 +13,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::bpf::{self, BpfError, Dataplane, Program};
 use crate::config::NodeConfig;
+use crate::dns::{ClusterDns, DnsError};
 use crate::install::{self, Conflist, InstallError};
 use crate::ipam::{IpamError, IpamStore};
 use crate::nat::{self, NatError};
@@ -55,6 +56,8 @@ pub enum AgentError {
     State { path: std::path::PathBuf, source: std::io::Error },
     #[error("the pod API stopped: {0}")]
     PodApi(String),
+    #[error(transparent)]
+    Dns(#[from] DnsError),
 }
 
 /// The node's underlay address and the link that holds it.
@@ -279,9 +282,17 @@ pub async fn run(
         };
         install::install(&install::bundled_plugin(), &cni.cni_bin_dir, &cni.cni_conflist, &conflist)?;
     }
+    // The cluster DNS answers on the gateway address, which exists now that the node is built.
+    let mut dns = match &config.dns {
+        Some(args) => Some(ClusterDns::start(args, &config.cluster_domain, &network, built.layout.gateway, ip, &ns)?),
+        None => None,
+    };
     let mut own_subnet_missing = false;
     loop {
         changes.borrow_and_update();
+        if let Some(dns) = &mut dns {
+            dns.sync(&informer, &keys);
+        }
         match sync_remotes(&built.dataplane, &node.name, &all_subnets(&informer, &keys)) {
             Ok(count) => status.set_remotes(count),
             Err(err) => {

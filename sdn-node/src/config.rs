@@ -1,7 +1,7 @@
 //! The agent's flags. Paths are per node, so several agents (one per
 //! network namespace) can share a machine in tests and labs.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -45,6 +45,51 @@ pub struct NodeArgs {
     pub kernel_vxlan: bool,
     #[command(flatten)]
     pub cni: CniArgs,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+}
+
+/// The node's cluster DNS server.
+#[derive(Debug, Clone, Args)]
+pub struct DnsArgs {
+    /// Serve no cluster DNS on this node.
+    #[arg(long)]
+    pub no_dns: bool,
+    /// Another address the cluster DNS listens on, besides the node's gateway address
+    /// (repeatable).
+    #[arg(long = "dns-address", value_name = "IP")]
+    pub dns_addresses: Vec<IpAddr>,
+    /// The cluster DNS port (UDP and TCP).
+    #[arg(long, default_value_t = 53, value_name = "PORT")]
+    pub dns_port: u16,
+    /// An upstream resolver for names outside the cluster, IP or IP:PORT (repeatable)
+    /// [default: the nameservers of --dns-resolv-conf].
+    #[arg(long = "dns-upstream", value_name = "ADDR", value_parser = parse_upstream)]
+    pub dns_upstreams: Vec<SocketAddr>,
+    /// Where the default upstream resolvers are read from.
+    #[arg(long, default_value = "/etc/resolv.conf", value_name = "PATH")]
+    pub dns_resolv_conf: PathBuf,
+    /// Forward nothing: names outside the cluster are refused.
+    #[arg(long, conflicts_with = "dns_upstreams")]
+    pub no_dns_upstream: bool,
+    /// A network whose clients get answers, besides the cluster network, this node and
+    /// loopback (repeatable). Everyone else is refused.
+    #[arg(long = "dns-allow", value_name = "CIDR")]
+    pub dns_allow: Vec<ipnetwork::IpNetwork>,
+    /// TTL of positive answers, in seconds.
+    #[arg(long, default_value_t = sdn_dns::DEFAULT_TTL, value_name = "SECONDS")]
+    pub dns_ttl: u32,
+    /// TTL of negative answers (NXDOMAIN, NODATA), in seconds.
+    #[arg(long, default_value_t = sdn_dns::DEFAULT_NEGATIVE_TTL, value_name = "SECONDS")]
+    pub dns_negative_ttl: u32,
+}
+
+/// An upstream resolver: `IP:PORT`, or an `IP` on port 53.
+fn parse_upstream(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse::<SocketAddr>()
+        .or_else(|_| value.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{value:?} is neither IP nor IP:PORT"))
 }
 
 /// Where the agent installs the CNI plugin and its configuration on start.
@@ -102,6 +147,8 @@ pub struct NodeConfig {
     pub kernel_vxlan: bool,
     /// `None` when the agent installs no CNI files.
     pub cni: Option<CniArgs>,
+    /// `None` when the node serves no cluster DNS.
+    pub dns: Option<DnsArgs>,
 }
 
 fn host_name() -> String {
@@ -137,6 +184,7 @@ impl NodeArgs {
             cluster_domain: domain,
             kernel_vxlan: self.kernel_vxlan,
             cni: (!self.cni.no_cni_install).then_some(self.cni),
+            dns: (!self.dns.no_dns).then_some(self.dns),
         })
     }
 }
@@ -172,5 +220,14 @@ mod tests {
         assert!(Cli::try_parse_from(["sdn-node", "--cni-version", "2.0.0"]).is_err(), "unknown CNI version");
         let cli = Cli::try_parse_from(["sdn-node", "--node-name", "n", "--no-cni-install"]).expect("parse");
         assert!(cli.args.resolve().expect("valid").cni.is_none());
+        let cli =
+            Cli::try_parse_from(["sdn-node", "--dns-upstream", "192.0.2.53", "--dns-upstream", "[2001:db8::1]:5353"])
+                .expect("parse");
+        let upstreams: Vec<String> = cli.args.dns.dns_upstreams.iter().map(ToString::to_string).collect();
+        assert_eq!(upstreams, ["192.0.2.53:53", "[2001:db8::1]:5353"]);
+        let err = Cli::try_parse_from(["sdn-node", "--dns-upstream", "resolver"]).err().expect("bad upstream");
+        assert!(err.to_string().contains("neither IP nor IP:PORT"), "{err}");
+        let both = Cli::try_parse_from(["sdn-node", "--dns-upstream", "192.0.2.53", "--no-dns-upstream"]);
+        assert!(both.is_err(), "an upstream and none at once");
     }
 }

@@ -11,6 +11,7 @@
 //! - [`remotes`]: which remote subnets the tunnel map holds (pure).
 //! - [`netns`]: running work inside a network namespace.
 //! - [`status`]: `/healthz`, `/readyz`, `/metrics`; [`config`]: the flags.
+//! - [`dns`]: the cluster DNS server (the answers are `sdn-dns`'s).
 //! - [`cni`]: the CNI plugin's core (the spec, results, the pod API calls); `sdn-cni` is its shell.
 
 pub mod agent;
@@ -18,6 +19,7 @@ pub mod bpf;
 pub mod bpffs;
 pub mod cni;
 pub mod config;
+pub mod dns;
 pub mod install;
 pub mod ipam;
 pub mod nat;

@@ -100,6 +100,11 @@ impl NodeNamespace {
         Ok(Self { jobs, path })
     }
 
+    /// The namespace's path, or `None` for the agent's own.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     /// Queues `work` inside the namespace without waiting for it; jobs run
     /// in the order they were queued.
     pub fn spawn<F, Fut>(&self, work: F) -> Result<(), NetnsError>

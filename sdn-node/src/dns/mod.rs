@@ -1,0 +1,115 @@
+//! The node's cluster DNS (seed 003 §4.1.1): the shell around `sdn-dns`, which holds the
+//! answers. [`feed`] keeps its index level with the services and endpoints in etcd,
+//! [`server`] listens on the gateway address (UDP and TCP), [`upstream`] forwards names
+//! outside the cluster.
+
+mod cache;
+pub mod feed;
+pub mod server;
+pub mod upstream;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use ipnetwork::IpNetwork;
+use sdn_cluster::informer::Informer;
+use sdn_cluster::{ClusterNetwork, Keys};
+use sdn_dns::{AccessList, Index};
+
+use crate::config::DnsArgs;
+use crate::netns::NodeNamespace;
+use feed::Feed;
+use server::Shared;
+use upstream::Upstreams;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cluster DNS: {0}")]
+    Config(#[from] sdn_dns::ConfigError),
+    #[error(transparent)]
+    Bind(#[from] server::BindError),
+    #[error("reading the upstream resolvers from {path}: {source}")]
+    ResolvConf { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// The running server: its listener tasks (stopped when this is dropped) and the feed of its
+/// index.
+pub struct ClusterDns {
+    shared: Arc<Shared>,
+    feed: Feed,
+    _listeners: server::Listeners,
+}
+
+impl ClusterDns {
+    /// Opens the listeners on `gateway` and the configured addresses inside the node's
+    /// namespace and starts answering (from an empty index until the first [`Self::sync`]).
+    pub fn start(
+        args: &DnsArgs,
+        zone: &str,
+        network: &ClusterNetwork,
+        gateway: Ipv4Addr,
+        node_ip: Ipv4Addr,
+        ns: &NodeNamespace,
+    ) -> Result<Self, DnsError> {
+        let servers = if args.no_dns_upstream {
+            Vec::new()
+        } else if args.dns_upstreams.is_empty() {
+            let path = &args.dns_resolv_conf;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| DnsError::ResolvConf { path: path.clone(), source })?;
+            upstream::from_resolv_conf(&text)
+        } else {
+            args.dns_upstreams.clone()
+        };
+        let config = sdn_dns::Config {
+            zone: zone.to_owned(),
+            ttl: args.dns_ttl,
+            negative_ttl: args.dns_negative_ttl,
+            recursion_available: !servers.is_empty(),
+            ..sdn_dns::Config::for_network(network)
+        };
+        let index = Index::new(config)?;
+        let allowed = [IpNetwork::V4(network.network), host(IpAddr::V4(node_ip))]
+            .into_iter()
+            .chain(["127.0.0.0/8", "::1/128"].into_iter().filter_map(|net| net.parse().ok()))
+            .chain(args.dns_allow.iter().copied());
+        tracing::info!(
+            "cluster DNS for {zone}: upstreams {}",
+            if servers.is_empty() { "none (other names are refused)".to_owned() } else { format!("{servers:?}") }
+        );
+        let shared = Arc::new(Shared {
+            index: RwLock::new(index),
+            generation: AtomicU64::new(0),
+            allow: AccessList::new(allowed),
+            upstreams: Upstreams { servers, netns: ns.path().map(ToOwned::to_owned) },
+            udp_max: sdn_dns::DEFAULT_UDP_MAX,
+        });
+        let listen: Vec<SocketAddr> = std::iter::once(IpAddr::V4(gateway))
+            .chain(args.dns_addresses.iter().copied())
+            .map(|ip| SocketAddr::new(ip, args.dns_port))
+            .collect();
+        let listeners = server::start(shared.clone(), &listen, ns.path())?;
+        Ok(Self { shared, feed: Feed::default(), _listeners: listeners })
+    }
+
+    /// Brings the answers up to the informer's cache; logs records that cannot be served.
+    pub fn sync(&mut self, informer: &Informer, keys: &Keys) {
+        let cache = informer.read();
+        let (services, endpoints) = (keys.services(), keys.endpoints());
+        let mut index = self.shared.index.write().unwrap_or_else(PoisonError::into_inner);
+        let synced = self.feed.sync(&mut index, cache.range(&services), cache.range(&endpoints));
+        drop(index);
+        for error in &synced.errors {
+            tracing::warn!("cluster DNS skips a record: {error}");
+        }
+        if synced.changed > 0 {
+            self.shared.generation.fetch_add(1, Ordering::Release);
+            tracing::debug!("cluster DNS: {} records changed", synced.changed);
+        }
+    }
+}
+
+fn host(ip: IpAddr) -> IpNetwork {
+    IpNetwork::from(ip)
+}

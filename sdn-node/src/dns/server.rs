@@ -1,0 +1,207 @@
+//! The DNS listeners: UDP and TCP on each address, answering from the shared index (the answers
+//! themselves are `sdn-dns`'s), forwarding the rest upstream.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use sdn_dns::{AccessList, Index, Outcome, Request, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::cache::ReplyCache;
+use super::upstream::{Upstreams, in_namespace};
+
+/// A TCP client that sends nothing for this long is hung up on (RFC 7766 suggests seconds).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// How often a UDP worker blocked in a receive looks whether it should stop.
+const UDP_POLL: Duration = Duration::from_millis(250);
+/// TCP connections served at once; more are closed at accept, so no client can exhaust memory.
+const TCP_CONNECTIONS: usize = 256;
+
+/// A listener that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("DNS on {proto} {addr}: {source}")]
+pub struct BindError {
+    proto: &'static str,
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
+/// What every listener task shares.
+pub struct Shared {
+    pub index: RwLock<Index>,
+    /// Bumped on every change of the index, so cached replies of the old one are not served.
+    pub generation: AtomicU64,
+    pub allow: AccessList,
+    pub upstreams: Upstreams,
+    /// The largest UDP reply (and what our OPT advertises).
+    pub udp_max: u16,
+}
+
+impl Shared {
+    fn decide(&self, query: &[u8], client: IpAddr, transport: Transport) -> Outcome {
+        if !self.allow.allows(client) {
+            return sdn_dns::refuse(query, transport);
+        }
+        self.answer(query, transport)
+    }
+
+    /// The answer from the index, for a client that is allowed.
+    fn answer(&self, query: &[u8], transport: Transport) -> Outcome {
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        sdn_dns::respond(&index, query, transport)
+    }
+
+    /// The upstream's answer to a query for a name outside the cluster; REFUSED when there is
+    /// no upstream (the server is nobody's resolver then), SERVFAIL when none answers.
+    async fn forward(&self, query: &[u8], request: &Request, tcp: bool) -> Vec<u8> {
+        if self.upstreams.servers.is_empty() {
+            return request.error_reply(hickory_proto::op::ResponseCode::Refused);
+        }
+        match self.upstreams.forward(query, tcp).await {
+            Some(reply) => reply,
+            None => request.error_reply(hickory_proto::op::ResponseCode::ServFail),
+        }
+    }
+}
+
+/// The listeners of the server: UDP worker threads and TCP tasks, stopped when this is dropped.
+pub struct Listeners {
+    stop: Arc<AtomicBool>,
+    _tcp: JoinSet<()>,
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        // The UDP threads notice within one receive timeout; nobody waits for them.
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Opens UDP and TCP listeners on every address of `listen` inside `netns` (the node's).
+///
+/// UDP is served by one thread per core, each on its own socket of the address
+/// (`SO_REUSEPORT`, so the kernel spreads the queries) with blocking receives and a reply cache
+/// of its own: a query costs two system calls and, on a hit, a copy. TCP, rarer and slower,
+/// runs on the agent's runtime.
+pub fn start(shared: Arc<Shared>, listen: &[SocketAddr], netns: Option<&Path>) -> Result<Listeners, BindError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tcp_tasks = JoinSet::new();
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let limit = Arc::new(Semaphore::new(TCP_CONNECTIONS));
+    let runtime = tokio::runtime::Handle::current();
+    for &addr in listen {
+        let bind_err = |proto| move |source| BindError { proto, addr, source };
+        for _ in 0..workers {
+            let socket = in_namespace(netns, || reuse_port_udp(addr)).map_err(bind_err("UDP"))?;
+            socket.set_read_timeout(Some(UDP_POLL)).map_err(bind_err("UDP"))?;
+            let (shared, runtime, stop) = (shared.clone(), runtime.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("dns-udp".into())
+                .spawn(move || udp_worker(&socket, &shared, &runtime, &stop))
+                .map_err(bind_err("UDP"))?;
+        }
+        let tcp = in_namespace(netns, || std::net::TcpListener::bind(addr)).map_err(bind_err("TCP"))?;
+        tcp.set_nonblocking(true).map_err(bind_err("TCP"))?;
+        let tcp = TcpListener::from_std(tcp).map_err(bind_err("TCP"))?;
+        tcp_tasks.spawn(tcp_acceptor(tcp, shared.clone(), limit.clone()));
+        tracing::info!("cluster DNS on {addr} (UDP and TCP)");
+    }
+    Ok(Listeners { stop, _tcp: tcp_tasks })
+}
+
+/// A UDP socket bound to `addr` that other sockets may bind too (`SO_REUSEPORT`).
+fn reuse_port_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn udp_worker(socket: &std::net::UdpSocket, shared: &Arc<Shared>, runtime: &tokio::runtime::Handle, stop: &AtomicBool) {
+    let (mut buf, mut out) = (vec![0u8; 65535], Vec::with_capacity(4096));
+    let mut cache = ReplyCache::default();
+    let transport = Transport::Udp { max_size: shared.udp_max };
+    while !stop.load(Ordering::Relaxed) {
+        let (len, client) = match socket.recv_from(&mut buf) {
+            Ok(received) => received,
+            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(err) => {
+                tracing::debug!("DNS receive: {err}");
+                continue;
+            }
+        };
+        let query = &buf[..len];
+        let allowed = shared.allow.allows(client.ip());
+        let generation = shared.generation.load(Ordering::Acquire);
+        if allowed && cache.get(query, generation, &mut out) {
+            let _ = socket.send_to(&out, client);
+            continue;
+        }
+        let outcome = if allowed { shared.answer(query, transport) } else { sdn_dns::refuse(query, transport) };
+        let reply = match outcome {
+            Outcome::Reply(bytes) => {
+                if allowed {
+                    cache.put(query, generation, &bytes);
+                }
+                bytes
+            }
+            Outcome::Refuse(bytes) => bytes,
+            Outcome::Forward(request) => {
+                // Off this thread: an upstream may take seconds.
+                let Ok(reply_socket) = socket.try_clone() else { continue };
+                let (shared, query) = (shared.clone(), query.to_vec());
+                runtime.spawn(async move {
+                    let reply = shared.forward(&query, &request, false).await;
+                    let _ = reply_socket.send_to(&reply, client);
+                });
+                continue;
+            }
+            Outcome::Drop => continue,
+        };
+        if let Err(err) = socket.send_to(&reply, client) {
+            tracing::debug!("DNS reply to {client}: {err}");
+        }
+    }
+}
+
+async fn tcp_acceptor(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::debug!("DNS accept: {err}");
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else { continue };
+        tokio::spawn(tcp_connection(stream, client.ip(), shared.clone(), permit));
+    }
+}
+
+/// Serves length-prefixed queries on one connection until the client stops, idles or sends
+/// something that gets no answer.
+async fn tcp_connection(mut stream: TcpStream, client: IpAddr, shared: Arc<Shared>, _permit: OwnedSemaphorePermit) {
+    loop {
+        let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE, stream.read_u16()).await else { return };
+        let mut query = vec![0u8; usize::from(len)];
+        let Ok(Ok(_)) = tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut query)).await else { return };
+        let reply = match shared.decide(&query, client, Transport::Tcp) {
+            Outcome::Reply(bytes) | Outcome::Refuse(bytes) => bytes,
+            Outcome::Forward(request) => shared.forward(&query, &request, true).await,
+            Outcome::Drop => return,
+        };
+        let Ok(len) = u16::try_from(reply.len()) else { return };
+        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&reply);
+        if stream.write_all(&framed).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The cluster DNS of the node agents, asked with `dig` from pods, the node and an outside host:
+//! services and endpoints created through the master's API, every record kind, the negative
+//! answers, truncation and the TCP retry, updates, forwarding to an upstream of the test's,
+//! refusal of outsiders, and a pod resolving a short name through its CNI `resolv.conf`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use sdn_tests::cni::{Attachment, Runtime};
+use sdn_tests::dns::{Dig, FakeUpstream, dig};
+use sdn_tests::netns::Netns;
+use sdn_tests::node::Cluster;
+use serde_json::{Value, json};
+
+async fn cluster(tag: &str) -> Cluster {
+    match Cluster::start(tag, 1).await {
+        Ok(cluster) => cluster,
+        Err(err) => panic!("starting the cluster: {err}"),
+    }
+}
+
+/// The node's gateway: `<subnet>.1`, from one of its pods.
+fn gateway(pod_ip: Ipv4Addr) -> String {
+    let [a, b, c, _] = pod_ip.octets();
+    Ipv4Addr::new(a, b, c, 1).to_string()
+}
+
+async fn post(c: &Cluster, path: &str, body: Value) -> Value {
+    let client = c.cp.masters[0].client();
+    client.post(path, &body).await.unwrap_or_else(|e| panic!("POST {path} {body}: {e}"))
+}
+
+async fn put(c: &Cluster, path: &str, body: Value) -> Value {
+    let client = c.cp.masters[0].client();
+    client.put(path, &body).await.unwrap_or_else(|e| panic!("PUT {path} {body}: {e}"))
+}
+
+fn address(ip: &str, hostname: Option<&str>, ready: bool) -> Value {
+    match hostname {
+        Some(h) => json!({ "ip": ip, "hostname": h, "ready": ready }),
+        None => json!({ "ip": ip, "ready": ready }),
+    }
+}
+
+/// Asks until `check` holds for the answer (at most 5 s); the answer and how long it took.
+async fn answered(ns: &Netns, args: &[&str], check: impl Fn(&Dig) -> bool) -> (Dig, Duration) {
+    let started = Instant::now();
+    loop {
+        let answer = dig(ns, args);
+        if check(&answer) {
+            return (answer, started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            panic!("dig {args:?}: no matching answer within 5 s; last:\n{}", answer.raw);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_kind_each_negative_answer_and_updates() {
+    let c = cluster("dns-rr").await;
+    let pod = c.nodes[0].attach_pod("p").await.expect("pod");
+    let at = format!("@{}", gateway(pod.ip));
+    let q = |args: &[&str]| dig(&pod.ns, &[&[at.as_str()][..], args].concat());
+
+    let web = post(
+        &c,
+        "/api/v1/services",
+        json!({ "namespace": "shop", "name": "web",
+                "ports": [{ "name": "http", "port": 80, "protocol": "TCP" }, { "name": "dns", "port": 53, "protocol": "UDP" }] }),
+    )
+    .await;
+    let web_ip = web["clusterIP"].as_str().expect("allocated cluster IP").to_owned();
+    post(
+        &c,
+        "/api/v1/services",
+        json!({ "namespace": "shop", "name": "db", "clusterIP": "None",
+        "ports": [{ "name": "pg", "port": 5432 }] }),
+    )
+    .await;
+    put(&c, "/api/v1/endpoints/shop/db", json!({
+        "addresses": [address("10.1.0.50", Some("db-0"), true), address("10.1.0.51", None, true), address("10.1.0.52", Some("db-2"), false)],
+        "ports": [{ "name": "pg", "port": 5432 }] }))
+    .await;
+    post(&c, "/api/v1/services", json!({ "namespace": "shop", "name": "idle", "clusterIP": "None" })).await;
+    put(&c, "/api/v1/endpoints/shop/idle", json!({ "addresses": [address("10.1.0.60", None, false)] })).await;
+
+    // A for a service, answered once the agent has it; case does not matter.
+    let (answer, took) = answered(&pod.ns, &[&at, "web.shop.svc.cluster.local"], |d| !d.answer.is_empty()).await;
+    println!("a new service answered {took:?} after the API call returned");
+    assert_eq!(answer.data("A"), [web_ip.as_str()]);
+    assert!(answer.has_flag("aa"), "authoritative: {}", answer.raw);
+    assert_eq!(answer.answer[0].ttl, 30, "default TTL");
+    assert_eq!(q(&["WeB.ShOp.SvC.cluster.LOCAL"]).data("A"), [web_ip.as_str()]);
+    // Headless: the ready endpoints; an endpoint's own name; SRV with the targets' addresses.
+    assert_eq!(q(&["db.shop.svc.cluster.local"]).data("A"), ["10.1.0.50", "10.1.0.51"]);
+    assert_eq!(q(&["db-0.db.shop.svc.cluster.local"]).data("A"), ["10.1.0.50"]);
+    let srv = q(&["_pg._tcp.db.shop.svc.cluster.local", "SRV"]);
+    let targets: Vec<String> =
+        srv.data("SRV").iter().map(|d| d.rsplit(' ').next().unwrap_or_default().to_owned()).collect();
+    assert_eq!(targets, ["10-1-0-51.db.shop.svc.cluster.local.", "db-0.db.shop.svc.cluster.local."], "{}", srv.raw);
+    assert_eq!(srv.additional.iter().filter(|r| r.kind == "A").count(), 2, "target addresses: {}", srv.raw);
+    let srv = q(&["_http._tcp.web.shop.svc.cluster.local", "SRV"]);
+    assert_eq!(srv.data("SRV"), ["0 100 80 web.shop.svc.cluster.local."], "{}", srv.raw);
+    assert!(srv.additional.iter().any(|r| r.kind == "A" && r.data == web_ip), "{}", srv.raw);
+    assert_eq!(
+        q(&["_dns._udp.web.shop.svc.cluster.local", "SRV"]).data("SRV"),
+        ["0 100 53 web.shop.svc.cluster.local."]
+    );
+    // PTR for the service IP and for an endpoint; the endpoints name; the schema version.
+    assert_eq!(q(&["-x", &web_ip]).data("PTR"), ["web.shop.svc.cluster.local."]);
+    assert_eq!(q(&["-x", "10.1.0.50"]).data("PTR"), ["db-0.db.shop.svc.cluster.local."]);
+    assert_eq!(q(&["db.shop.endpoints.cluster.local"]).data("A"), ["10.1.0.50", "10.1.0.51"]);
+    assert_eq!(q(&["dns-version.cluster.local", "TXT"]).data("TXT"), ["\"1.1.0\""]);
+
+    // Negative answers carry the SOA with the short negative TTL.
+    for (name, kind, status) in [
+        ("nope.shop.svc.cluster.local", "A", "NXDOMAIN"),
+        ("idle.shop.svc.cluster.local", "A", "NXDOMAIN"),
+        ("_nope._tcp.web.shop.svc.cluster.local", "SRV", "NXDOMAIN"),
+        ("web.shop.svc.cluster.local", "AAAA", "NOERROR"),
+        ("shop.svc.cluster.local", "A", "NOERROR"),
+        ("svc.cluster.local", "A", "NOERROR"),
+        ("shop.cluster.local", "A", "NOERROR"),
+    ] {
+        let answer = q(&[name, kind]);
+        assert_eq!(answer.status, status, "{name} {kind}: {}", answer.raw);
+        assert!(answer.answer.is_empty(), "{name} {kind}: {}", answer.raw);
+        let soa = answer.authority.iter().find(|r| r.kind == "SOA");
+        assert!(soa.is_some_and(|s| s.ttl == 5), "{name} {kind}: SOA with TTL 5 expected: {}", answer.raw);
+    }
+
+    // Truncation: 60 endpoints do not fit 512 bytes (no EDNS); dig retries over TCP and gets all.
+    let many: Vec<Value> = (0..60).map(|i| address(&format!("10.1.0.{}", 100 + i), None, true)).collect();
+    post(&c, "/api/v1/services", json!({ "namespace": "shop", "name": "many", "clusterIP": "None" })).await;
+    put(&c, "/api/v1/endpoints/shop/many", json!({ "addresses": many })).await;
+    let (cut, _) =
+        answered(&pod.ns, &[&at, "+noedns", "+ignore", "many.shop.svc.cluster.local"], |d| d.has_flag("tc")).await;
+    assert!(cut.answer.len() < 60, "cut to fit 512 bytes: {}", cut.raw);
+    let whole = q(&["+noedns", "many.shop.svc.cluster.local"]);
+    assert_eq!(whole.answer.len(), 60, "the TCP retry gets everything: {}", whole.raw);
+    assert!(!whole.has_flag("tc"));
+    let edns = q(&["+bufsize=1232", "+ignore", "many.shop.svc.cluster.local"]);
+    assert!(edns.answer.len() > cut.answer.len(), "a larger EDNS size gets more: {}", edns.raw);
+
+    // Updates: an endpoint added, made not ready, removed.
+    let endpoints = |extra: Vec<Value>| {
+        let mut addresses = vec![address("10.1.0.50", Some("db-0"), true), address("10.1.0.51", None, true)];
+        addresses.extend(extra);
+        json!({ "addresses": addresses, "ports": [{ "name": "pg", "port": 5432 }] })
+    };
+    put(&c, "/api/v1/endpoints/shop/db", endpoints(vec![address("10.1.0.53", Some("db-3"), true)])).await;
+    let (_, took) = answered(&pod.ns, &[&at, "db.shop.svc.cluster.local"], |d| d.answer.len() == 3).await;
+    println!("an added endpoint answered {took:?} after the API call returned");
+    put(&c, "/api/v1/endpoints/shop/db", endpoints(vec![address("10.1.0.53", Some("db-3"), false)])).await;
+    answered(&pod.ns, &[&at, "db.shop.svc.cluster.local"], |d| d.answer.len() == 2).await;
+    answered(&pod.ns, &[&at, "db-3.db.shop.svc.cluster.local"], |d| d.status == "NXDOMAIN").await;
+    put(&c, "/api/v1/endpoints/shop/db", json!({ "addresses": [] })).await;
+    answered(&pod.ns, &[&at, "db.shop.svc.cluster.local"], |d| d.status == "NXDOMAIN").await;
+    let client = c.cp.masters[0].client();
+    client.delete("/api/v1/services/shop/web").await.expect("delete web");
+    answered(&pod.ns, &[&at, "web.shop.svc.cluster.local"], |d| d.status == "NXDOMAIN").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_names_go_upstream_and_outsiders_are_refused() {
+    let mut c = cluster("dns-fwd").await;
+    let upstream = FakeUpstream::start(&c.external, SocketAddr::from((Cluster::EXTERNAL_IP, 53)))
+        .expect("a resolver on the external host");
+    let node_ip = c.nodes[0].ip.to_string();
+    c.nodes[0].extra_args =
+        vec![format!("--dns-upstream={}", Cluster::EXTERNAL_IP), format!("--dns-address={node_ip}")];
+    c.nodes[0].restart().await.expect("restart with an upstream");
+    let pod = c.nodes[0].attach_pod("p").await.expect("pod");
+    let at = format!("@{}", gateway(pod.ip));
+    post(
+        &c,
+        "/api/v1/services",
+        json!({ "namespace": "shop", "name": "web", "ports": [{ "name": "http", "port": 80 }] }),
+    )
+    .await;
+    answered(&pod.ns, &[&at, "web.shop.svc.cluster.local"], |d| !d.answer.is_empty()).await;
+
+    // A pod's name outside the cluster goes to the upstream; so does the node's own.
+    let forwarded = dig(&pod.ns, &[&at, "example.test"]);
+    assert_eq!(forwarded.data("A"), [FakeUpstream::ADDRESS.to_string()], "{}", forwarded.raw);
+    let from_node = dig(&c.nodes[0].ns, &[&format!("@{node_ip}"), "example.test"]);
+    assert_eq!(from_node.data("A"), [FakeUpstream::ADDRESS.to_string()], "{}", from_node.raw);
+    let asked = upstream.queries.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(asked, 2, "the upstream saw both questions");
+
+    // The external host is outside every allowed network: refused, in the zone and out of it,
+    // over UDP and TCP, and nothing reaches the upstream on its behalf.
+    for args in [["web.shop.svc.cluster.local", "+notcp"], ["example.test", "+notcp"], ["example.test", "+tcp"]] {
+        let answer = dig(&c.external, &[&[format!("@{node_ip}").as_str()][..], &args].concat());
+        assert_eq!(answer.status, "REFUSED", "{args:?}: {}", answer.raw);
+        assert!(answer.answer.is_empty(), "{}", answer.raw);
+    }
+    assert_eq!(upstream.queries.load(std::sync::atomic::Ordering::Relaxed), asked, "no recursion for outsiders");
+
+    // Without upstreams the server is nobody's resolver: other names are refused.
+    c.nodes[0].extra_args = vec!["--no-dns-upstream".into()];
+    c.nodes[0].restart().await.expect("restart without upstreams");
+    let refused = dig(&pod.ns, &[&at, "example.test"]);
+    assert_eq!(refused.status, "REFUSED", "{}", refused.raw);
+    assert!(!refused.has_flag("ra"), "no recursion offered: {}", refused.raw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_resolves_a_service_by_its_short_name_through_its_cni_resolv_conf() {
+    let c = cluster("dns-cni").await;
+    let node = &c.nodes[0];
+    let rt = Runtime::for_node(node);
+    let ns = Netns::create(c.cp.dir.clone(), &format!("{}-web", node.name)).expect("pod namespace");
+    let attachment = Attachment {
+        container_id: "d15c0".into(),
+        netns: ns.path(),
+        ifname: "eth0".into(),
+        args: "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0".into(),
+    };
+    let conf = json!({ "cniVersion": "1.1.0", "name": "sdn", "type": "sdn-cni", "socket": node.socket });
+    let added = rt.call("ADD", &attachment, &conf);
+    assert!(added.success, "ADD: {added}");
+    let result = added.json();
+    let service = post(
+        &c,
+        "/api/v1/services",
+        json!({ "namespace": "shop", "name": "web", "ports": [{ "name": "http", "port": 80 }] }),
+    )
+    .await;
+    let web_ip = service["clusterIP"].as_str().expect("cluster IP").to_owned();
+
+    // The resolv.conf a runtime writes from the result, seen by the pod alone (a private mount).
+    let dns = &result["dns"];
+    let mut resolv = String::new();
+    for server in dns["nameservers"].as_array().expect("nameservers") {
+        resolv += &format!("nameserver {}\n", server.as_str().unwrap_or_default());
+    }
+    let search: Vec<&str> = dns["search"].as_array().expect("search").iter().filter_map(Value::as_str).collect();
+    resolv += &format!("search {}\noptions {}\n", search.join(" "), dns["options"][0].as_str().unwrap_or_default());
+    let path = c.cp.dir.path().join("web-resolv.conf");
+    std::fs::write(&path, &resolv).expect("writing resolv.conf");
+    let script = format!("mount --bind {} /etc/resolv.conf && getent ahostsv4 web", path.display());
+    let resolved = sdn_tests::wait::until(Duration::from_secs(5), || async {
+        let out = ns.exec(&["unshare", "--mount", "sh", "-c", &script]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains(&web_ip) { Ok(text) } else { Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr))) }
+    })
+    .await;
+    let resolved = resolved.unwrap_or_else(|e| panic!("`web` from the pod with\n{resolv}\ngave: {e}"));
+    assert!(resolved.contains("web.shop.svc.cluster.local"), "found by the search list: {resolved}");
+}
