@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: setup build lint test lab lab-down bench bench-master bench-dataplane bench-cni bench-dns
+.PHONY: setup build lint test lab lab-down bench bench-master bench-dataplane bench-cni bench-dns fuzz-dns
 
 setup:
 	bash scripts/setup.sh
@@ -18,8 +18,12 @@ lint: setup
 
 # Every test: style, unit tests of the pure cores, integration tests against
 # real etcd and master processes.
-test: lint build
+test: lint build fuzz-dns
 	$(CARGO) test --workspace --no-fail-fast
+
+# The DNS query path under libFuzzer for a bounded time (FUZZ_SECONDS, default 60).
+fuzz-dns: setup
+	bash scripts/fuzz-dns.sh
 
 lab: build
 	target/debug/sdn-lab up

@@ -199,6 +199,19 @@ async fn other_names_go_upstream_and_outsiders_are_refused() {
     }
     assert_eq!(upstream.queries.load(std::sync::atomic::Ordering::Relaxed), asked, "no recursion for outsiders");
 
+    // Garbage over UDP and TCP (a header and less, a question past the message's end, a TCP
+    // length larger than what follows): no answer or FORMERR, and the server goes on answering.
+    let gw = gateway(pod.ip);
+    for bytes in ["\\x12", "\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x3fab", "\\xff\\xff\\xff"] {
+        let udp = format!("printf '{bytes}' > /dev/udp/{gw}/53");
+        let tcp = format!("printf '\\x00\\x40{bytes}' > /dev/tcp/{gw}/53");
+        for script in [udp, tcp] {
+            pod.ns.exec(&["timeout", "2", "bash", "-c", &script]);
+        }
+    }
+    let still = dig(&pod.ns, &[&at, "web.shop.svc.cluster.local"]);
+    assert_eq!(still.answer.len(), 1, "answers after malformed messages: {}", still.raw);
+
     // Without upstreams the server is nobody's resolver: other names are refused.
     c.nodes[0].extra_args = vec!["--no-dns-upstream".into()];
     c.nodes[0].restart().await.expect("restart without upstreams");
