@@ -198,6 +198,25 @@ impl ClusterNetwork {
         Ok(())
     }
 
+    /// Whether `self` (configured) keeps every `claimed` cluster IP inside its service network;
+    /// `stored` is the service network etcd holds, if any (for the message). A service whose IP
+    /// fell outside would keep an address no node routes as a service any more.
+    pub fn check_keeps_cluster_ips(
+        &self,
+        stored: Option<IpNetwork>,
+        claimed: &[IpAddr],
+    ) -> Result<(), IncompatibleChange> {
+        match claimed.iter().find(|ip| !self.service_network.contains(**ip)) {
+            Some(ip) => Err(IncompatibleChange {
+                field: "serviceNetwork",
+                stored: stored.map_or_else(|| "none".to_owned(), |n| n.to_string()),
+                configured: self.service_network.to_string(),
+                reason: format!("the cluster IP {ip} of a service would lie outside it"),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The fields in which `self` and `other` differ, for logs.
     pub fn differing_fields(&self, other: &ClusterNetwork) -> Vec<&'static str> {
         let mut fields = Vec::new();
@@ -337,6 +356,14 @@ mod tests {
         resized.check_replaces(&stored, &[]).expect("nothing allocated");
         let mtu = ClusterNetwork { mtu: Some(1400), ..Default::default() };
         mtu.check_replaces(&stored, &allocated).expect("mtu may change");
+        let claimed: [IpAddr; 1] = ["172.30.4.5".parse().expect("ip")];
+        let wider = ClusterNetwork { service_network: "172.30.0.0/15".parse().expect("cidr"), ..Default::default() };
+        wider.check_keeps_cluster_ips(Some(stored.service_network), &claimed).expect("superset keeps IPs");
+        let moved = ClusterNetwork { service_network: "172.31.0.0/16".parse().expect("cidr"), ..Default::default() };
+        let err = moved.check_keeps_cluster_ips(Some(stored.service_network), &claimed).expect_err("outside");
+        assert_eq!(err.field, "serviceNetwork");
+        assert!(err.reason.contains("172.30.4.5"), "{}", err.reason);
+        moved.check_keeps_cluster_ips(None, &[]).expect("no services");
         assert_eq!(mtu.differing_fields(&stored), vec!["mtu"]);
     }
 

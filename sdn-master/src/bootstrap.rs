@@ -6,7 +6,7 @@ use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 use sdn_cluster::etcd::Backoff;
 use sdn_cluster::network::IncompatibleChange;
 use sdn_cluster::store::{Store, StoreError, decode, encode};
-use sdn_cluster::{ClusterNetwork, HostSubnet};
+use sdn_cluster::{ClusterNetwork, HostSubnet, Keys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -56,15 +56,23 @@ pub async fn ensure_network(store: &Store, configured: &ClusterNetwork) -> Resul
         let read = Txn::new().and_then([
             TxnOp::get(key.as_str(), None),
             TxnOp::get(keys.subnets(), Some(GetOptions::new().with_prefix())),
+            TxnOp::get(keys.service_ip_claims(), Some(GetOptions::new().with_prefix().with_keys_only())),
         ]);
         let resp = store.txn(read).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let responses = resp.op_responses();
-        let (Some(TxnOpResponse::Get(network)), Some(TxnOpResponse::Get(subnets))) =
-            (responses.first(), responses.get(1))
+        let (Some(TxnOpResponse::Get(network)), Some(TxnOpResponse::Get(subnets)), Some(TxnOpResponse::Get(claims))) =
+            (responses.first(), responses.get(1), responses.get(2))
         else {
             return Err(BootstrapError::Contention { key });
         };
+        // A claim's name is its cluster IP.
+        let claim_dir = keys.service_ip_claims();
+        let cluster_ips: Vec<std::net::IpAddr> = claims
+            .kvs()
+            .iter()
+            .filter_map(|kv| Keys::name_in(&claim_dir, &String::from_utf8_lossy(kv.key()))?.parse().ok())
+            .collect();
         let stored = network.kvs().first();
         let stored_network: Option<ClusterNetwork> = stored.map(|kv| decode(&key, kv.value())).transpose()?;
         if stored_network.as_ref() == Some(configured) {
@@ -76,6 +84,7 @@ pub async fn ensure_network(store: &Store, configured: &ClusterNetwork) -> Resul
             .iter()
             .map(|kv| decode::<HostSubnet>(&String::from_utf8_lossy(kv.key()), kv.value()).map(|s| s.subnet))
             .collect::<Result<Vec<_>, _>>()?;
+        configured.check_keeps_cluster_ips(stored_network.as_ref().map(|n| n.service_network), &cluster_ips)?;
         if let Some(stored_network) = &stored_network {
             configured.check_replaces(stored_network, &allocated)?;
             tracing::info!(
@@ -89,12 +98,13 @@ pub async fn ensure_network(store: &Store, configured: &ClusterNetwork) -> Resul
             }
             tracing::info!("cluster network: storing {configured}");
         }
-        // The write holds only if neither the network nor any subnet changed
-        // since the read, so no subnet slips in under the old layout.
+        // The write holds only if neither the network nor any subnet or cluster-IP claim
+        // changed since the read, so nothing slips in under the old layout.
         let write = Txn::new()
             .when([
                 Compare::mod_revision(key.as_str(), CompareOp::Equal, stored.map_or(0, |kv| kv.mod_revision())),
                 Compare::mod_revision(keys.subnets(), CompareOp::Less, revision + 1).with_prefix(),
+                Compare::mod_revision(claim_dir.as_str(), CompareOp::Less, revision + 1).with_prefix(),
             ])
             .and_then([TxnOp::put(key.as_str(), encode(configured), None)]);
         if store.txn(write).await?.succeeded() {

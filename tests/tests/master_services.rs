@@ -369,3 +369,26 @@ async fn sdnctl_services_and_endpoints() {
     assert!(!ok && err.contains("service default/web not found"), "{err}");
     assert_eq!(cp.store.endpoints("default", "web").await.expect("read"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_network_change_that_strands_cluster_ips_is_refused() {
+    let mut cp = start("svc-netchange", 1).await;
+    let web = create(&cp.masters[0], r#"{"namespace":"default","name":"web","clusterIP":"172.30.4.5"}"#).await;
+    assert_eq!(web.cluster_ip, Some(ClusterIp::Ip(ip("172.30.4.5"))));
+    cp.masters[0].process().kill();
+
+    let mut moved = cp.master_options("svc-netchange-moved");
+    moved.network.service_network = "172.31.0.0/16".parse().expect("cidr");
+    let mut refused = Master::spawn(cp.dir.clone(), moved).expect("spawn");
+    let status = refused.process().wait_exit(Duration::from_secs(20)).await.expect("the master exits");
+    assert!(!status.success());
+    let log = refused.log();
+    assert!(log.contains("serviceNetwork") && log.contains("cluster IP 172.30.4.5"), "{log}");
+
+    // A wider service network keeps the IP and is taken.
+    let mut wider = cp.master_options("svc-netchange-wider");
+    wider.network.service_network = "172.30.0.0/15".parse().expect("cidr");
+    let master = Master::start(cp.dir.clone(), wider).await.expect("starts");
+    let stored: ClusterNetwork = master.client().get("/api/v1/network").await.expect("network");
+    assert_eq!(stored.service_network.to_string(), "172.30.0.0/15");
+}
