@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::IpNetwork;
 
-/// The lowest free address of `network`, skipping its network address and, for IPv4, its
+/// The lowest free address of `network`, never its network address nor, for IPv4, its
 /// broadcast address; `None` when every other address is claimed. Claims of the other address
 /// family or outside the network are ignored.
 pub fn lowest_free(network: IpNetwork, claimed: &BTreeSet<IpAddr>) -> Option<IpAddr> {

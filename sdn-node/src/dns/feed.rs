@@ -28,6 +28,16 @@ pub struct Feed {
 }
 
 impl Feed {
+    /// Whether the index holds exactly the cached records (same keys, same revisions). A pass
+    /// over the keys without the index, so answers are not held up while nothing changed.
+    pub fn is_current<'a>(
+        &self,
+        services: impl Iterator<Item = (&'a str, &'a Entry)>,
+        endpoints: impl Iterator<Item = (&'a str, &'a Entry)>,
+    ) -> bool {
+        same(&self.services, services) && same(&self.endpoints, endpoints)
+    }
+
     /// Brings `index` up to the cached records: `services` and `endpoints` are every key and
     /// entry under the `services/` and `endpoints/` prefixes.
     pub fn sync<'a>(
@@ -49,6 +59,18 @@ impl Feed {
         gone.iter().for_each(|(namespace, name)| index.remove_endpoints(namespace, name));
         synced
     }
+}
+
+/// Whether `cached` has exactly the keys of `loaded`, at the revisions loaded.
+fn same<'a>(loaded: &HashMap<String, i64>, cached: impl Iterator<Item = (&'a str, &'a Entry)>) -> bool {
+    let mut count = 0;
+    for (key, entry) in cached {
+        if loaded.get(key) != Some(&entry.mod_revision) {
+            return false;
+        }
+        count += 1;
+    }
+    count == loaded.len()
 }
 
 /// Loads every record of one kind whose revision changed (with `load`) and returns the
@@ -147,11 +169,22 @@ mod tests {
         assert!(first.errors[0].contains("/sdn/services/default/bad"), "{:?}", first.errors);
         assert_eq!(rcode(&query(&index, "web.default.svc.cluster.local")), 0);
 
+        let current = |feed: &Feed, services: &BTreeMap<String, Entry>| {
+            feed.is_current(
+                services.iter().map(|(k, v)| (k.as_str(), v)),
+                endpoints.iter().map(|(k, v)| (k.as_str(), v)),
+            )
+        };
+        assert!(current(&feed, &services));
         let again = run(&mut feed, &mut index, &services);
         assert_eq!(again, Synced::default(), "nothing changed, nothing loaded");
+        let mut removed = services.clone();
+        removed.remove("/sdn/services/default/db");
+        assert!(!current(&feed, &removed), "a record gone");
 
         services.remove("/sdn/services/default/web");
         services.insert("/sdn/services/default/db".to_owned(), entry(&service("default", "db", "172.30.0.12"), 9));
+        assert!(!current(&feed, &services), "a record changed");
         let changed = run(&mut feed, &mut index, &services);
         assert_eq!(changed.changed, 2);
         assert_eq!(rcode(&query(&index, "web.default.svc.cluster.local")), 3, "NXDOMAIN once removed");

@@ -38,6 +38,8 @@ pub enum DnsError {
 pub struct ClusterDns {
     shared: Arc<Shared>,
     feed: Feed,
+    /// The informer revision the index was last compared with.
+    synced_revision: i64,
     _listeners: server::Listeners,
 }
 
@@ -70,7 +72,7 @@ impl ClusterDns {
             ..sdn_dns::Config::for_network(network)
         };
         let index = Index::new(config)?;
-        let allowed = [IpNetwork::V4(network.network), host(IpAddr::V4(node_ip))]
+        let allowed = [IpNetwork::V4(network.network), IpNetwork::from(IpAddr::V4(node_ip))]
             .into_iter()
             .chain(["127.0.0.0/8", "::1/128"].into_iter().filter_map(|net| net.parse().ok()))
             .chain(args.dns_allow.iter().copied());
@@ -90,13 +92,22 @@ impl ClusterDns {
             .map(|ip| SocketAddr::new(ip, args.dns_port))
             .collect();
         let listeners = server::start(shared.clone(), &listen, ns.path())?;
-        Ok(Self { shared, feed: Feed::default(), _listeners: listeners })
+        Ok(Self { shared, feed: Feed::default(), synced_revision: -1, _listeners: listeners })
     }
 
-    /// Brings the answers up to the informer's cache; logs records that cannot be served.
+    /// Brings the answers up to the informer's cache; logs records that cannot be served. The
+    /// index is locked (and its cached replies dropped) only when a service or endpoints record
+    /// changed, not for every change under the prefix (pods come and go far more often).
     pub fn sync(&mut self, informer: &Informer, keys: &Keys) {
         let cache = informer.read();
+        if cache.revision() == self.synced_revision {
+            return;
+        }
+        self.synced_revision = cache.revision();
         let (services, endpoints) = (keys.services(), keys.endpoints());
+        if self.feed.is_current(cache.range(&services), cache.range(&endpoints)) {
+            return;
+        }
         let mut index = self.shared.index.write().unwrap_or_else(PoisonError::into_inner);
         let synced = self.feed.sync(&mut index, cache.range(&services), cache.range(&endpoints));
         drop(index);
@@ -108,8 +119,4 @@ impl ClusterDns {
             tracing::debug!("cluster DNS: {} records changed", synced.changed);
         }
     }
-}
-
-fn host(ip: IpAddr) -> IpNetwork {
-    IpNetwork::from(ip)
 }
