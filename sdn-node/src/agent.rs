@@ -253,7 +253,12 @@ pub async fn run(
     let pods = Arc::new(Pods {
         ns: ns.clone(),
         layout: built.layout.clone(),
-        ipam: IpamStore::open(&ipam_dir(&config.state_dir), built.layout.subnet, built.layout.gateway)?,
+        ipam: IpamStore::open(
+            &ipam_dir(&config.state_dir),
+            built.layout.subnet,
+            built.layout.gateway,
+            crate::pods::record::record_ipam_key,
+        )?,
         dataplane: built.dataplane.clone(),
         // The cluster DNS of each node answers on its gateway address.
         dns: Dns { nameservers: vec![built.layout.gateway], domain: config.cluster_domain.clone() },

@@ -2,12 +2,12 @@
 //!
 //! The choice is pure ([`next_free`]); the record is a directory with one
 //! file per address (named by the address, holding its owner's record, which
-//! this module keeps opaque and the caller matches), created with
+//! this module keeps opaque but for the key the caller derives from it), created with
 //! `O_EXCL`, as the reference `host-local` plugin does. The directory is the
 //! truth: it survives agent restarts, and no address is handed to two live
 //! pods because a second create of the same file fails.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -31,7 +31,7 @@ pub enum IpamError {
 pub fn next_free(
     subnet: Ipv4Network,
     gateway: Ipv4Addr,
-    used: &HashSet<Ipv4Addr>,
+    used: impl Fn(&Ipv4Addr) -> bool,
     after: Option<Ipv4Addr>,
 ) -> Option<Ipv4Addr> {
     let size = subnet.size();
@@ -42,10 +42,7 @@ pub fn next_free(
     // Host offsets run from 1 to size - 2.
     let hosts = size - 2;
     let start = after.filter(|ip| subnet.contains(*ip)).map_or(0, |ip| u32::from(ip) - base);
-    (0..hosts)
-        .map(|i| base + 1 + (start + i) % hosts)
-        .map(Ipv4Addr::from)
-        .find(|ip| *ip != gateway && !used.contains(ip))
+    (0..hosts).map(|i| base + 1 + (start + i) % hosts).map(Ipv4Addr::from).find(|ip| *ip != gateway && !used(ip))
 }
 
 /// The address records of one node's subnet. The directory is read once,
@@ -60,6 +57,9 @@ pub struct IpamStore {
 
 struct State {
     records: BTreeMap<Ipv4Addr, String>,
+    /// Each record's address by its owner's key, so finding a pod's address costs no pass over
+    /// (and no decoding of) every record.
+    by_key: HashMap<String, Ipv4Addr>,
     /// The last address handed out, also kept in `last-reserved`.
     last: Option<Ipv4Addr>,
     /// `last-reserved`, rewritten in place (a fixed-width record, no truncation).
@@ -76,7 +76,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> IpamError {
 }
 
 impl IpamStore {
-    pub fn open(dir: &Path, subnet: Ipv4Network, gateway: Ipv4Addr) -> Result<Self, IpamError> {
+    /// Reads the records under `dir`; `key_of` names the owner of a record (the caller's
+    /// identity of a pod), which [`Self::allocate`], [`Self::get`] and [`Self::release`] take.
+    pub fn open(
+        dir: &Path,
+        subnet: Ipv4Network,
+        gateway: Ipv4Addr,
+        key_of: impl Fn(&str) -> String,
+    ) -> Result<Self, IpamError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut records = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
@@ -94,7 +101,8 @@ impl IpamStore {
             .truncate(false)
             .open(&last_path)
             .map_err(io(&last_path))?;
-        Ok(Self { dir: dir.to_owned(), subnet, gateway, state: Mutex::new(State { records, last, last_file }) })
+        let by_key = records.iter().map(|(ip, owner)| (key_of(owner), *ip)).collect();
+        Ok(Self { dir: dir.to_owned(), subnet, gateway, state: Mutex::new(State { records, by_key, last, last_file }) })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -106,18 +114,25 @@ impl IpamStore {
         Ok(self.state().records.iter().map(|(ip, owner)| (*ip, owner.clone())).collect())
     }
 
-    /// The address whose owner record `is_owner` accepts, allocating one
-    /// recorded as `owner` if there is none (so a repeated request for the
-    /// same pod gets the same address).
-    pub fn allocate(&self, owner: &str, is_owner: impl Fn(&str) -> bool) -> Result<Ipv4Addr, IpamError> {
+    /// The address and owner record of `key`.
+    pub fn get(&self, key: &str) -> Option<(Ipv4Addr, String)> {
+        let state = self.state();
+        let ip = *state.by_key.get(key)?;
+        state.records.get(&ip).map(|owner| (ip, owner.clone()))
+    }
+
+    /// The address of `key`, allocating one recorded as `owner` if there is none (so a
+    /// repeated request for the same pod gets the same address).
+    pub fn allocate(&self, key: &str, owner: &str) -> Result<Ipv4Addr, IpamError> {
         let mut state = self.state();
-        if let Some((ip, _)) = state.records.iter().find(|(_, record)| is_owner(record)) {
+        if let Some(ip) = state.by_key.get(key) {
             return Ok(*ip);
         }
-        let mut used: HashSet<Ipv4Addr> = state.records.keys().copied().collect();
+        let mut skipped = HashSet::new();
         let mut after = state.last;
         loop {
-            let ip = next_free(self.subnet, self.gateway, &used, after).ok_or(IpamError::Exhausted(self.subnet))?;
+            let used = |ip: &Ipv4Addr| state.records.contains_key(ip) || skipped.contains(ip);
+            let ip = next_free(self.subnet, self.gateway, used, after).ok_or(IpamError::Exhausted(self.subnet))?;
             let path = self.dir.join(ip.to_string());
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
@@ -125,6 +140,7 @@ impl IpamStore {
                     // pods die with it.
                     file.write_all(owner.as_bytes()).map_err(io(&path))?;
                     state.records.insert(ip, owner.to_owned());
+                    state.by_key.insert(key.to_owned(), ip);
                     state.last = Some(ip);
                     let padded = format!("{:<LAST_WIDTH$}", ip.to_string());
                     let last_path = self.dir.join(LAST);
@@ -134,7 +150,7 @@ impl IpamStore {
                 // A file nobody recorded (left by hand, or by a crash between create and
                 // write): skip the address rather than take it over.
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    used.insert(ip);
+                    skipped.insert(ip);
                     after = Some(ip);
                 }
                 Err(err) => return Err(io(&path)(err)),
@@ -142,11 +158,10 @@ impl IpamStore {
         }
     }
 
-    /// Releases the address whose owner record `is_owner` accepts; releasing
-    /// what is not there succeeds.
-    pub fn release(&self, is_owner: impl Fn(&str) -> bool) -> Result<Option<Ipv4Addr>, IpamError> {
+    /// Releases the address of `key`; releasing what is not there succeeds.
+    pub fn release(&self, key: &str) -> Result<Option<Ipv4Addr>, IpamError> {
         let mut state = self.state();
-        let Some(ip) = state.records.iter().find(|(_, record)| is_owner(record)).map(|(ip, _)| *ip) else {
+        let Some(ip) = state.by_key.get(key).copied() else {
             return Ok(None);
         };
         let path = self.dir.join(ip.to_string());
@@ -156,6 +171,7 @@ impl IpamStore {
             Err(err) => return Err(io(&path)(err)),
         }
         state.records.remove(&ip);
+        state.by_key.remove(key);
         Ok(Some(ip))
     }
 }
@@ -176,21 +192,21 @@ mod tests {
     fn skips_network_gateway_and_broadcast() {
         let subnet = net("10.1.3.0/24");
         let gateway = ip("10.1.3.1");
-        assert_eq!(next_free(subnet, gateway, &HashSet::new(), None), Some(ip("10.1.3.2")));
+        assert_eq!(next_free(subnet, gateway, |_| false, None), Some(ip("10.1.3.2")));
         let used: HashSet<_> = (2..=254).map(|i| Ipv4Addr::new(10, 1, 3, i)).collect();
-        assert_eq!(next_free(subnet, gateway, &used, None), None, "254 hosts less the gateway");
+        assert_eq!(next_free(subnet, gateway, |ip| used.contains(ip), None), None, "254 hosts less the gateway");
         let almost: HashSet<_> = (2..=253).map(|i| Ipv4Addr::new(10, 1, 3, i)).collect();
-        assert_eq!(next_free(subnet, gateway, &almost, None), Some(ip("10.1.3.254")));
+        assert_eq!(next_free(subnet, gateway, |ip| almost.contains(ip), None), Some(ip("10.1.3.254")));
     }
 
     #[test]
     fn continues_after_the_last_and_wraps() {
         let subnet = net("10.1.3.0/29");
         let gateway = ip("10.1.3.1");
-        let used: HashSet<_> = [ip("10.1.3.3")].into();
-        assert_eq!(next_free(subnet, gateway, &used, Some(ip("10.1.3.5"))), Some(ip("10.1.3.6")));
-        assert_eq!(next_free(subnet, gateway, &used, Some(ip("10.1.3.6"))), Some(ip("10.1.3.2")), "wraps");
-        assert_eq!(next_free(net("10.1.3.0/31"), gateway, &HashSet::new(), None), None);
+        let used = |ip: &Ipv4Addr| *ip == Ipv4Addr::new(10, 1, 3, 3);
+        assert_eq!(next_free(subnet, gateway, used, Some(ip("10.1.3.5"))), Some(ip("10.1.3.6")));
+        assert_eq!(next_free(subnet, gateway, used, Some(ip("10.1.3.6"))), Some(ip("10.1.3.2")), "wraps");
+        assert_eq!(next_free(net("10.1.3.0/31"), gateway, |_| false, None), None);
     }
 
     #[test]
@@ -198,21 +214,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sdn-ipam-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let subnet = net("10.1.3.0/29");
-        let store = IpamStore::open(&dir, subnet, ip("10.1.3.1")).expect("open");
-        let owner = |name: &'static str| move |record: &str| record == name;
-        let a = store.allocate("pod-a", owner("pod-a")).expect("a");
-        assert_eq!(store.allocate("pod-a", owner("pod-a")).expect("again"), a, "same pod, same address");
-        let b = store.allocate("pod-b", owner("pod-b")).expect("b");
+        // Records are "<key> <payload>"; the key is the first word.
+        let key_of = |record: &str| record.split(' ').next().unwrap_or_default().to_owned();
+        let store = IpamStore::open(&dir, subnet, ip("10.1.3.1"), key_of).expect("open");
+        let a = store.allocate("pod-a", "pod-a 1").expect("a");
+        assert_eq!(store.allocate("pod-a", "pod-a 2").expect("again"), a, "same pod, same address");
+        let b = store.allocate("pod-b", "pod-b 1").expect("b");
         assert_ne!(a, b);
-        let reopened = IpamStore::open(&dir, subnet, ip("10.1.3.1")).expect("reopen");
-        assert_eq!(reopened.list().expect("list"), vec![(a, "pod-a".into()), (b, "pod-b".into())]);
-        assert_eq!(reopened.release(owner("pod-a")).expect("release"), Some(a));
-        assert_eq!(reopened.release(owner("pod-a")).expect("release twice"), None);
+        let reopened = IpamStore::open(&dir, subnet, ip("10.1.3.1"), key_of).expect("reopen");
+        assert_eq!(reopened.list().expect("list"), vec![(a, "pod-a 1".into()), (b, "pod-b 1".into())]);
+        assert_eq!(reopened.get("pod-b"), Some((b, "pod-b 1".into())), "found by key after reopen");
+        assert_eq!(reopened.release("pod-a").expect("release"), Some(a));
+        assert_eq!(reopened.release("pod-a").expect("release twice"), None);
+        assert_eq!(reopened.get("pod-a"), None);
         // Six host addresses less the gateway: b and four more fill it.
         for pod in ["c", "d", "e", "f"] {
-            reopened.allocate(pod, owner(pod)).expect("room");
+            reopened.allocate(pod, pod).expect("room");
         }
-        let err = reopened.allocate("g", owner("g")).expect_err("full");
+        let err = reopened.allocate("g", "g").expect_err("full");
         assert_eq!(err.to_string(), "no free address left in 10.1.3.0/29");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -22,7 +22,7 @@ use crate::net::netlink::{Link, NetError, Netlink};
 use crate::netns::{self, NetnsError, NodeNamespace};
 use crate::podapi::{AttachRequest, Attachment, AttachmentKey, Detached, Dns};
 use check::{Expected, HostSide, Observed, PodSide};
-use record::{host_veth, mac_string, owned_by};
+use record::{host_veth, ipam_key, mac_string};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
@@ -96,9 +96,9 @@ impl Pods {
         let pod_ns = std::fs::File::open(&request.netns)
             .map_err(|source| PodError::Netns { path: request.netns.clone(), source })?;
         // A repeated request finds the address (and the record) of the first.
-        let ip = self.ipam.allocate(&record::encode(&request), owned_by(&key))?;
+        let ip = self.ipam.allocate(&ipam_key(&key), &record::encode(&request))?;
         self.changed.notify_one();
-        let stored = self.record(&key)?.map_or(request, |(_, stored)| stored);
+        let stored = self.record(&key).map_or(request, |(_, stored)| stored);
         let result = self.plumb(&stored, ip, pod_ns).await;
         if result.is_err() {
             // Nothing half-made stays: the address and any veth go again.
@@ -107,9 +107,8 @@ impl Pods {
         result
     }
 
-    fn record(&self, key: &AttachmentKey) -> Result<Option<(Ipv4Addr, AttachRequest)>, PodError> {
-        let records = self.ipam.list()?;
-        Ok(records.into_iter().map(|(ip, r)| (ip, record::decode(&r))).find(|(_, r)| record::key(r) == *key))
+    fn record(&self, key: &AttachmentKey) -> Option<(Ipv4Addr, AttachRequest)> {
+        self.ipam.get(&ipam_key(key)).map(|(ip, r)| (ip, record::decode(&r)))
     }
 
     fn attachment(&self, request: &AttachRequest, ip: Ipv4Addr, mac: [u8; 6], host_mac: [u8; 6]) -> Attachment {
@@ -195,7 +194,7 @@ impl Pods {
         check_key(key)?;
         let host = host_veth(key);
         self.dp().detach(&host)?;
-        let released = self.ipam.release(owned_by(key))?;
+        let released = self.ipam.release(&ipam_key(key))?;
         if let Some(ip) = released {
             self.dp().remove_endpoint(ip)?;
             self.changed.notify_one();
@@ -238,7 +237,7 @@ impl Pods {
     pub async fn check(&self, key: &AttachmentKey) -> Result<Attachment, PodError> {
         check_key(key)?;
         let unknown = || PodError::Unknown { id: key.id.clone(), ifname: key.ifname.clone() };
-        let (ip, request) = self.record(key)?.ok_or_else(unknown)?;
+        let (ip, request) = self.record(key).ok_or_else(unknown)?;
         let host = host_veth(key);
         let observed = self.observe(&request, ip, &host).await?;
         let expected = Expected {

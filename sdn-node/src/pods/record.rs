@@ -27,12 +27,14 @@ pub fn key(request: &AttachRequest) -> AttachmentKey {
     AttachmentKey { id: request.id.clone(), ifname: request.ifname.clone() }
 }
 
-/// Whether an IPAM owner record belongs to `key`.
-pub fn owned_by(key: &AttachmentKey) -> impl Fn(&str) -> bool + '_ {
-    move |record| {
-        let request = decode(record);
-        request.id == key.id && request.ifname == key.ifname
-    }
+/// The IPAM key of an attachment: `<id>/<ifname>` (container IDs and interface names hold no '/').
+pub fn ipam_key(key: &AttachmentKey) -> String {
+    format!("{}/{}", key.id, key.ifname)
+}
+
+/// The IPAM key of an owner record, for [`crate::ipam::IpamStore::open`].
+pub fn record_ipam_key(record: &str) -> String {
+    ipam_key(&key(&decode(record)))
 }
 
 /// The host-side veth name of an attachment: stable, unique per key, at most 15 bytes.
@@ -75,10 +77,10 @@ mod tests {
             name: Some("web-0".into()),
         };
         assert_eq!(decode(&encode(&request)), request);
-        assert!(owned_by(&key("c1", "net1"))(&encode(&request)));
-        assert!(!owned_by(&key("c1", "eth0"))(&encode(&request)));
+        assert_eq!(record_ipam_key(&encode(&request)), ipam_key(&key("c1", "net1")));
+        assert_ne!(record_ipam_key(&encode(&request)), ipam_key(&key("c1", "eth0")));
         let old = decode("pod-7");
         assert_eq!((old.id.as_str(), old.ifname.as_str()), ("pod-7", "eth0"));
-        assert!(owned_by(&key("pod-7", "eth0"))("pod-7"));
+        assert_eq!(record_ipam_key("pod-7"), "pod-7/eth0");
     }
 }
