@@ -145,7 +145,18 @@ pub async fn build_node(
     crate::bpffs::ensure(&config.bpffs)?;
     let (pin_dir, state_dir) = (config.pin_dir.clone(), config.state_dir.clone());
     let in_ns = layout.clone();
-    let tunnel = Underlay { link: underlay.clone(), node_ip, native: !config.kernel_vxlan };
+    // The programs send with DF and do not fragment: a pod MTU (fixed in the ClusterNetwork)
+    // that leaves no room for the outer headers on this underlay needs vxlan0, which fragments.
+    let fits = layout.pod_mtu + sdn_cluster::network::VXLAN_OVERHEAD <= underlay.mtu;
+    if !fits && !config.kernel_vxlan {
+        tracing::warn!(
+            "pod MTU {} leaves no room for VXLAN on {} (MTU {}): tunnelling through vxlan0",
+            layout.pod_mtu,
+            underlay.name,
+            underlay.mtu
+        );
+    }
+    let tunnel = Underlay { link: underlay.clone(), node_ip, native: fits && !config.kernel_vxlan };
     ns.run(move || async move { build_in_namespace(&in_ns, &pin_dir, &state_dir, tunnel).await }).await?
 }
 

@@ -29,17 +29,32 @@ pub fn enter(path: &Path) -> Result<(), NetnsError> {
 /// netlink socket made here serves the pod from any thread, without a thread of its own per
 /// pod. `make` must not block or yield (the thread belongs to a runtime).
 pub fn made_in<T>(path: &Path, make: impl FnOnce() -> T) -> Result<T, NetnsError> {
-    const HOME: &str = "/proc/thread-self/ns/net";
-    let home = File::open(HOME).map_err(|source| NetnsError::Open { path: HOME.into(), source })?;
-    enter(path)?;
-    let made = make();
-    if let Err(err) = setns(&home) {
-        // The thread would go on serving other work in the pod's namespace; no error a caller
-        // could handle makes that safe. Pinned programs keep traffic flowing over a restart.
-        tracing::error!("returning a thread from network namespace {}: {err}", path.display());
-        std::process::abort();
+    let file = File::open(path).map_err(|source| NetnsError::Open { path: path.to_owned(), source })?;
+    made_in_file(&file, make).map_err(|source| NetnsError::Enter { path: path.to_owned(), source })
+}
+
+/// [`made_in`] for a namespace already open as `netns`.
+pub fn made_in_file<T>(netns: &File, make: impl FnOnce() -> T) -> std::io::Result<T> {
+    let home = File::open("/proc/thread-self/ns/net")?;
+    setns(netns)?;
+    // Back home also when `make` panics: the runtime catches the panic and reuses the thread.
+    let _home = ReturnHome(home);
+    Ok(make())
+}
+
+/// Moves the thread back into the namespace it holds when dropped.
+struct ReturnHome(File);
+
+impl Drop for ReturnHome {
+    fn drop(&mut self) {
+        if let Err(err) = setns(&self.0) {
+            // The thread would go on serving other work in the pod's namespace; no error a
+            // caller could handle makes that safe. Pinned programs keep traffic flowing over a
+            // restart.
+            tracing::error!("returning a thread to its network namespace: {err}");
+            std::process::abort();
+        }
     }
-    Ok(made)
 }
 
 fn setns(file: &File) -> std::io::Result<()> {

@@ -79,8 +79,9 @@ pub fn sdn_from_tunnel(ctx: TcContext) -> i32 {
 /// Ingress of `tun0-br`.
 #[classifier]
 pub fn sdn_from_host(ctx: TcContext) -> i32 {
-    // What cannot be parsed goes on to the bridge unchanged, as anything else from the host does.
-    from_host(&ctx).unwrap_or(TC_ACT_OK)
+    // `Err` here means a frame the program began to change (wrapping it failed half-way): it
+    // must not go on as it is now.
+    from_host(&ctx).unwrap_or_else(|()| drop_packet(&ctx, Decision::TunnelMiss))
 }
 
 /// Ingress of the underlay interface.
@@ -183,7 +184,8 @@ fn from_tunnel(ctx: &TcContext) -> Result<i32, ()> {
 }
 
 fn from_host(ctx: &TcContext) -> Result<i32, ()> {
-    let headers: Headers = ctx.load(0).map_err(|_| ())?;
+    // What cannot be parsed goes on to the bridge unchanged, as anything else from the host does.
+    let Ok(headers) = ctx.load::<Headers>(0) else { return Ok(TC_ACT_OK) };
     if headers.proto() != ETH_P_IP {
         // ARP answers from `tun0` and the like reach the pods through the bridge.
         return Ok(TC_ACT_OK);

@@ -11,6 +11,9 @@ use std::collections::HashMap;
 /// Entries per worker; the cache starts over when full (simpler than an LRU, and a full cache
 /// means the queries do not repeat much anyway).
 const CAPACITY: usize = 16384;
+/// Bytes of keys and replies per worker, whatever the entries: clients choose their queries'
+/// sizes (EDNS options) and so, in part, the replies'.
+const MAX_BYTES: usize = 8 << 20;
 /// Queries longer than this are not cached (no real question is; it bounds the memory).
 const MAX_QUERY: usize = 512;
 
@@ -18,6 +21,7 @@ const MAX_QUERY: usize = 512;
 pub struct ReplyCache {
     generation: u64,
     replies: HashMap<Box<[u8]>, Box<[u8]>>,
+    bytes: usize,
 }
 
 impl ReplyCache {
@@ -25,8 +29,7 @@ impl ReplyCache {
     /// into `out`.
     pub fn get(&mut self, query: &[u8], generation: u64, out: &mut Vec<u8>) -> bool {
         if generation != self.generation {
-            self.replies.clear();
-            self.generation = generation;
+            self.clear(generation);
             return false;
         }
         let (Some(id), Some(key)) = (query.get(..2), query.get(2..)) else { return false };
@@ -40,16 +43,24 @@ impl ReplyCache {
     /// Remembers `reply` as the answer to `query` from index `generation`.
     pub fn put(&mut self, query: &[u8], generation: u64, reply: &[u8]) {
         if generation != self.generation {
-            self.replies.clear();
-            self.generation = generation;
+            self.clear(generation);
         }
         if query.len() < 12 || query.len() > MAX_QUERY || reply.len() < 12 {
             return;
         }
-        if self.replies.len() >= CAPACITY {
-            self.replies.clear();
+        let size = query.len() + reply.len();
+        if self.replies.len() >= CAPACITY || self.bytes + size > MAX_BYTES {
+            self.clear(generation);
         }
-        self.replies.insert(query[2..].into(), reply.into());
+        if self.replies.insert(query[2..].into(), reply.into()).is_none() {
+            self.bytes += size;
+        }
+    }
+
+    fn clear(&mut self, generation: u64) {
+        self.replies.clear();
+        self.bytes = 0;
+        self.generation = generation;
     }
 }
 
@@ -77,5 +88,17 @@ mod tests {
         assert!(!cache.get(&again, 8, &mut out), "and the entry is gone");
         cache.put(&query[..5], 8, &reply);
         assert!(!cache.get(&query[..5], 8, &mut out), "a header fragment is not cached");
+    }
+
+    #[test]
+    fn memory_is_bounded_in_bytes() {
+        let mut cache = ReplyCache::default();
+        let big = vec![0u8; MAX_BYTES / 3];
+        for i in 0..10u8 {
+            let query = [0, i, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, i, 0, 0, 1, 0, 1];
+            cache.put(&query, 1, &big);
+            assert!(cache.bytes <= MAX_BYTES, "{} bytes held", cache.bytes);
+        }
+        assert!(cache.replies.len() < 3);
     }
 }

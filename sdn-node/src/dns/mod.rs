@@ -80,17 +80,21 @@ impl ClusterDns {
             "cluster DNS for {zone}: upstreams {}",
             if servers.is_empty() { "none (other names are refused)".to_owned() } else { format!("{servers:?}") }
         );
+        let listen: Vec<SocketAddr> = std::iter::once(IpAddr::V4(gateway))
+            .chain(args.dns_addresses.iter().copied())
+            .map(|ip| SocketAddr::new(ip, args.dns_port))
+            .collect();
+        // Forwarding to itself would loop each outside name until the forward limit.
+        let mut servers = servers;
+        servers.retain(|server| !listen.contains(server));
         let shared = Arc::new(Shared {
             index: RwLock::new(index),
             generation: AtomicU64::new(0),
             allow: AccessList::new(allowed),
             upstreams: Upstreams { servers, netns: ns.path().map(ToOwned::to_owned) },
             udp_max: sdn_dns::DEFAULT_UDP_MAX,
+            forwards: server::forward_permits(),
         });
-        let listen: Vec<SocketAddr> = std::iter::once(IpAddr::V4(gateway))
-            .chain(args.dns_addresses.iter().copied())
-            .map(|ip| SocketAddr::new(ip, args.dns_port))
-            .collect();
         let listeners = server::start(shared.clone(), &listen, ns.path())?;
         Ok(Self { shared, feed: Feed::default(), synced_revision: -1, _listeners: listeners })
     }

@@ -22,6 +22,13 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 const UDP_POLL: Duration = Duration::from_millis(250);
 /// TCP connections served at once; more are closed at accept, so no client can exhaust memory.
 const TCP_CONNECTIONS: usize = 256;
+/// TCP connections of clients that are not served (each gets one REFUSED).
+const OUTSIDER_CONNECTIONS: usize = 32;
+/// Queries forwarded upstream at once; more are answered SERVFAIL at once, so a flood of
+/// outside names cannot exhaust the agent's tasks and file descriptors.
+const FORWARDS: usize = 512;
+/// How long the acceptor waits after a failed accept (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A listener that could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,8 @@ pub struct Shared {
     pub upstreams: Upstreams,
     /// The largest UDP reply (and what our OPT advertises).
     pub udp_max: u16,
+    /// Permits for queries in flight upstream ([`FORWARDS`]).
+    pub forwards: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -59,7 +68,7 @@ impl Shared {
 
     /// The upstream's answer to a query for a name outside the cluster; REFUSED when there is
     /// no upstream (the server is nobody's resolver then), SERVFAIL when none answers.
-    async fn forward(&self, query: &[u8], request: &Request, tcp: bool) -> Vec<u8> {
+    async fn forward(&self, query: &[u8], request: &Request, tcp: bool, _permit: OwnedSemaphorePermit) -> Vec<u8> {
         if self.upstreams.servers.is_empty() {
             return request.error_reply(hickory_proto::op::ResponseCode::Refused);
         }
@@ -70,7 +79,13 @@ impl Shared {
     }
 }
 
-/// The listeners of the server: UDP worker threads and TCP tasks, stopped when this is dropped.
+/// Permits for the forwards of the server: [`FORWARDS`] at once.
+pub fn forward_permits() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(FORWARDS))
+}
+
+/// The listeners of the server: UDP worker threads and TCP tasks (each acceptor owns its
+/// connections), stopped when this is dropped, also when opening them failed half-way.
 pub struct Listeners {
     stop: Arc<AtomicBool>,
     _tcp: JoinSet<()>,
@@ -90,8 +105,8 @@ impl Drop for Listeners {
 /// of its own: a query costs two system calls and, on a hit, a copy. TCP, rarer and slower,
 /// runs on the agent's runtime.
 pub fn start(shared: Arc<Shared>, listen: &[SocketAddr], netns: Option<&Path>) -> Result<Listeners, BindError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tcp_tasks = JoinSet::new();
+    let mut listeners = Listeners { stop: Arc::new(AtomicBool::new(false)), _tcp: JoinSet::new() };
+    let stop = listeners.stop.clone();
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let limit = Arc::new(Semaphore::new(TCP_CONNECTIONS));
     let runtime = tokio::runtime::Handle::current();
@@ -109,10 +124,10 @@ pub fn start(shared: Arc<Shared>, listen: &[SocketAddr], netns: Option<&Path>) -
         let tcp = in_namespace(netns, || std::net::TcpListener::bind(addr)).map_err(bind_err("TCP"))?;
         tcp.set_nonblocking(true).map_err(bind_err("TCP"))?;
         let tcp = TcpListener::from_std(tcp).map_err(bind_err("TCP"))?;
-        tcp_tasks.spawn(tcp_acceptor(tcp, shared.clone(), limit.clone()));
+        listeners._tcp.spawn(tcp_acceptor(tcp, shared.clone(), limit.clone()));
         tracing::info!("cluster DNS on {addr} (UDP and TCP)");
     }
-    Ok(Listeners { stop, _tcp: tcp_tasks })
+    Ok(listeners)
 }
 
 /// A UDP socket bound to `addr` that other sockets may bind too (`SO_REUSEPORT`).
@@ -153,11 +168,15 @@ fn udp_worker(socket: &std::net::UdpSocket, shared: &Arc<Shared>, runtime: &toki
             }
             Outcome::Refuse(bytes) => bytes,
             Outcome::Forward(request) => {
+                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+                    let _ = socket.send_to(&request.error_reply(hickory_proto::op::ResponseCode::ServFail), client);
+                    continue;
+                };
                 // Off this thread: an upstream may take seconds.
                 let Ok(reply_socket) = socket.try_clone() else { continue };
                 let (shared, query) = (shared.clone(), query.to_vec());
                 runtime.spawn(async move {
-                    let reply = shared.forward(&query, &request, false).await;
+                    let reply = shared.forward(&query, &request, false, permit).await;
                     let _ = reply_socket.send_to(&reply, client);
                 });
                 continue;
@@ -171,36 +190,54 @@ fn udp_worker(socket: &std::net::UdpSocket, shared: &Arc<Shared>, runtime: &toki
 }
 
 async fn tcp_acceptor(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
+    // The connections go with the acceptor (and so with the server).
+    let mut connections = JoinSet::new();
+    let outsiders = Arc::new(Semaphore::new(OUTSIDER_CONNECTIONS));
     loop {
         let (stream, client) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
                 tracing::debug!("DNS accept: {err}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else { continue };
-        tokio::spawn(tcp_connection(stream, client.ip(), shared.clone(), permit));
+        // Outsiders get one REFUSED per connection from a small pool of their own, so they can
+        // never hold the slots of the clients that are served.
+        let allowed = shared.allow.allows(client.ip());
+        let pool = if allowed { &limit } else { &outsiders };
+        let Ok(permit) = pool.clone().try_acquire_owned() else { continue };
+        while connections.try_join_next().is_some() {}
+        connections.spawn(tcp_connection(stream, client.ip(), shared.clone(), permit, allowed));
     }
 }
 
 /// Serves length-prefixed queries on one connection until the client stops, idles or sends
-/// something that gets no answer.
-async fn tcp_connection(mut stream: TcpStream, client: IpAddr, shared: Arc<Shared>, _permit: OwnedSemaphorePermit) {
+/// something that gets no answer; an outsider's connection ends after its first reply.
+async fn tcp_connection(
+    mut stream: TcpStream,
+    client: IpAddr,
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+    allowed: bool,
+) {
     loop {
         let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE, stream.read_u16()).await else { return };
         let mut query = vec![0u8; usize::from(len)];
         let Ok(Ok(_)) = tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut query)).await else { return };
         let reply = match shared.decide(&query, client, Transport::Tcp) {
             Outcome::Reply(bytes) | Outcome::Refuse(bytes) => bytes,
-            Outcome::Forward(request) => shared.forward(&query, &request, true).await,
+            Outcome::Forward(request) => match shared.forwards.clone().try_acquire_owned() {
+                Ok(permit) => shared.forward(&query, &request, true, permit).await,
+                Err(_) => request.error_reply(hickory_proto::op::ResponseCode::ServFail),
+            },
             Outcome::Drop => return,
         };
         let Ok(len) = u16::try_from(reply.len()) else { return };
         let mut framed = Vec::with_capacity(reply.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&reply);
-        if stream.write_all(&framed).await.is_err() {
+        if stream.write_all(&framed).await.is_err() || !allowed {
             return;
         }
     }

@@ -143,6 +143,10 @@ impl Pods {
         // The node side: the pair (the pod end made inside the pod), and the
         // program that checks what the pod sends, before it can send.
         let br0 = self.br0.clone();
+        // The pod side is configured in the namespace the pair was made in, open already (the
+        // stored request's path may name another by now).
+        let netns_err = |source| PodError::Netns { path: request.netns.clone(), source };
+        let pod_side_ns = pod_ns.try_clone().map_err(netns_err)?;
         let (host_link, created) = self
             .ns
             .run(move || async move {
@@ -159,7 +163,7 @@ impl Pods {
         // The pod side: its interface up with the address and default route, through a netlink
         // socket made in the pod's namespace.
         let (ifname, gateway, prefix) = (request.ifname.clone(), self.layout.gateway, self.layout.prefix());
-        let nl = netns::made_in(&request.netns, Netlink::connect)??;
+        let nl = netns::made_in_file(&pod_side_ns, Netlink::connect).map_err(netns_err)??;
         let eth0 = nl.require(&ifname).await?;
         if created {
             nl.configure_fresh_pod(&eth0, ip, prefix, gateway).await?;
