@@ -274,6 +274,7 @@ pub async fn run(
         // The cluster DNS of each node answers on its gateway address.
         dns: Dns { nameservers: vec![built.layout.gateway], domain: config.cluster_domain.clone() },
         br0: built.devices.br0.clone(),
+        deleting: Default::default(),
         changed: Arc::new(Notify::new()),
     });
     match pods.adopt().await {
@@ -287,7 +288,8 @@ pub async fn run(
     tokio::spawn(crate::podsync::run(store.clone(), node.name.clone(), pods.clone(), shutdown.clone()));
     let listener = crate::podapi::server::bind(&config.socket)
         .map_err(|source| AgentError::State { path: config.socket.clone(), source })?;
-    let mut api = tokio::spawn(crate::podapi::server::serve(listener, pods, shutdown.clone()));
+    let mut api = crate::podapi::server::spawn(listener, pods, shutdown.clone())
+        .map_err(|source| AgentError::State { path: config.socket.clone(), source })?;
     // Runtimes find the network only once the agent can serve it.
     if let Some(cni) = &config.cni {
         let conflist = Conflist {

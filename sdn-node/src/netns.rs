@@ -72,29 +72,40 @@ type Job = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output 
 /// A thread that lives in the node's network namespace and runs the jobs
 /// sent to it, one at a time, on a runtime of its own. The agent keeps its
 /// etcd client and endpoints where it started (so a lab or test reaches them
-/// on loopback) and does its netlink, nftables and TC work here.
+/// on loopback) and does its netlink, nftables and TC work here, or, where a
+/// hop to that thread would cost more than the work (a pod's attach), with
+/// sockets made in the namespace ([`NodeNamespace::made_in`]).
 #[derive(Clone)]
 pub struct NodeNamespace {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     path: Option<PathBuf>,
+    /// The namespace, open, when it is not the agent's own.
+    file: Option<std::sync::Arc<File>>,
 }
 
 impl NodeNamespace {
     /// Starts the thread, entering `path` first (or staying in the current
     /// namespace when `None`).
     pub fn start(path: Option<PathBuf>) -> Result<Self, NetnsError> {
+        let file = match &path {
+            Some(path) => Some(std::sync::Arc::new(
+                File::open(path).map_err(|source| NetnsError::Open { path: path.clone(), source })?,
+            )),
+            None => None,
+        };
         let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread_path = path.clone();
+        let display = path.clone().unwrap_or_default();
+        let (thread_file, thread_path) = (file.clone(), display.clone());
         std::thread::spawn(move || {
             let setup = (|| {
-                if let Some(path) = &thread_path {
-                    enter(path)?;
+                if let Some(file) = &thread_file {
+                    setns(file).map_err(|source| NetnsError::Enter { path: thread_path.clone(), source })?;
                 }
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|source| NetnsError::Enter { path: thread_path.clone().unwrap_or_default(), source })
+                    .map_err(|source| NetnsError::Enter { path: thread_path, source })
             })();
             let runtime = match setup {
                 Ok(runtime) => {
@@ -110,9 +121,20 @@ impl NodeNamespace {
                 runtime.block_on(job());
             }
         });
-        let display = path.clone().unwrap_or_default();
         ready_rx.recv().map_err(|_| NetnsError::Panicked(display))??;
-        Ok(Self { jobs, path })
+        Ok(Self { jobs, path, file })
+    }
+
+    /// Runs `make` on the calling thread inside the namespace (see [`made_in`]): for sockets
+    /// that then serve from any thread, and for short synchronous work such as a TC filter
+    /// attach. `make` must not block for long or yield.
+    pub fn made_in<T>(&self, make: impl FnOnce() -> T) -> Result<T, NetnsError> {
+        match (&self.file, &self.path) {
+            (Some(file), Some(path)) => {
+                made_in_file(file, make).map_err(|source| NetnsError::Enter { path: path.clone(), source })
+            }
+            _ => Ok(make()),
+        }
     }
 
     /// The namespace's path, or `None` for the agent's own.

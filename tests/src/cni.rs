@@ -3,12 +3,11 @@
 //! the `runtimeConfig` for the capabilities it declares, and the previous
 //! result as `prevResult`; ADD and CHECK run the list in order, DEL in
 //! reverse. Plugins are started straight into the node's network namespace
-//! (`setns` between fork and exec), as a runtime on that node would start
-//! them, so what chained plugins change (portmap's iptables rules) stays
+//! (spawned from a thread that entered it), as a runtime on that node
+//! would start them, so what chained plugins change (portmap's iptables rules) stays
 //! there and no `ip netns exec` adds to their start-up time.
 
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -102,14 +101,7 @@ impl Runtime {
             Ok(file) => file,
             Err(e) => return failed(e),
         };
-        let fd = netns.as_raw_fd();
         let mut command = Command::new(&binary);
-        // SAFETY: only setns, an async-signal-safe system call, runs between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-            });
-        }
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -118,7 +110,23 @@ impl Runtime {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = match command.spawn() {
+        // Spawned from a thread that entered the node's namespace, so the child starts there and
+        // std can use posix_spawn (vfork-style, as Go's os/exec in a runtime does) rather than
+        // fork this whole process to call setns before exec.
+        let spawned = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns on a descriptor we own; it moves only this short-lived thread.
+                    if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    command.spawn()
+                })
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+        });
+        drop(netns);
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => return failed(e),
         };
@@ -127,7 +135,6 @@ impl Runtime {
             let _ = input.write_all(stdin.as_bytes());
         }
         let output = child.wait_with_output();
-        drop(netns);
         match output {
             Ok(out) => Call {
                 plugin: plugin.to_owned(),

@@ -10,6 +10,7 @@
 pub mod bins;
 pub mod cluster;
 pub mod cni;
+pub mod cpu;
 pub mod dns;
 pub mod etcd;
 pub mod master;

@@ -194,6 +194,22 @@ async fn a_pod_lives_through_add_check_and_del_chained_with_portmap_and_tuning()
         let del = rt.call("DEL", &a, &conf(node, version));
         assert!(del.success, "DEL {version}: {del}");
     }
+
+    // DEL and straight away ADD of the same pod, as a runtime recreating a sandbox under its ID
+    // does: the ADD waits for the old pair's deletion rather than keep a pair about to go.
+    let again = pod(&dir, &format!("{}-again", node.name));
+    let b = attachment("again01", &again, "");
+    for round in 0..5 {
+        add(&rt, node, "1.1.0", &b).unwrap_or_else(|call| panic!("ADD {round}: {call}"));
+        let del = rt.call("DEL", &b, &conf(node, "1.1.0"));
+        assert!(del.success, "DEL {round}: {del}");
+    }
+    add(&rt, node, "1.1.0", &b).unwrap_or_else(|call| panic!("last ADD: {call}"));
+    // Any deletion still queued would have run by now.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let checked = rt.call("CHECK", &b, &conf(node, "1.1.0"));
+    assert!(checked.success, "CHECK after DEL and ADD: {checked}\n{}", c.logs());
+    assert!(again.ping(other.ip, 2, 56, false), "the re-added pod reaches the other node\n{}", c.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

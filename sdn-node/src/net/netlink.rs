@@ -31,6 +31,29 @@ fn failed(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError 
     move |source| NetError::Netlink { what, source }
 }
 
+/// A pod's veth pair: the host end's name and MAC, the pod end's name (inside the pod) and
+/// MAC, and the MTU of both.
+#[derive(Debug, Clone)]
+pub struct PodPair<'a> {
+    pub host: &'a str,
+    pub host_mac: [u8; 6],
+    pub pod: &'a str,
+    pub pod_mac: [u8; 6],
+    pub mtu: u32,
+}
+
+/// The index of link `name` in the calling thread's namespace (`if_nametoindex`): one ioctl,
+/// where a netlink lookup returns and parses the whole link.
+pub fn index_of(name: &str) -> Result<u32, NetError> {
+    let missing = || NetError::Missing(name.to_owned());
+    let name_c = std::ffi::CString::new(name).map_err(|_| missing())?;
+    // SAFETY: a NUL-terminated string that outlives the call; nothing else is touched.
+    match unsafe { libc::if_nametoindex(name_c.as_ptr()) } {
+        0 => Err(missing()),
+        index => Ok(index),
+    }
+}
+
 /// What the agent needs to know of a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
@@ -237,23 +260,24 @@ impl Netlink {
     /// with `mtu`. `false` when `host` exists already (a repeated request).
     pub async fn create_pod_veth(
         &self,
-        host: &str,
+        pair: &PodPair<'_>,
         bridge: &Link,
-        ifname: &str,
         pod_ns: &std::fs::File,
-        mtu: u32,
     ) -> Result<bool, NetError> {
         use std::os::fd::AsRawFd;
+        let host = pair.host;
         // The pod end cannot be made up here: a veth end opened before its pair is linked
         // fails with ENOTCONN.
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
-            .name(ifname.to_owned())
-            .mtu(mtu)
+            .name(pair.pod.to_owned())
+            .mtu(pair.mtu)
+            .address(pair.pod_mac.to_vec())
             .setns_by_fd(pod_ns.as_raw_fd())
             .build();
         let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(host.to_owned())
-            .mtu(mtu)
+            .mtu(pair.mtu)
+            .address(pair.host_mac.to_vec())
             .controller(bridge.index)
             .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))

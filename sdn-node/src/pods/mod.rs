@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use crate::bpf::{BpfError, Dataplane, Program};
 use crate::ipam::{IpamError, IpamStore};
 use crate::net::layout::{BR0, NodeLayout};
-use crate::net::netlink::{Link, NetError, Netlink};
+use crate::net::netlink::{Link, NetError, Netlink, PodPair, index_of};
 use crate::netns::{self, NetnsError, NodeNamespace};
 use crate::podapi::{AttachRequest, Attachment, AttachmentKey, Detached, Dns};
 use check::{Expected, HostSide, Observed, PodSide};
@@ -83,11 +83,27 @@ pub struct Pods {
     pub br0: Link,
     /// Woken on every change of the node's pods (the etcd pod records follow it).
     pub changed: Arc<Notify>,
+    /// Host veths of detached pods whose deletion is still queued.
+    pub deleting: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Pods {
     fn dp(&self) -> std::sync::MutexGuard<'_, Dataplane> {
         self.dataplane.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn deleting(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.deleting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns once a deletion of the host veth `host` queued by a detach has run, so an
+    /// attach never finds the old pair (and keeps it) just before it goes.
+    async fn deletion_done(&self, host: &str) -> Result<(), PodError> {
+        if self.deleting().contains(host) {
+            // The namespace's thread runs jobs in order: this one runs after the deletion.
+            self.ns.run(|| async {}).await?;
+        }
+        Ok(())
     }
 
     pub async fn attach(&self, request: AttachRequest) -> Result<Attachment, PodError> {
@@ -138,44 +154,50 @@ impl Pods {
     ) -> Result<Attachment, PodError> {
         let started = std::time::Instant::now();
         let host = host_veth(&record::key(request));
-        let (mtu, ifname) = (self.layout.pod_mtu, request.ifname.clone());
-        let (dataplane, host_c) = (self.dataplane.clone(), host.clone());
-        // The node side: the pair (the pod end made inside the pod), and the
-        // program that checks what the pod sends, before it can send.
-        let br0 = self.br0.clone();
-        // The pod side is configured in the namespace the pair was made in, open already (the
-        // stored request's path may name another by now).
-        let netns_err = |source| PodError::Netns { path: request.netns.clone(), source };
-        let pod_side_ns = pod_ns.try_clone().map_err(netns_err)?;
-        let (host_link, created) = self
-            .ns
-            .run(move || async move {
-                let nl = Netlink::connect()?;
-                let created = nl.create_pod_veth(&host_c, &br0, &ifname, &pod_ns, mtu).await?;
-                // A pair made by an earlier request for this pod is kept.
-                let link = nl.require(&host_c).await?;
-                nl.attach(&link, &br0).await?;
-                dataplane.lock().unwrap_or_else(|p| p.into_inner()).attach_filter(Program::FromPod, &host_c)?;
-                Ok::<_, PodError>((link, created))
-            })
-            .await??;
+        let (mtu, ifname) = (self.layout.pod_mtu, request.ifname.as_str());
+        self.deletion_done(&host).await?;
+        // The node side, on this thread through a socket made in the node's namespace: the
+        // pair (the pod end made inside the pod), and the program that checks what the pod
+        // sends, before it can send.
+        let (pod_mac, host_mac) = record::veth_macs(ip);
+        let pair = PodPair { host: &host, host_mac, pod: ifname, pod_mac, mtu };
+        let nl = self.ns.made_in(Netlink::connect)??;
+        let created = nl.create_pod_veth(&pair, &self.br0, &pod_ns).await?;
+        let host_link = if created {
+            // Made just now as `pair` says, on br0 and up: only its index is new.
+            let index = self.ns.made_in(|| index_of(&host))??;
+            let (controller, kind) = (Some(self.br0.index), Some("veth".to_owned()));
+            Link { name: host.clone(), index, mtu, mac: host_mac, controller, kind, up: true }
+        } else {
+            // A pair made by an earlier request for this pod is kept.
+            let link = nl.require(&host).await?;
+            nl.attach(&link, &self.br0).await?;
+            link
+        };
+        self.ns.made_in(|| self.dp().attach_filter(Program::FromPod, &host))??;
         let node_side = started.elapsed();
         // The pod side: its interface up with the address and default route, through a netlink
-        // socket made in the pod's namespace.
-        let (ifname, gateway, prefix) = (request.ifname.clone(), self.layout.gateway, self.layout.prefix());
-        let nl = netns::made_in_file(&pod_side_ns, Netlink::connect).map_err(netns_err)??;
-        let eth0 = nl.require(&ifname).await?;
-        if created {
+        // socket made in the namespace the pair was made in (the stored request's path may name
+        // another by now).
+        let (gateway, prefix) = (self.layout.gateway, self.layout.prefix());
+        let netns_err = |source| PodError::Netns { path: request.netns.clone(), source };
+        let nl = netns::made_in_file(&pod_ns, Netlink::connect).map_err(netns_err)??;
+        let mac = if created {
+            let index = netns::made_in_file(&pod_ns, || index_of(ifname)).map_err(netns_err)??;
+            let kind = Some("veth".to_owned());
+            let eth0 = Link { name: ifname.to_owned(), index, mtu, mac: pod_mac, controller: None, kind, up: false };
             nl.configure_fresh_pod(&eth0, ip, prefix, gateway).await?;
+            pod_mac
         } else {
-            let eth0 = nl.rename_up(&eth0, &ifname, mtu).await?;
+            let eth0 = nl.require(ifname).await?;
+            let eth0 = nl.rename_up(&eth0, ifname, mtu).await?;
             nl.ensure_address(&eth0, ip, prefix, true).await?;
             if let Some(lo) = nl.link("lo").await? {
                 nl.rename_up(&lo, "lo", lo.mtu).await?;
             }
             nl.ensure_default_route(gateway, &eth0).await?;
-        }
-        let mac = eth0.mac;
+            eth0.mac
+        };
         // The flow entry that delivers to the pod and names its MAC.
         self.dp().upsert_endpoint(ip, host_link.index, mac)?;
         tracing::info!(
@@ -203,6 +225,10 @@ impl Pods {
             self.dp().remove_endpoint(ip)?;
             self.changed.notify_one();
         }
+        // Deleted on the namespace's thread, which runs jobs in order; an attach of the same
+        // pod meanwhile waits for it (`deletion_done`).
+        self.deleting().insert(host.clone());
+        let deleting = self.deleting.clone();
         self.ns.spawn(move || async move {
             let deleted = match Netlink::connect() {
                 Ok(nl) => nl.delete(&host).await,
@@ -211,6 +237,7 @@ impl Pods {
             if let Err(err) = deleted {
                 tracing::error!("deleting the veth {host} of a detached pod: {err}");
             }
+            deleting.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);
         })?;
         Ok(Detached { id: key.id.clone(), ifname: key.ifname.clone(), released })
     }

@@ -3,6 +3,8 @@
 //! both the address and who has it, so no crash can leave one without the
 //! other.
 
+use std::net::Ipv4Addr;
+
 use crate::podapi::{AttachRequest, AttachmentKey, default_ifname};
 
 /// Decodes an IPAM owner record. Records of agents before CNI support hold
@@ -45,6 +47,15 @@ pub fn host_veth(key: &AttachmentKey) -> String {
     format!("veth{:08x}", hash as u32)
 }
 
+/// The MACs of a fresh pair for the pod at `ip`, both locally administered unicast: the pod's
+/// `0a:58:<ip>`, as OpenShift SDN and the CNI bridge plugin give them (an address handed out
+/// again comes with the same MAC, so neighbours' caches stay right), and the host end's
+/// `0a:59:<ip>`. Choosing them spares reading them back after the pair is made.
+pub fn veth_macs(ip: Ipv4Addr) -> (/* pod */ [u8; 6], /* host */ [u8; 6]) {
+    let [a, b, c, d] = ip.octets();
+    ([0x0a, 0x58, a, b, c, d], [0x0a, 0x59, a, b, c, d])
+}
+
 pub fn mac_string(mac: [u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
@@ -64,6 +75,15 @@ mod tests {
         assert!(a.len() <= 15 && a.starts_with("veth"));
         assert_ne!(a, host_veth(&key("0123456789abcdef0123456789abcdee", "eth0")));
         assert_ne!(a, host_veth(&key("0123456789abcdef0123456789abcdef", "eth1")));
+    }
+
+    #[test]
+    fn pair_macs_follow_the_address() {
+        let (pod, host) = veth_macs(Ipv4Addr::new(10, 1, 2, 3));
+        assert_eq!(mac_string(pod), "0a:58:0a:01:02:03");
+        assert_eq!(mac_string(host), "0a:59:0a:01:02:03");
+        // Locally administered (bit 1) and unicast (bit 0 clear).
+        assert_eq!(pod[0] & 0b11, 0b10);
     }
 
     #[test]
