@@ -8,7 +8,7 @@
 pub mod check;
 pub mod record;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -83,8 +83,9 @@ pub struct Pods {
     pub br0: Link,
     /// Woken on every change of the node's pods (the etcd pod records follow it).
     pub changed: Arc<Notify>,
-    /// Host veths of detached pods whose deletion is still queued.
-    pub deleting: Arc<Mutex<HashSet<String>>>,
+    /// Host veths of detached pods with the number of their deletions still queued (a DEL
+    /// repeated quickly queues two).
+    pub deleting: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Pods {
@@ -92,14 +93,14 @@ impl Pods {
         self.dataplane.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn deleting(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn deleting(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
         self.deleting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Returns once a deletion of the host veth `host` queued by a detach has run, so an
     /// attach never finds the old pair (and keeps it) just before it goes.
     async fn deletion_done(&self, host: &str) -> Result<(), PodError> {
-        if self.deleting().contains(host) {
+        if self.deleting().contains_key(host) {
             // The namespace's thread runs jobs in order: this one runs after the deletion.
             self.ns.run(|| async {}).await?;
         }
@@ -227,7 +228,7 @@ impl Pods {
         }
         // Deleted on the namespace's thread, which runs jobs in order; an attach of the same
         // pod meanwhile waits for it (`deletion_done`).
-        self.deleting().insert(host.clone());
+        *self.deleting().entry(host.clone()).or_default() += 1;
         let deleting = self.deleting.clone();
         self.ns.spawn(move || async move {
             let deleted = match Netlink::connect() {
@@ -237,7 +238,13 @@ impl Pods {
             if let Err(err) = deleted {
                 tracing::error!("deleting the veth {host} of a detached pod: {err}");
             }
-            deleting.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);
+            let mut deleting = deleting.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(queued) = deleting.get_mut(&host) {
+                *queued -= 1;
+                if *queued == 0 {
+                    deleting.remove(&host);
+                }
+            }
         })?;
         Ok(Detached { id: key.id.clone(), ifname: key.ifname.clone(), released })
     }
