@@ -12,13 +12,18 @@
 //! A new [`Dataplane`] reuses pinned maps (so a restarted agent finds its tables filled) and
 //! replaces the program of a pinned link atomically, so traffic never stops across a restart.
 //!
-//! The pure parts (address/key conversions, [`render_flows`]) are unit-tested here; loading and
-//! attaching are tested as root in `tests/bpf_load.rs`.
+//! The pure parts live in their own files and are unit-tested there: map keys and entries
+//! (`entries.rs`) and the rendered flow tables (`flows.rs`); pin checks and cleanup are in
+//! `pins.rs`, pod-port filters in `filter.rs`. Loading and attaching are tested as root in
+//! `tests/bpf_load.rs`.
 
+mod entries;
+mod error;
 mod filter;
+mod flows;
+mod pins;
 
 use std::{
-    fmt::Write as _,
     fs, io,
     net::Ipv4Addr,
     path::{Path, PathBuf},
@@ -26,8 +31,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, LpmTrie, MapData, MapError, MapInfo, MapType, PerCpuArray, lpm_trie::Key},
-    pin::PinError,
+    maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key},
     programs::{
         LinkOrder, ProgramError, SchedClassifier, TcAttachType,
         links::{FdLink, LinkError, PinnedLink},
@@ -37,113 +41,17 @@ use aya::{
 };
 use ipnetwork::Ipv4Network;
 pub use sdn_ebpf_common::{Counter, Decision, Endpoint, NodeConfig, Remote, Tunnel};
-use sdn_ebpf_common::{MAP_CONFIG, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAP_TUNNEL, MAX_ENDPOINTS, MAX_REMOTES};
+use sdn_ebpf_common::{MAP_CONFIG, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAP_TUNNEL};
+
+use entries::{endpoint_update, remote_update};
+pub use entries::{ip_key, key_ip, key_network, node_config, remote_key};
+pub use error::BpfError;
+pub use flows::render_flows;
+pub use pins::remove_pins;
+use pins::{check_bpffs, check_pinned_map, expected_maps, remove_if_exists, valid_ifname};
 
 /// The eBPF object built by `build.rs` from `ebpf/`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sdn-ebpf"));
-
-/// What went wrong talking to the kernel's BPF side.
-#[derive(Debug, thiserror::Error)]
-pub enum BpfError {
-    /// The pin directory is not on a bpffs, so nothing could be pinned there.
-    #[error("{} is not on a bpffs; mount one there first (`mount -t bpf bpf <dir>`)", path.display())]
-    NotBpffs {
-        /// The directory checked.
-        path: PathBuf,
-    },
-    /// A file system operation on the pin directory failed.
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path it was done to.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-    /// The object (or its pinned maps) could not be loaded.
-    #[error("loading the eBPF object: {0}")]
-    Load(#[source] aya::EbpfError),
-    /// The object lacks a map or program this adapter expects (a build mismatch).
-    #[error("the eBPF object has no {kind} {name}")]
-    Missing {
-        /// "map" or "program".
-        kind: &'static str,
-        /// Its name.
-        name: &'static str,
-    },
-    /// A map pinned by an earlier agent has another shape than this build's.
-    #[error(
-        "the pinned map {} does not match this build ({detail}); remove the node's pins \
-         (`sdn-node cleanup`) and start again",
-        path.display()
-    )]
-    IncompatiblePin {
-        /// The pinned map.
-        path: PathBuf,
-        /// What differs.
-        detail: String,
-    },
-    /// A map operation failed.
-    #[error("map {map}: {source}")]
-    Map {
-        /// The map's name.
-        map: &'static str,
-        /// The error.
-        #[source]
-        source: MapError,
-    },
-    /// Loading (verifying) a program failed; the message carries the verifier log.
-    #[error("program {program}: {source}")]
-    Program {
-        /// The program's name.
-        program: &'static str,
-        /// The error.
-        #[source]
-        source: ProgramError,
-    },
-    /// Attaching a program to an interface failed.
-    #[error("attaching {program} to {iface}: {source}")]
-    Attach {
-        /// The program's name.
-        program: &'static str,
-        /// The interface.
-        iface: String,
-        /// The error.
-        #[source]
-        source: ProgramError,
-    },
-    /// A pinned link could not be opened or used.
-    #[error("link {}: {source}", path.display())]
-    Link {
-        /// The link's pin.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: LinkError,
-    },
-    /// A new link could not be pinned.
-    #[error("pinning link {}: {source}", path.display())]
-    Pin {
-        /// The link's pin.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: PinError,
-    },
-    /// An interface name that cannot be a Linux interface (nor a pin file name).
-    #[error("invalid interface name {0:?}")]
-    InvalidInterface(String),
-    /// An entry read back from a map that this adapter cannot have written.
-    #[error("map {map} holds an invalid entry: {detail}")]
-    InvalidEntry {
-        /// The map's name.
-        map: &'static str,
-        /// What is wrong.
-        detail: String,
-    },
-}
 
 /// The TC programs and the ports they belong on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -435,136 +343,6 @@ impl Dataplane {
     }
 }
 
-/// Removes every pin under `pin_dir` (maps and links) and the directory itself. Links whose pin
-/// goes detach; maps go once no program uses them. A missing directory is fine.
-pub fn remove_pins(pin_dir: &Path) -> Result<(), BpfError> {
-    for dir in [pin_dir.join("links"), pin_dir.join("maps")] {
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(BpfError::Io { action: "removing", path: dir, source }),
-        }
-    }
-    match fs::remove_dir(pin_dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(BpfError::Io { action: "removing", path: pin_dir.to_owned(), source }),
-    }
-}
-
-/// Builds the node configuration the programs read, converting addresses to network order.
-pub fn node_config(
-    gateway_ip: Ipv4Addr,
-    cluster: Ipv4Network,
-    vxlan_ifindex: u32,
-    tun_br_ifindex: u32,
-    gateway_mac: [u8; 6],
-) -> NodeConfig {
-    NodeConfig {
-        gateway_ip: ip_key(gateway_ip),
-        cluster_net: ip_key(cluster.network()),
-        cluster_mask: ip_key(cluster.mask()),
-        vxlan_ifindex,
-        tun_br_ifindex,
-        gateway_mac,
-        _pad: [0; 2],
-    }
-}
-
-/// An address as the maps store it: a `u32` whose memory holds the octets in network order.
-pub fn ip_key(ip: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(ip.octets())
-}
-
-/// The inverse of [`ip_key`].
-pub fn key_ip(key: u32) -> Ipv4Addr {
-    Ipv4Addr::from(key.to_ne_bytes())
-}
-
-/// The LPM key of a subnet (its network address, so host bits never reach the map).
-pub fn remote_key(subnet: Ipv4Network) -> Key<u32> {
-    Key::new(u32::from(subnet.prefix()), ip_key(subnet.network()))
-}
-
-/// The subnet of an LPM key, if its prefix length is one of IPv4.
-pub fn key_network(key: &Key<u32>) -> Option<Ipv4Network> {
-    let prefix = u8::try_from(key.prefix_len()).ok()?;
-    Ipv4Network::new(key_ip(key.data()), prefix).ok()
-}
-
-/// The value to write for an endpoint, or `None` when the existing one already says this. Keeps
-/// the counters of an existing entry.
-fn endpoint_update(existing: Option<Endpoint>, ifindex: u32, mac: [u8; 6]) -> Option<Endpoint> {
-    let current = existing.unwrap_or_default();
-    if existing.is_some() && current.ifindex == ifindex && current.mac == mac {
-        return None;
-    }
-    Some(Endpoint { ifindex, mac, _pad: [0; 6], ..current })
-}
-
-/// The value to write for a remote subnet, or `None` when the existing one already says this.
-/// Keeps the counters of an existing entry.
-fn remote_update(existing: Option<Remote>, node_ip: Ipv4Addr) -> Option<Remote> {
-    let current = existing.unwrap_or_default();
-    let node_ip = ip_key(node_ip);
-    if existing.is_some() && current.node_ip == node_ip {
-        return None;
-    }
-    Some(Remote { node_ip, _pad: 0, ..current })
-}
-
-/// Renders the flow tables like `ovs-ofctl dump-flows`: one line per local endpoint
-/// (`table=local`), per remote subnet (`table=remote`), then the decisions that have no entry:
-/// traffic to the host (`table=default`), tunnel misses and spoofed packets (both dropped).
-/// Tunnelled packets leave through `tunnel_out`: `vxlan0`, or the underlay interface when the
-/// programs wrap them themselves.
-pub fn render_flows(
-    endpoints: &[(Ipv4Addr, Endpoint)],
-    remotes: &[(Ipv4Network, Remote)],
-    counters: &[Counter; Decision::COUNT],
-    tunnel_out: &str,
-) -> String {
-    let mut out = String::new();
-    for (ip, endpoint) in endpoints {
-        let _ = writeln!(
-            out,
-            " table=local, n_packets={}, n_bytes={}, ip,nw_dst={ip} actions=mod_dl_dst:{},output:{}",
-            endpoint.packets,
-            endpoint.bytes,
-            mac_string(&endpoint.mac),
-            endpoint.ifindex
-        );
-    }
-    for (subnet, remote) in remotes {
-        let _ = writeln!(
-            out,
-            " table=remote, n_packets={}, n_bytes={}, ip,nw_dst={subnet} actions=set_field:{}->tun_dst,output:{tunnel_out}",
-            remote.packets,
-            remote.bytes,
-            key_ip(remote.node_ip)
-        );
-    }
-    let rows = [
-        ("default", Decision::ToHost, "ip", "output:tun0"),
-        ("tunnel", Decision::TunnelMiss, "in_port=vxlan0", "drop"),
-        ("spoof", Decision::SpoofDrop, "in_port=pod", "drop"),
-    ];
-    for (table, decision, matches, actions) in rows {
-        let counter = counters[decision.index() as usize];
-        let _ = writeln!(
-            out,
-            " table={table}, n_packets={}, n_bytes={}, {matches} actions={actions}",
-            counter.packets, counter.bytes
-        );
-    }
-    out
-}
-
-fn mac_string(mac: &[u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
-}
-
 /// The name of interface `ifindex` in the calling thread's namespace.
 fn interface_name(ifindex: u32) -> Option<String> {
     let mut buf = [0u8; libc::IF_NAMESIZE];
@@ -575,15 +353,6 @@ fn interface_name(ifindex: u32) -> Option<String> {
     }
     let len = buf.iter().position(|&b| b == 0)?;
     String::from_utf8(buf[..len].to_vec()).ok()
-}
-
-/// Whether `name` can be a Linux interface name (and so a file name under `links/`).
-fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name.bytes().any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace() || b == b':')
 }
 
 fn classifier(ebpf: &mut Ebpf, program: Program) -> Result<&mut SchedClassifier, BpfError> {
@@ -613,176 +382,5 @@ fn optional<T>(result: Result<T, MapError>) -> Result<Option<T>, MapError> {
             Ok(None)
         }
         Err(e) => Err(e),
-    }
-}
-
-fn remove_if_exists(path: &Path) -> Result<(), BpfError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(BpfError::Io { action: "removing", path: path.to_owned(), source }),
-    }
-}
-
-/// The shape a pinned map must have to be reused by this build.
-struct ExpectedMap {
-    name: &'static str,
-    map_type: MapType,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-}
-
-fn expected_maps() -> [ExpectedMap; 5] {
-    use std::mem::size_of;
-    let u32_size = size_of::<u32>() as u32;
-    [
-        ExpectedMap {
-            name: MAP_ENDPOINTS,
-            map_type: MapType::Hash,
-            key_size: u32_size,
-            value_size: size_of::<Endpoint>() as u32,
-            max_entries: MAX_ENDPOINTS,
-        },
-        ExpectedMap {
-            name: MAP_REMOTES,
-            map_type: MapType::LpmTrie,
-            key_size: size_of::<Key<u32>>() as u32,
-            value_size: size_of::<Remote>() as u32,
-            max_entries: MAX_REMOTES,
-        },
-        ExpectedMap {
-            name: MAP_CONFIG,
-            map_type: MapType::Array,
-            key_size: u32_size,
-            value_size: size_of::<NodeConfig>() as u32,
-            max_entries: 1,
-        },
-        ExpectedMap {
-            name: MAP_COUNTERS,
-            map_type: MapType::PerCpuArray,
-            key_size: u32_size,
-            value_size: size_of::<Counter>() as u32,
-            max_entries: Decision::COUNT as u32,
-        },
-        ExpectedMap {
-            name: MAP_TUNNEL,
-            map_type: MapType::Array,
-            key_size: u32_size,
-            value_size: size_of::<Tunnel>() as u32,
-            max_entries: 1,
-        },
-    ]
-}
-
-/// aya reuses a pinned map of the right name whatever its shape; a map left by an older build
-/// with another value layout would be misread by the programs, so check it first.
-fn check_pinned_map(maps_dir: &Path, expected: &ExpectedMap) -> Result<(), BpfError> {
-    let path = maps_dir.join(expected.name);
-    if !path.exists() {
-        return Ok(());
-    }
-    let info = MapInfo::from_pin(&path).map_err(|source| BpfError::Map { map: expected.name, source })?;
-    let map_type = info.map_type().map_err(|source| BpfError::Map { map: expected.name, source })?;
-    let found = (map_type, info.key_size(), info.value_size(), info.max_entries());
-    let wanted = (expected.map_type, expected.key_size, expected.value_size, expected.max_entries);
-    if found == wanted {
-        Ok(())
-    } else {
-        Err(BpfError::IncompatiblePin {
-            path,
-            detail: format!("type, key size, value size, max entries: found {found:?}, this build wants {wanted:?}"),
-        })
-    }
-}
-
-fn check_bpffs(path: &Path) -> Result<(), BpfError> {
-    if crate::bpffs::is_bpffs(path) { Ok(()) } else { Err(BpfError::NotBpffs { path: path.to_owned() }) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn net(s: &str) -> Ipv4Network {
-        s.parse().expect("test network")
-    }
-
-    #[test]
-    fn addresses_are_stored_in_network_order() {
-        let ip = Ipv4Addr::new(10, 1, 0, 2);
-        assert_eq!(ip_key(ip).to_ne_bytes(), [10, 1, 0, 2]);
-        assert_eq!(key_ip(ip_key(ip)), ip);
-    }
-
-    #[test]
-    fn remote_keys_drop_host_bits_and_round_trip() {
-        let key = remote_key(net("10.1.1.7/24"));
-        assert_eq!(key.prefix_len(), 24);
-        assert_eq!(key.data().to_ne_bytes(), [10, 1, 1, 0]);
-        assert_eq!(key_network(&key), Some(net("10.1.1.0/24")));
-        assert_eq!(key_network(&Key::new(33, 0)), None);
-    }
-
-    #[test]
-    fn node_config_is_in_network_order() {
-        let config = node_config(Ipv4Addr::new(10, 1, 0, 1), net("10.1.0.0/16"), 7, 8, [2, 0, 0, 0, 0, 1]);
-        assert_eq!(config.gateway_ip.to_ne_bytes(), [10, 1, 0, 1]);
-        assert_eq!(config.cluster_net.to_ne_bytes(), [10, 1, 0, 0]);
-        assert_eq!(config.cluster_mask.to_ne_bytes(), [255, 255, 0, 0]);
-        assert_eq!((config.vxlan_ifindex, config.tun_br_ifindex), (7, 8));
-    }
-
-    #[test]
-    fn updates_keep_counters_and_skip_no_ops() {
-        let mac = [2, 0, 0, 0, 0, 2];
-        let fresh = endpoint_update(None, 5, mac).expect("a new entry is written");
-        assert_eq!((fresh.ifindex, fresh.mac, fresh.packets), (5, mac, 0));
-        let counted = Endpoint { packets: 3, bytes: 300, ..fresh };
-        assert_eq!(endpoint_update(Some(counted), 5, mac), None);
-        let moved = endpoint_update(Some(counted), 6, mac).expect("a changed entry is written");
-        assert_eq!((moved.ifindex, moved.packets, moved.bytes), (6, 3, 300));
-
-        let node = Ipv4Addr::new(192, 0, 2, 12);
-        let remote = Remote { packets: 4, bytes: 400, ..remote_update(None, node).expect("new") };
-        assert_eq!(remote_update(Some(remote), node), None);
-        let moved = remote_update(Some(remote), Ipv4Addr::new(192, 0, 2, 13)).expect("changed");
-        assert_eq!((key_ip(moved.node_ip), moved.packets, moved.bytes), (Ipv4Addr::new(192, 0, 2, 13), 4, 400));
-    }
-
-    #[test]
-    fn flows_render_like_ovs_dump_flows() {
-        let endpoints = [(
-            Ipv4Addr::new(10, 1, 0, 2),
-            Endpoint { ifindex: 5, mac: [0xaa, 0xbb, 0xcc, 0, 1, 2], _pad: [0; 6], packets: 12, bytes: 1176 },
-        )];
-        let remotes = [(
-            net("10.1.1.0/24"),
-            Remote { node_ip: ip_key(Ipv4Addr::new(192, 0, 2, 12)), _pad: 0, packets: 3, bytes: 294 },
-        )];
-        let mut counters = [Counter::default(); Decision::COUNT];
-        counters[Decision::ToHost as usize] = Counter { packets: 7, bytes: 700 };
-        counters[Decision::SpoofDrop as usize] = Counter { packets: 1, bytes: 42 };
-        let expected = [
-            " table=local, n_packets=12, n_bytes=1176, ip,nw_dst=10.1.0.2 \
-             actions=mod_dl_dst:aa:bb:cc:00:01:02,output:5",
-            " table=remote, n_packets=3, n_bytes=294, ip,nw_dst=10.1.1.0/24 \
-             actions=set_field:192.0.2.12->tun_dst,output:eth0",
-            " table=default, n_packets=7, n_bytes=700, ip actions=output:tun0",
-            " table=tunnel, n_packets=0, n_bytes=0, in_port=vxlan0 actions=drop",
-            " table=spoof, n_packets=1, n_bytes=42, in_port=pod actions=drop",
-            "",
-        ]
-        .join("\n");
-        assert_eq!(render_flows(&endpoints, &remotes, &counters, "eth0"), expected);
-    }
-
-    #[test]
-    fn interface_names_are_checked() {
-        assert!(valid_ifname("veth0a1b2c3d"));
-        assert!(valid_ifname("tun0-br"));
-        for bad in ["", ".", "..", "a/b", "a b", "sixteen-chars-xx", "eth0:1"] {
-            assert!(!valid_ifname(bad), "{bad:?}");
-        }
     }
 }

@@ -1,0 +1,120 @@
+//! How the maps hold addresses, subnets and entries: pure conversions between the agent's
+//! types and the `#[repr(C)]` values of `sdn-ebpf-common`.
+
+use std::net::Ipv4Addr;
+
+use aya::maps::lpm_trie::Key;
+use ipnetwork::Ipv4Network;
+use sdn_ebpf_common::{Endpoint, NodeConfig, Remote};
+
+/// Builds the node configuration the programs read, converting addresses to network order.
+pub fn node_config(
+    gateway_ip: Ipv4Addr,
+    cluster: Ipv4Network,
+    vxlan_ifindex: u32,
+    tun_br_ifindex: u32,
+    gateway_mac: [u8; 6],
+) -> NodeConfig {
+    NodeConfig {
+        gateway_ip: ip_key(gateway_ip),
+        cluster_net: ip_key(cluster.network()),
+        cluster_mask: ip_key(cluster.mask()),
+        vxlan_ifindex,
+        tun_br_ifindex,
+        gateway_mac,
+        _pad: [0; 2],
+    }
+}
+
+/// An address as the maps store it: a `u32` whose memory holds the octets in network order.
+pub fn ip_key(ip: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(ip.octets())
+}
+
+/// The inverse of [`ip_key`].
+pub fn key_ip(key: u32) -> Ipv4Addr {
+    Ipv4Addr::from(key.to_ne_bytes())
+}
+
+/// The LPM key of a subnet (its network address, so host bits never reach the map).
+pub fn remote_key(subnet: Ipv4Network) -> Key<u32> {
+    Key::new(u32::from(subnet.prefix()), ip_key(subnet.network()))
+}
+
+/// The subnet of an LPM key, if its prefix length is one of IPv4.
+pub fn key_network(key: &Key<u32>) -> Option<Ipv4Network> {
+    let prefix = u8::try_from(key.prefix_len()).ok()?;
+    Ipv4Network::new(key_ip(key.data()), prefix).ok()
+}
+
+/// The value to write for an endpoint, or `None` when the existing one already says this. Keeps
+/// the counters of an existing entry.
+pub(super) fn endpoint_update(existing: Option<Endpoint>, ifindex: u32, mac: [u8; 6]) -> Option<Endpoint> {
+    let current = existing.unwrap_or_default();
+    if existing.is_some() && current.ifindex == ifindex && current.mac == mac {
+        return None;
+    }
+    Some(Endpoint { ifindex, mac, _pad: [0; 6], ..current })
+}
+
+/// The value to write for a remote subnet, or `None` when the existing one already says this.
+/// Keeps the counters of an existing entry.
+pub(super) fn remote_update(existing: Option<Remote>, node_ip: Ipv4Addr) -> Option<Remote> {
+    let current = existing.unwrap_or_default();
+    let node_ip = ip_key(node_ip);
+    if existing.is_some() && current.node_ip == node_ip {
+        return None;
+    }
+    Some(Remote { node_ip, _pad: 0, ..current })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv4Network {
+        s.parse().expect("test network")
+    }
+
+    #[test]
+    fn addresses_are_stored_in_network_order() {
+        let ip = Ipv4Addr::new(10, 1, 0, 2);
+        assert_eq!(ip_key(ip).to_ne_bytes(), [10, 1, 0, 2]);
+        assert_eq!(key_ip(ip_key(ip)), ip);
+    }
+
+    #[test]
+    fn remote_keys_drop_host_bits_and_round_trip() {
+        let key = remote_key(net("10.1.1.7/24"));
+        assert_eq!(key.prefix_len(), 24);
+        assert_eq!(key.data().to_ne_bytes(), [10, 1, 1, 0]);
+        assert_eq!(key_network(&key), Some(net("10.1.1.0/24")));
+        assert_eq!(key_network(&Key::new(33, 0)), None);
+    }
+
+    #[test]
+    fn node_config_is_in_network_order() {
+        let config = node_config(Ipv4Addr::new(10, 1, 0, 1), net("10.1.0.0/16"), 7, 8, [2, 0, 0, 0, 0, 1]);
+        assert_eq!(config.gateway_ip.to_ne_bytes(), [10, 1, 0, 1]);
+        assert_eq!(config.cluster_net.to_ne_bytes(), [10, 1, 0, 0]);
+        assert_eq!(config.cluster_mask.to_ne_bytes(), [255, 255, 0, 0]);
+        assert_eq!((config.vxlan_ifindex, config.tun_br_ifindex), (7, 8));
+    }
+
+    #[test]
+    fn updates_keep_counters_and_skip_no_ops() {
+        let mac = [2, 0, 0, 0, 0, 2];
+        let fresh = endpoint_update(None, 5, mac).expect("a new entry is written");
+        assert_eq!((fresh.ifindex, fresh.mac, fresh.packets), (5, mac, 0));
+        let counted = Endpoint { packets: 3, bytes: 300, ..fresh };
+        assert_eq!(endpoint_update(Some(counted), 5, mac), None);
+        let moved = endpoint_update(Some(counted), 6, mac).expect("a changed entry is written");
+        assert_eq!((moved.ifindex, moved.packets, moved.bytes), (6, 3, 300));
+
+        let node = Ipv4Addr::new(192, 0, 2, 12);
+        let remote = Remote { packets: 4, bytes: 400, ..remote_update(None, node).expect("new") };
+        assert_eq!(remote_update(Some(remote), node), None);
+        let moved = remote_update(Some(remote), Ipv4Addr::new(192, 0, 2, 13)).expect("changed");
+        assert_eq!((key_ip(moved.node_ip), moved.packets, moved.bytes), (Ipv4Addr::new(192, 0, 2, 13), 4, 400));
+    }
+}

@@ -1,0 +1,93 @@
+//! The flow tables rendered for people, in the shape of `ovs-ofctl dump-flows`.
+
+use std::{fmt::Write as _, net::Ipv4Addr};
+
+use ipnetwork::Ipv4Network;
+use sdn_ebpf_common::{Counter, Decision, Endpoint, Remote};
+
+use super::key_ip;
+
+/// Renders the flow tables like `ovs-ofctl dump-flows`: one line per local endpoint
+/// (`table=local`), per remote subnet (`table=remote`), then the decisions that have no entry:
+/// traffic to the host (`table=default`), tunnel misses and spoofed packets (both dropped).
+/// Tunnelled packets leave through `tunnel_out`: `vxlan0`, or the underlay interface when the
+/// programs wrap them themselves.
+pub fn render_flows(
+    endpoints: &[(Ipv4Addr, Endpoint)],
+    remotes: &[(Ipv4Network, Remote)],
+    counters: &[Counter; Decision::COUNT],
+    tunnel_out: &str,
+) -> String {
+    let mut out = String::new();
+    for (ip, endpoint) in endpoints {
+        let _ = writeln!(
+            out,
+            " table=local, n_packets={}, n_bytes={}, ip,nw_dst={ip} actions=mod_dl_dst:{},output:{}",
+            endpoint.packets,
+            endpoint.bytes,
+            mac_string(&endpoint.mac),
+            endpoint.ifindex
+        );
+    }
+    for (subnet, remote) in remotes {
+        let _ = writeln!(
+            out,
+            " table=remote, n_packets={}, n_bytes={}, ip,nw_dst={subnet} actions=set_field:{}->tun_dst,output:{tunnel_out}",
+            remote.packets,
+            remote.bytes,
+            key_ip(remote.node_ip)
+        );
+    }
+    let rows = [
+        ("default", Decision::ToHost, "ip", "output:tun0"),
+        ("tunnel", Decision::TunnelMiss, "in_port=vxlan0", "drop"),
+        ("spoof", Decision::SpoofDrop, "in_port=pod", "drop"),
+    ];
+    for (table, decision, matches, actions) in rows {
+        let counter = counters[decision.index() as usize];
+        let _ = writeln!(
+            out,
+            " table={table}, n_packets={}, n_bytes={}, {matches} actions={actions}",
+            counter.packets, counter.bytes
+        );
+    }
+    out
+}
+
+fn mac_string(mac: &[u8; 6]) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::ip_key;
+
+    #[test]
+    fn flows_render_like_ovs_dump_flows() {
+        let endpoints = [(
+            Ipv4Addr::new(10, 1, 0, 2),
+            Endpoint { ifindex: 5, mac: [0xaa, 0xbb, 0xcc, 0, 1, 2], _pad: [0; 6], packets: 12, bytes: 1176 },
+        )];
+        let remotes = [(
+            "10.1.1.0/24".parse().expect("test network"),
+            Remote { node_ip: ip_key(Ipv4Addr::new(192, 0, 2, 12)), _pad: 0, packets: 3, bytes: 294 },
+        )];
+        let mut counters = [Counter::default(); Decision::COUNT];
+        counters[Decision::ToHost as usize] = Counter { packets: 7, bytes: 700 };
+        counters[Decision::SpoofDrop as usize] = Counter { packets: 1, bytes: 42 };
+        let expected = [
+            " table=local, n_packets=12, n_bytes=1176, ip,nw_dst=10.1.0.2 \
+             actions=mod_dl_dst:aa:bb:cc:00:01:02,output:5",
+            " table=remote, n_packets=3, n_bytes=294, ip,nw_dst=10.1.1.0/24 \
+             actions=set_field:192.0.2.12->tun_dst,output:eth0",
+            " table=default, n_packets=7, n_bytes=700, ip actions=output:tun0",
+            " table=tunnel, n_packets=0, n_bytes=0, in_port=vxlan0 actions=drop",
+            " table=spoof, n_packets=1, n_bytes=42, in_port=pod actions=drop",
+            "",
+        ]
+        .join("\n");
+        assert_eq!(render_flows(&endpoints, &remotes, &counters, "eth0"), expected);
+    }
+}

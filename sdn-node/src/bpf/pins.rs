@@ -1,0 +1,136 @@
+//! The node's bpffs pins: checking a pinned map still fits this build, link pin names, and
+//! removing everything on cleanup.
+
+use std::{fs, io, path::Path};
+
+use aya::maps::{MapInfo, MapType, lpm_trie::Key};
+use sdn_ebpf_common::{
+    Counter, Decision, Endpoint, MAP_CONFIG, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAP_TUNNEL, MAX_ENDPOINTS,
+    MAX_REMOTES, NodeConfig, Remote, Tunnel,
+};
+
+use super::BpfError;
+
+/// Removes every pin under `pin_dir` (maps and links) and the directory itself. Links whose pin
+/// goes detach; maps go once no program uses them. A missing directory is fine.
+pub fn remove_pins(pin_dir: &Path) -> Result<(), BpfError> {
+    for dir in [pin_dir.join("links"), pin_dir.join("maps")] {
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(BpfError::Io { action: "removing", path: dir, source }),
+        }
+    }
+    match fs::remove_dir(pin_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(BpfError::Io { action: "removing", path: pin_dir.to_owned(), source }),
+    }
+}
+
+/// Whether `name` can be a Linux interface name (and so a file name under `links/`).
+pub(super) fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.bytes().any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace() || b == b':')
+}
+
+pub(super) fn remove_if_exists(path: &Path) -> Result<(), BpfError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(BpfError::Io { action: "removing", path: path.to_owned(), source }),
+    }
+}
+
+/// The shape a pinned map must have to be reused by this build.
+pub(super) struct ExpectedMap {
+    name: &'static str,
+    map_type: MapType,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+}
+
+pub(super) fn expected_maps() -> [ExpectedMap; 5] {
+    use std::mem::size_of;
+    let u32_size = size_of::<u32>() as u32;
+    [
+        ExpectedMap {
+            name: MAP_ENDPOINTS,
+            map_type: MapType::Hash,
+            key_size: u32_size,
+            value_size: size_of::<Endpoint>() as u32,
+            max_entries: MAX_ENDPOINTS,
+        },
+        ExpectedMap {
+            name: MAP_REMOTES,
+            map_type: MapType::LpmTrie,
+            key_size: size_of::<Key<u32>>() as u32,
+            value_size: size_of::<Remote>() as u32,
+            max_entries: MAX_REMOTES,
+        },
+        ExpectedMap {
+            name: MAP_CONFIG,
+            map_type: MapType::Array,
+            key_size: u32_size,
+            value_size: size_of::<NodeConfig>() as u32,
+            max_entries: 1,
+        },
+        ExpectedMap {
+            name: MAP_COUNTERS,
+            map_type: MapType::PerCpuArray,
+            key_size: u32_size,
+            value_size: size_of::<Counter>() as u32,
+            max_entries: Decision::COUNT as u32,
+        },
+        ExpectedMap {
+            name: MAP_TUNNEL,
+            map_type: MapType::Array,
+            key_size: u32_size,
+            value_size: size_of::<Tunnel>() as u32,
+            max_entries: 1,
+        },
+    ]
+}
+
+/// aya reuses a pinned map of the right name whatever its shape; a map left by an older build
+/// with another value layout would be misread by the programs, so check it first.
+pub(super) fn check_pinned_map(maps_dir: &Path, expected: &ExpectedMap) -> Result<(), BpfError> {
+    let path = maps_dir.join(expected.name);
+    if !path.exists() {
+        return Ok(());
+    }
+    let info = MapInfo::from_pin(&path).map_err(|source| BpfError::Map { map: expected.name, source })?;
+    let map_type = info.map_type().map_err(|source| BpfError::Map { map: expected.name, source })?;
+    let found = (map_type, info.key_size(), info.value_size(), info.max_entries());
+    let wanted = (expected.map_type, expected.key_size, expected.value_size, expected.max_entries);
+    if found == wanted {
+        Ok(())
+    } else {
+        Err(BpfError::IncompatiblePin {
+            path,
+            detail: format!("type, key size, value size, max entries: found {found:?}, this build wants {wanted:?}"),
+        })
+    }
+}
+
+pub(super) fn check_bpffs(path: &Path) -> Result<(), BpfError> {
+    if crate::bpffs::is_bpffs(path) { Ok(()) } else { Err(BpfError::NotBpffs { path: path.to_owned() }) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_are_checked() {
+        assert!(valid_ifname("veth0a1b2c3d"));
+        assert!(valid_ifname("tun0-br"));
+        for bad in ["", ".", "..", "a/b", "a b", "sixteen-chars-xx", "eth0:1"] {
+            assert!(!valid_ifname(bad), "{bad:?}");
+        }
+    }
+}
