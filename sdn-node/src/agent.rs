@@ -275,6 +275,7 @@ pub async fn run(
         dns: Dns { nameservers: vec![built.layout.gateway], domain: config.cluster_domain.clone() },
         br0: built.devices.br0.clone(),
         deleting: Default::default(),
+        locks: Default::default(),
         changed: Arc::new(Notify::new()),
     });
     match pods.adopt().await {

@@ -312,6 +312,66 @@ async fn exhaustion_an_absent_agent_and_a_restart_leave_nothing_half_made() {
     add(&rt, node, "1.1.0", &late).unwrap_or_else(|call| panic!("ADD once the agent is back: {call}"));
 }
 
+/// The addresses of the node's pod records and of its local flow entries.
+async fn records_and_flows(
+    node: &NodeAgent,
+) -> (std::collections::BTreeSet<String>, std::collections::BTreeSet<String>) {
+    let records = attached(node).await.iter().filter_map(|p| p["ip"].as_str().map(String::from)).collect();
+    let flows = node.command("flows").unwrap_or_else(|err| panic!("flows: {err}"));
+    let local = flows
+        .lines()
+        .filter(|l| l.contains("table=local"))
+        .filter_map(|l| l.split("nw_dst=").nth(1)?.split_whitespace().next().map(String::from))
+        .collect();
+    (records, local)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_raced_by_its_del_or_cut_off_by_its_client_leaves_the_pod_whole_or_gone() {
+    let c = cluster("cni-race", 1).await;
+    let node = &c.nodes[0];
+    // ADD and DEL of one pod sent together: whichever the agent takes first, the pod ends up
+    // either attached or gone, never with a flow entry for an address it no longer holds.
+    for i in 0..10 {
+        let ns = pod(&c.cp.dir, &format!("{}-r{i}", node.name));
+        let body = format!(r#"{{"id":"race{i}","netns":"{}"}}"#, ns.path().display());
+        let path = format!("/v1/pods/race{i}");
+        let (added, deleted) = tokio::join!(
+            unix_http(&node.socket, "POST", "/v1/pods", Some(&body)),
+            unix_http(&node.socket, "DELETE", &path, None),
+        );
+        assert_eq!(added.map(|(status, _)| status), Ok(200), "ADD race{i}");
+        assert_eq!(deleted.map(|(status, _)| status), Ok(200), "DEL race{i}");
+        let (records, local) = records_and_flows(node).await;
+        assert_eq!(records, local, "race{i}: pod records and local flow entries differ\n{}", c.logs());
+        let (checked, _) =
+            unix_http(&node.socket, "GET", &format!("/v1/pods/race{i}/check"), None).await.expect("CHECK");
+        assert!(matches!(checked, 200 | 404), "race{i}: CHECK of a pod attached or gone: {checked}");
+    }
+
+    // A client that hangs up right after sending its ADD (a runtime's timeout) does not cut the
+    // ADD short: the pod comes up whole.
+    let ns = pod(&c.cp.dir, &format!("{}-hangup", node.name));
+    let body = format!(r#"{{"id":"hangup","netns":"{}"}}"#, ns.path().display());
+    let request = format!(
+        "POST /v1/pods HTTP/1.1\r\nHost: sdn\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::os::unix::net::UnixStream::connect(&node.socket).expect("pod API socket");
+    std::io::Write::write_all(&mut stream, request.as_bytes()).expect("sending ADD");
+    drop(stream);
+    let whole = sdn_tests::wait::until(std::time::Duration::from_secs(10), || async {
+        match unix_http(&node.socket, "GET", "/v1/pods/hangup/check", None).await? {
+            (200, _) => Ok(()),
+            (status, body) => Err(format!("{status}: {body}")),
+        }
+    })
+    .await;
+    whole.unwrap_or_else(|err| panic!("the ADD whose client hung up: {err}\n{}", c.logs()));
+    let (records, local) = records_and_flows(node).await;
+    assert_eq!(records, local, "pod records and local flow entries differ");
+}
+
 /// One malformed invocation: its expected code and a word the message must hold.
 struct Bad {
     what: &'static str,

@@ -66,15 +66,23 @@ struct Ifname {
     ifname: String,
 }
 
+/// Runs a request that changes the node to its end in a task of its own: a client that hangs
+/// up (a runtime's timeout) drops the handler, and must not leave a pod half-made.
+async fn to_the_end<T: Send + 'static>(
+    work: impl Future<Output = Result<T, PodError>> + Send + 'static,
+) -> Result<T, PodError> {
+    tokio::spawn(work).await.unwrap_or_else(|err| Err(PodError::Interrupted(err.to_string())))
+}
+
 async fn attach(State(pods): State<Arc<Pods>>, bytes: Bytes) -> Response {
     match body::<AttachRequest>(&bytes) {
-        Ok(request) => respond(pods.attach(request).await),
+        Ok(request) => respond(to_the_end(async move { pods.attach(request).await }).await),
         Err(message) => error(ErrorKind::Invalid, message),
     }
 }
 
 async fn detach(State(pods): State<Arc<Pods>>, UrlPath(id): UrlPath<String>, Query(q): Query<Ifname>) -> Response {
-    respond(pods.detach(&AttachmentKey { id, ifname: q.ifname }).await)
+    respond(to_the_end(async move { pods.detach(&AttachmentKey { id, ifname: q.ifname }).await }).await)
 }
 
 async fn check(State(pods): State<Arc<Pods>>, UrlPath(id): UrlPath<String>, Query(q): Query<Ifname>) -> Response {
@@ -87,7 +95,10 @@ async fn list(State(pods): State<Arc<Pods>>) -> Response {
 
 async fn gc(State(pods): State<Arc<Pods>>, bytes: Bytes) -> Response {
     match body::<GcRequest>(&bytes) {
-        Ok(request) => respond(pods.gc(&request.network, &request.valid).await.map(|released| GcResponse { released })),
+        Ok(request) => {
+            let released = to_the_end(async move { pods.gc(&request.network, &request.valid).await }).await;
+            respond(released.map(|released| GcResponse { released }))
+        }
         Err(message) => error(ErrorKind::Invalid, message),
     }
 }

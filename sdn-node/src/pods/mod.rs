@@ -6,6 +6,7 @@
 //! its container ID and interface name, as CNI names it.
 
 pub mod check;
+mod locks;
 pub mod record;
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,7 @@ use crate::net::netlink::{Link, NetError, Netlink, PodPair, index_of};
 use crate::netns::{self, NetnsError, NodeNamespace};
 use crate::podapi::{AttachRequest, Attachment, AttachmentKey, Detached, Dns};
 use check::{Expected, HostSide, Observed, PodSide};
+pub use locks::AttachmentLocks;
 use record::{host_veth, ipam_key, mac_string};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,8 @@ pub enum PodError {
     Namespace(#[from] NetnsError),
     #[error(transparent)]
     Bpf(#[from] BpfError),
+    #[error("the request stopped before it finished: {0}")]
+    Interrupted(String),
 }
 
 fn name_ok(value: &str, max: usize) -> bool {
@@ -86,6 +90,8 @@ pub struct Pods {
     /// Host veths of detached pods with the number of their deletions still queued (a DEL
     /// repeated quickly queues two).
     pub deleting: Arc<Mutex<HashMap<String, usize>>>,
+    /// Requests for one attachment run one at a time.
+    pub locks: AttachmentLocks,
 }
 
 impl Pods {
@@ -110,6 +116,7 @@ impl Pods {
     pub async fn attach(&self, request: AttachRequest) -> Result<Attachment, PodError> {
         let key = record::key(&request);
         check_key(&key)?;
+        let _held = self.locks.lock(&key).await;
         let pod_ns = std::fs::File::open(&request.netns)
             .map_err(|source| PodError::Netns { path: request.netns.clone(), source })?;
         // A repeated request finds the address (and the record) of the first.
@@ -119,7 +126,7 @@ impl Pods {
         let result = self.plumb(&stored, ip, pod_ns).await;
         if result.is_err() {
             // Nothing half-made stays: the address and any veth go again.
-            let _ = self.detach(&key).await;
+            let _ = self.detach_held(&key).await;
         }
         result
     }
@@ -219,11 +226,21 @@ impl Pods {
     /// slowest step by far, and nothing depends on its timing.
     pub async fn detach(&self, key: &AttachmentKey) -> Result<Detached, PodError> {
         check_key(key)?;
+        let _held = self.locks.lock(key).await;
+        self.detach_held(key).await
+    }
+
+    /// [`Self::detach`] for a caller that holds the attachment's lock.
+    async fn detach_held(&self, key: &AttachmentKey) -> Result<Detached, PodError> {
         let host = host_veth(key);
         self.dp().detach(&host)?;
-        let released = self.ipam.release(&ipam_key(key))?;
-        if let Some(ip) = released {
+        // The flow entry goes before the address is freed: a failure in between leaves the
+        // record, so a retried DEL finds the address again, and no entry outlives its address.
+        if let Some((ip, _)) = self.ipam.get(&ipam_key(key)) {
             self.dp().remove_endpoint(ip)?;
+        }
+        let released = self.ipam.release(&ipam_key(key))?;
+        if released.is_some() {
             self.changed.notify_one();
         }
         // Deleted on the namespace's thread, which runs jobs in order; an attach of the same
@@ -274,6 +291,7 @@ impl Pods {
     /// The attachment if it is plumbed as recorded, else every difference.
     pub async fn check(&self, key: &AttachmentKey) -> Result<Attachment, PodError> {
         check_key(key)?;
+        let _held = self.locks.lock(key).await;
         let unknown = || PodError::Unknown { id: key.id.clone(), ifname: key.ifname.clone() };
         let (ip, request) = self.record(key).ok_or_else(unknown)?;
         let host = host_veth(key);
@@ -364,8 +382,11 @@ impl Pods {
         for (_, request) in self.records()? {
             let key = record::key(&request);
             if request.network.as_deref() == Some(network) && !valid.contains(&key) {
-                self.detach(&key).await?;
-                released.push(key);
+                // A DEL may have detached it while this waited for the lock.
+                let _held = self.locks.lock(&key).await;
+                if self.detach_held(&key).await?.released.is_some() {
+                    released.push(key);
+                }
             }
         }
         Ok(released)
