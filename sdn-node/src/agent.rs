@@ -213,6 +213,21 @@ async fn build_in_namespace(
     Ok(BuiltNode { layout: layout.clone(), devices, dataplane: Arc::new(Mutex::new(dataplane)) })
 }
 
+/// On a stop, lets the pod API finish the requests it is working on, then runs the veth
+/// deletions its DELs queued, so a stop loses nothing it has answered. Bounded: a stop must
+/// stop, and the next agent deletes what is left (see `Pods::adopt`).
+async fn drain(api: tokio::sync::oneshot::Receiver<std::io::Result<()>>, ns: &NodeNamespace) {
+    let drained = async {
+        let _ = api.await;
+        ns.run(|| async {}).await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), drained).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!("stopping: the queued veth deletions did not run: {err}"),
+        Err(_) => tracing::warn!("stopping: pod requests still running after 5 s are left to the next agent"),
+    }
+}
+
 /// Runs the agent until `shutdown` fires. The node is left as it is: pinned
 /// programs and maps keep traffic flowing until the next agent adopts them.
 pub async fn run(
@@ -279,8 +294,8 @@ pub async fn run(
         changed: Arc::new(Notify::new()),
     });
     match pods.adopt().await {
-        Ok(0) => {}
-        Ok(adopted) => tracing::info!("adopted {adopted} pods"),
+        Ok((0, 0)) => {}
+        Ok((adopted, stray)) => tracing::info!("adopted {adopted} pods, deleted {stray} veths of detached pods"),
         Err(err) => {
             status.reconcile_error();
             tracing::error!("adopting the pods of an earlier agent: {err}");
@@ -335,7 +350,10 @@ pub async fn run(
                 return Err(AgentError::PodApi(reason));
             }
             changed = changes.changed() => if changed.is_err() { return Ok(()) },
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            _ = shutdown.wait_for(|stop| *stop) => {
+                drain(api, &ns).await;
+                return Ok(());
+            }
             // Readiness follows etcd reachability even without events.
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
         }

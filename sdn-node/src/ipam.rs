@@ -90,7 +90,15 @@ impl IpamStore {
             let entry = entry.map_err(io(dir))?;
             let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
             let owner = std::fs::read_to_string(entry.path()).map_err(io(&entry.path()))?;
-            records.insert(ip, owner.trim().to_owned());
+            let owner = owner.trim();
+            if owner.is_empty() {
+                // Made by an agent killed between creating the file and writing its owner: that
+                // request was never answered, so the address is nobody's.
+                tracing::warn!("freeing {ip}: its record names no owner (an interrupted allocation)");
+                std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+                continue;
+            }
+            records.insert(ip, owner.to_owned());
         }
         let last_path = dir.join(LAST);
         let last = std::fs::read_to_string(&last_path).ok().and_then(|s| s.trim().parse().ok());
@@ -233,6 +241,12 @@ mod tests {
         }
         let err = reopened.allocate("g", "g").expect_err("full");
         assert_eq!(err.to_string(), "no free address left in 10.1.3.0/29");
+        // A record left empty by an allocation a crash cut short frees its address on reopen.
+        let (f, _) = reopened.get("f").expect("f's record");
+        std::fs::write(dir.join(f.to_string()), "").expect("an empty record");
+        let reopened = IpamStore::open(&dir, subnet, ip("10.1.3.1"), key_of).expect("reopen with an empty record");
+        assert_eq!(reopened.get("f"), None);
+        assert_eq!(reopened.allocate("g", "g").expect("the freed address"), f);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -97,6 +97,7 @@ impl NodeNamespace {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let display = path.clone().unwrap_or_default();
         let (thread_file, thread_path) = (file.clone(), display.clone());
+        let display_in_thread = display.clone();
         std::thread::spawn(move || {
             let setup = (|| {
                 if let Some(file) = &thread_file {
@@ -118,7 +119,12 @@ impl NodeNamespace {
                 }
             };
             while let Some(job) = queue.blocking_recv() {
-                runtime.block_on(job());
+                // A panicking job loses its own answer (its caller sees `Panicked`), not the
+                // thread that every later job in the namespace needs.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(job())));
+                if ran.is_err() {
+                    tracing::error!("a job in network namespace {} panicked", display_in_thread.display());
+                }
             }
         });
         ready_rx.recv().map_err(|_| NetnsError::Panicked(display))??;
@@ -169,5 +175,18 @@ impl NodeNamespace {
         let gone = || NetnsError::Panicked(self.path.clone().unwrap_or_default());
         self.jobs.send(job).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_leaves_the_thread_serving() {
+        let ns = NodeNamespace::start(None).expect("a thread in this namespace");
+        let failed: Result<(), NetnsError> = ns.run(|| async { panic!("a job that panics") }).await;
+        assert!(matches!(failed, Err(NetnsError::Panicked(_))), "{failed:?}");
+        assert_eq!(ns.run(|| async { 7 }).await.expect("the next job"), 7);
     }
 }

@@ -204,6 +204,14 @@ impl NodeAgent {
         }
     }
 
+    /// Stops the agent as a service manager does (SIGTERM) and waits up to 15 s for it to exit;
+    /// its exit status, or what went wrong.
+    pub async fn stop(&mut self) -> Result<std::process::ExitStatus, String> {
+        let mut process = self.process.take().ok_or("the agent is not running")?;
+        process.signal(libc::SIGTERM);
+        process.wait_exit(Duration::from_secs(15)).await.ok_or_else(|| format!("{} ignored SIGTERM", self.name))
+    }
+
     /// Points the next start at another etcd endpoint (a cuttable proxy).
     pub fn set_etcd_endpoint(&mut self, endpoint: String) {
         self.etcd_endpoint = endpoint;

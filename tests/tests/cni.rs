@@ -299,9 +299,18 @@ async fn exhaustion_an_absent_agent_and_a_restart_leave_nothing_half_made() {
     settle_veths(&c.nodes[0], 5).await;
     assert_eq!(sh(&fresh, &["ip", "-o", "link", "show"]).lines().count(), 1, "nothing in the pod");
 
-    // Restarted between ADD and DEL: CHECK and DEL find the pods it had.
+    // Restarted between ADD and DEL: CHECK and DEL find the pods it had. A pod veth on br0 that
+    // no record names (its deletion lost to a crash after the DEL was answered) goes.
+    for args in [
+        &["ip", "link", "add", "veth0badf00d", "type", "veth", "peer", "name", "lost-peer"][..],
+        &["ip", "link", "set", "veth0badf00d", "master", "br0"],
+    ] {
+        assert!(c.nodes[0].ns.exec(args).status.success(), "{args:?}");
+    }
     c.nodes[0].restart().await.expect("restart");
     let node = &c.nodes[0];
+    let left = settle_veths(node, 5).await;
+    assert!(!left.contains(&"veth0badf00d".to_owned()), "a veth no pod owns survived the restart: {left:?}");
     let check = rt.call("CHECK", &pods[1].0, &conf(node, "1.1.0"));
     assert!(check.success, "CHECK after a restart: {check}");
     let del = rt.call("DEL", &pods[1].0, &conf(node, "1.1.0"));
@@ -327,8 +336,8 @@ async fn records_and_flows(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_add_raced_by_its_del_or_cut_off_by_its_client_leaves_the_pod_whole_or_gone() {
-    let c = cluster("cni-race", 1).await;
+async fn pods_stay_whole_or_gone_through_racing_requests_hung_up_clients_and_a_stop() {
+    let mut c = cluster("cni-race", 1).await;
     let node = &c.nodes[0];
     // ADD and DEL of one pod sent together: whichever the agent takes first, the pod ends up
     // either attached or gone, never with a flow entry for an address it no longer holds.
@@ -370,6 +379,21 @@ async fn an_add_raced_by_its_del_or_cut_off_by_its_client_leaves_the_pod_whole_o
     whole.unwrap_or_else(|err| panic!("the ADD whose client hung up: {err}\n{}", c.logs()));
     let (records, local) = records_and_flows(node).await;
     assert_eq!(records, local, "pod records and local flow entries differ");
+
+    // Stopped right after DELs were answered, the agent first runs the veth deletions they
+    // queued (each waits out RCU grace periods, so eight DELs answer long before they are done).
+    let before = veths(node);
+    let mut stopping = Vec::new();
+    for i in 0..8 {
+        let pod = node.attach_pod(&format!("stop{i}")).await.unwrap_or_else(|err| panic!("pod stop{i}: {err}"));
+        stopping.push(pod);
+    }
+    for pod in &stopping {
+        node.detach_pod(pod).await.unwrap_or_else(|err| panic!("DEL {}: {err}", pod.id));
+    }
+    let stopped = c.nodes[0].stop().await.unwrap_or_else(|err| panic!("stopping: {err}"));
+    assert!(stopped.success(), "the agent's exit on SIGTERM: {stopped}\n{}", c.logs());
+    assert_eq!(veths(&c.nodes[0]), before, "veths of answered DELs outlived the agent");
 }
 
 /// One malformed invocation: its expected code and a word the message must hold.

@@ -82,9 +82,15 @@ async fn run(config: sdn_node::config::NodeConfig, ns: NodeNamespace) -> anyhow:
     let status = Arc::new(Status::default());
     let serve = sdn_node::status::serve(config.metrics_listen, status.clone(), shutdown.clone());
     let listen = config.metrics_listen;
+    let agent = agent::run(config, ns, status, shutdown.clone());
+    tokio::pin!(serve, agent);
     tokio::select! {
-        served = serve => served.with_context(|| format!("status endpoint on {listen}")),
-        ran = agent::run(config, ns, status, shutdown.clone()) => ran.map_err(anyhow::Error::from),
+        served = &mut serve => {
+            served.with_context(|| format!("status endpoint on {listen}"))?;
+            // Stopping: the agent finishes its pod requests before the process exits.
+            agent.await.map_err(anyhow::Error::from)
+        }
+        ran = &mut agent => ran.map_err(anyhow::Error::from),
     }
 }
 

@@ -349,13 +349,25 @@ impl Pods {
     /// still exists this build's `sdn_from_pod` (replaced atomically in its
     /// filter) and refreshes its flow entry. A pod whose veth is gone
     /// (its namespace was deleted meanwhile) keeps its record until DEL or
-    /// GC, as the runtime still knows it. Returns how many were adopted.
-    pub async fn adopt(&self) -> Result<usize, PodError> {
+    /// GC, as the runtime still knows it. A pod veth on `br0` that no record
+    /// names lost its deletion to a crash after its DEL was answered, and goes.
+    /// Returns how many pods were adopted and how many such veths deleted.
+    pub async fn adopt(&self) -> Result<(usize, usize), PodError> {
         let records = self.records()?;
         let dataplane = self.dataplane.clone();
+        let br0 = self.br0.index;
         self.ns
             .run(move || async move {
                 let nl = Netlink::connect()?;
+                let hosts: HashSet<String> = records.iter().map(|(_, r)| host_veth(&record::key(r))).collect();
+                let mut stray = 0;
+                for link in nl.links().await? {
+                    let pod_port = link.controller == Some(br0) && link.kind.as_deref() == Some("veth");
+                    if pod_port && record::is_host_veth(&link.name) && !hosts.contains(&link.name) {
+                        nl.delete(&link.name).await?;
+                        stray += 1;
+                    }
+                }
                 let mut adopted = 0;
                 for (ip, request) in records {
                     let host = host_veth(&record::key(&request));
@@ -370,7 +382,7 @@ impl Pods {
                     dp.detach(&host)?;
                     adopted += 1;
                 }
-                Ok::<_, PodError>(adopted)
+                Ok::<_, PodError>((adopted, stray))
             })
             .await?
     }

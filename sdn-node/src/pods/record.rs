@@ -47,6 +47,11 @@ pub fn host_veth(key: &AttachmentKey) -> String {
     format!("veth{:08x}", hash as u32)
 }
 
+/// Whether `name` has the shape of [`host_veth`]'s names.
+pub fn is_host_veth(name: &str) -> bool {
+    name.strip_prefix("veth").is_some_and(|hash| hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The MACs of a fresh pair for the pod at `ip`, both locally administered unicast: the pod's
 /// `0a:58:<ip>`, as OpenShift SDN and the CNI bridge plugin give them (an address handed out
 /// again comes with the same MAC, so neighbours' caches stay right), and the host end's
