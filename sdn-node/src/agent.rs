@@ -216,9 +216,9 @@ async fn build_in_namespace(
 /// On a stop, lets the pod API finish the requests it is working on, then runs the veth
 /// deletions its DELs queued, so a stop loses nothing it has answered. Bounded: a stop must
 /// stop, and the next agent deletes what is left (see `Pods::adopt`).
-async fn drain(api: tokio::sync::oneshot::Receiver<std::io::Result<()>>, ns: &NodeNamespace) {
+async fn drain(api_done: impl Future<Output = ()>, ns: &NodeNamespace) {
     let drained = async {
-        let _ = api.await;
+        api_done.await;
         ns.run(|| async {}).await
     };
     match tokio::time::timeout(std::time::Duration::from_secs(5), drained).await {
@@ -343,7 +343,11 @@ pub async fn run(
         tokio::select! {
             served = &mut api => {
                 let reason = match served {
-                    Ok(Ok(())) => return Ok(()),
+                    Ok(Ok(())) => {
+                        // The pod API saw the stop first.
+                        drain(async {}, &ns).await;
+                        return Ok(());
+                    }
                     Ok(Err(err)) => err.to_string(),
                     Err(err) => err.to_string(),
                 };
@@ -351,7 +355,7 @@ pub async fn run(
             }
             changed = changes.changed() => if changed.is_err() { return Ok(()) },
             _ = shutdown.wait_for(|stop| *stop) => {
-                drain(api, &ns).await;
+                drain(async { let _ = api.await; }, &ns).await;
                 return Ok(());
             }
             // Readiness follows etcd reachability even without events.
