@@ -302,6 +302,7 @@ pub async fn run(
         }
     }
     tokio::spawn(crate::podsync::run(store.clone(), node.name.clone(), pods.clone(), shutdown.clone()));
+    tokio::spawn(crate::pods::gone::run(pods.clone(), shutdown.clone()));
     let listener = crate::podapi::server::bind(&config.socket)
         .map_err(|source| AgentError::State { path: config.socket.clone(), source })?;
     let mut api = crate::podapi::server::spawn(listener, pods, shutdown.clone())

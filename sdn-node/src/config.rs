@@ -92,6 +92,9 @@ fn parse_upstream(value: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{value:?} is neither IP nor IP:PORT"))
 }
 
+/// The `cniVersion` of the installed list unless `--cni-version` says otherwise.
+pub const DEFAULT_CNI_VERSION: &str = "1.0.0";
+
 /// Where the agent installs the CNI plugin and its configuration on start.
 #[derive(Debug, Clone, Args)]
 pub struct CniArgs {
@@ -104,9 +107,11 @@ pub struct CniArgs {
     /// The network's name in the list, which runtimes show and GC by.
     #[arg(long, default_value = "sdn", value_name = "NAME")]
     pub cni_network: String,
-    /// The list's cniVersion. Chained plugins must support it: Debian 12's reference plugins
-    /// stop at 1.0.0.
-    #[arg(long, default_value = "1.1.0", value_name = "VERSION",
+    /// The list's cniVersion, which is also the version of the results runtimes get. 1.0.0 by
+    /// default: the libcni of the runtimes people run (podman 4 and containerd 1.6 and 1.7, as
+    /// Debian 12 ships them) refuses 1.1.0 results, and so do Debian 12's reference plugins in a
+    /// chain. 1.1.0 (GC, STATUS, the pod MTU in the result) for runtimes that read it.
+    #[arg(long, default_value = DEFAULT_CNI_VERSION, value_name = "VERSION",
           value_parser = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])]
     pub cni_version: String,
     /// A plugin to chain after sdn-cni (repeatable, in order), e.g. portmap, tuning, bandwidth.
@@ -218,6 +223,12 @@ mod tests {
             assert!(err.starts_with(flag), "{err}");
         }
         assert!(Cli::try_parse_from(["sdn-node", "--cni-version", "2.0.0"]).is_err(), "unknown CNI version");
+        let cni = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["sdn-node", "--node-name", "n"], args].concat()).expect("parse");
+            cli.args.resolve().expect("valid").cni.expect("installs").cni_version
+        };
+        assert_eq!(cni(&[]), "1.0.0", "the newest version Debian 12's podman and containerd read");
+        assert_eq!(cni(&["--cni-version", "1.1.0"]), "1.1.0");
         let cli = Cli::try_parse_from(["sdn-node", "--node-name", "n", "--no-cni-install"]).expect("parse");
         assert!(cli.args.resolve().expect("valid").cni.is_none());
         let cli =

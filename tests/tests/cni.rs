@@ -190,7 +190,7 @@ async fn a_pod_lives_through_add_check_and_del_chained_with_portmap_and_tuning()
         assert_eq!(result["cniVersion"], *version);
         assert_eq!(result["ips"][0].get("version").is_some(), version.starts_with('0'), "{version}: {result}");
         assert_eq!(result["interfaces"][1].get("mtu").is_some(), *version == "1.1.0", "{version}: {result}");
-        assert_eq!(result["dns"]["domain"], "cluster.local", "no namespace, no pod search list: {result}");
+        assert_eq!(result["dns"]["search"][0], "default.svc.cluster.local", "no namespace is default: {result}");
         let del = rt.call("DEL", &a, &conf(node, version));
         assert!(del.success, "DEL {version}: {del}");
     }

@@ -38,25 +38,24 @@ pub fn add(version: Version, attachment: &Attachment, netns: &str, namespace: Op
     })
 }
 
-/// A Kubernetes pod gets the kubelet's cluster-first layout (its namespace's
-/// services first, `ndots:5` so that short names try the search list before
-/// the outside world); anything else just gets the cluster domain.
+/// The kubelet's cluster-first layout: the pod's namespace's services first,
+/// `ndots:5` so that short names try the search list before the outside
+/// world. A pod of a runtime that passes no namespace (podman, `ctr`) is in
+/// `default`, as Kubernetes puts a pod created without one, so `web` finds
+/// `web.default.svc.<zone>` there too.
 fn dns(attachment: &Attachment, namespace: Option<&str>) -> Value {
     let nameservers: Vec<String> = attachment.dns.nameservers.iter().map(Ipv4Addr::to_string).collect();
     let domain = &attachment.dns.domain;
-    match namespace {
-        Some(ns) => json!({
-            "nameservers": nameservers,
-            "search": [format!("{ns}.svc.{domain}"), format!("svc.{domain}"), domain],
-            "options": ["ndots:5"],
-        }),
-        None => json!({
-            "nameservers": nameservers,
-            "domain": domain,
-            "search": [format!("svc.{domain}"), domain],
-        }),
-    }
+    let ns = namespace.unwrap_or(DEFAULT_NAMESPACE);
+    json!({
+        "nameservers": nameservers,
+        "search": [format!("{ns}.svc.{domain}"), format!("svc.{domain}"), domain],
+        "options": ["ndots:5"],
+    })
 }
+
+/// The namespace of a pod whose runtime names none.
+const DEFAULT_NAMESPACE: &str = "default";
 
 /// The VERSION answer.
 pub fn version() -> Value {

@@ -343,7 +343,8 @@ pub fn pod_args(raw: &str) -> Result<PodArgs, Vec<String>> {
         let value = (*value).to_owned();
         match *key {
             "K8S_POD_NAMESPACE" => args.namespace = Some(value),
-            "K8S_POD_NAME" => args.name = Some(value),
+            // An empty name names nothing: the pod simply has none.
+            "K8S_POD_NAME" => args.name = (!value.is_empty()).then_some(value),
             "K8S_POD_INFRA_CONTAINER_ID" => args.infra_container_id = Some(value),
             "K8S_POD_UID" => args.uid = Some(value),
             "IgnoreUnknown" => {}
@@ -355,40 +356,54 @@ pub fn pod_args(raw: &str) -> Result<PodArgs, Vec<String>> {
         problems
             .push(format!("CNI_ARGS has unknown key(s) {} (set IgnoreUnknown=1 to allow them)", unknown.join(", ")));
     }
+    // The namespace becomes a search domain of the pod's resolv.conf (`<ns>.svc.<zone>`), so it must be a DNS
+    // label; only Kubernetes runtimes pass it, and Kubernetes namespaces are such labels.
     if let Some(ns) = args.namespace.as_deref().filter(|ns| !rfc1123_label(ns)) {
         problems.push(format!(
             "CNI_ARGS K8S_POD_NAMESPACE={ns:?} is not an RFC 1123 label (at most 63 lowercase letters, digits \
              and '-', starting and ending with a letter or digit)"
         ));
     }
-    if let Some(name) = args.name.as_deref().filter(|name| !rfc1123_subdomain(name)) {
-        problems.push(format!(
-            "CNI_ARGS K8S_POD_NAME={name:?} is not an RFC 1123 subdomain (at most 253 characters: labels of \
-             lowercase letters, digits and '-' joined by '.')"
-        ));
+    if let Some(problem) = args.name.as_deref().and_then(pod_name_problem) {
+        problems.push(format!("CNI_ARGS K8S_POD_NAME={:?} {problem}", args.name.as_deref().unwrap_or_default()));
     }
     if problems.is_empty() { Ok(args) } else { Err(problems) }
 }
 
-fn rfc1123_part(part: &str) -> bool {
-    let bytes = part.as_bytes();
+/// The longest `K8S_POD_NAME` taken, as Kubernetes bounds object names.
+pub const POD_NAME_MAX: usize = 253;
+
+/// What is wrong with a pod name as a runtime passes it in `K8S_POD_NAME`, if
+/// anything. Runtimes name containers their own way (podman passes the
+/// container's name, and its generated names have '_'; neither the CNI
+/// specification nor the reference plugins ask for a DNS name), and the name
+/// is only a label on the pod's record: never a path, a key or a DNS name.
+/// So only what could hurt whoever reads it is refused: a name past
+/// [`POD_NAME_MAX`] bytes, control characters (a newline would forge a line
+/// of a log or a table), and bytes that were not UTF-8.
+pub fn pod_name_problem(name: &str) -> Option<String> {
+    if name.len() > POD_NAME_MAX {
+        Some(format!("is {} bytes, more than {POD_NAME_MAX}", name.len()))
+    } else if name.chars().any(char::is_control) {
+        Some("holds a control character".to_owned())
+    } else if name.contains('\u{FFFD}') {
+        Some("is not valid UTF-8".to_owned())
+    } else {
+        None
+    }
+}
+
+fn rfc1123_label(value: &str) -> bool {
+    let bytes = value.as_bytes();
     match (bytes.first(), bytes.last()) {
         (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
+            value.len() <= 63
+                && first.is_ascii_alphanumeric()
                 && last.is_ascii_alphanumeric()
                 && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         }
         _ => false,
     }
-}
-
-pub fn rfc1123_label(value: &str) -> bool {
-    value.len() <= 63 && rfc1123_part(value)
-}
-
-/// As Kubernetes checks it: the 253-byte limit, no 63-byte limit per label.
-pub fn rfc1123_subdomain(value: &str) -> bool {
-    value.len() <= 253 && value.split('.').all(rfc1123_part)
 }
 
 /// The top-level keys sdn-cni takes; anything else is [`Code::UnsupportedField`].

@@ -389,19 +389,24 @@ async fn add_results_follow_the_configuration_version() {
 }
 
 #[tokio::test]
-async fn add_without_a_namespace_gives_the_plain_cluster_domain() {
-    let fake = Fake::default();
-    let result = success(&call(&fake, &with(env("ADD"), "CNI_ARGS", None), &conf("1.0.0")).await);
-    assert_eq!(
-        result["dns"],
-        json!({
-            "nameservers": ["10.96.0.10"],
-            "domain": "cluster.local",
-            "search": ["svc.cluster.local", "cluster.local"],
-        })
-    );
-    let request = &fake.attached.lock().unwrap()[0];
-    assert_eq!((request.namespace.as_deref(), request.name.as_deref()), (None, None));
+async fn add_without_a_namespace_gives_the_default_namespaces_search_list() {
+    // podman passes only K8S_POD_NAME; ctr passes no CNI_ARGS at all.
+    for args in [None, Some("IgnoreUnknown=1;K8S_POD_NAME=romantic_vaughan")] {
+        let fake = Fake::default();
+        let result = success(&call(&fake, &with(env("ADD"), "CNI_ARGS", args), &conf("1.0.0")).await);
+        assert_eq!(
+            result["dns"],
+            json!({
+                "nameservers": ["10.96.0.10"],
+                "search": ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"],
+                "options": ["ndots:5"],
+            }),
+            "{args:?}"
+        );
+        let request = &fake.attached.lock().unwrap()[0];
+        assert_eq!(request.namespace, None, "the record keeps what the runtime said");
+        assert_eq!(request.name.as_deref(), args.map(|_| "romantic_vaughan"));
+    }
 }
 
 #[tokio::test]
@@ -470,9 +475,9 @@ async fn cni_args_are_checked() {
         ("K8S_POD_NAMESPACE=default-", "K8S_POD_NAMESPACE"),
         ("K8S_POD_NAMESPACE=", "K8S_POD_NAMESPACE"),
         ("K8S_POD_NAMESPACE=my.ns", "K8S_POD_NAMESPACE"),
-        ("K8S_POD_NAME=Web", "K8S_POD_NAME"),
-        ("K8S_POD_NAME=web..0", "K8S_POD_NAME"),
-        ("K8S_POD_NAME=web_0", "K8S_POD_NAME"),
+        ("K8S_POD_NAME=web\n0", "K8S_POD_NAME"),
+        ("K8S_POD_NAME=web\u{1b}[2J", "K8S_POD_NAME"),
+        ("K8S_POD_NAME=web\u{FFFD}", "K8S_POD_NAME"),
         ("K8S_POD_NAME=a;K8S_POD_NAME=b", "K8S_POD_NAME"),
     ];
     for (args, named) in refused {
@@ -496,10 +501,22 @@ async fn cni_args_are_checked() {
             vec!["a".repeat(63); 4].join(".")[..253].to_owned()
         ),
         String::new(),
+        // What runtimes pass: podman's generated and given container names, ctr's IDs.
+        "IgnoreUnknown=1;K8S_POD_NAME=romantic_vaughan".to_owned(),
+        "IgnoreUnknown=1;K8S_POD_NAME=Web_0.Front-End".to_owned(),
+        "K8S_POD_NAME=default/web".to_owned(),
+        format!("K8S_POD_NAME={}", "é".repeat(126)),
     ];
     for args in accepted {
         success(&call(&fake, &with(env("ADD"), "CNI_ARGS", Some(&args)), &conf("1.0.0")).await);
     }
+    async fn named(args: &str) -> Option<String> {
+        let fake = Fake::default();
+        success(&call(&fake, &with(env("ADD"), "CNI_ARGS", Some(args)), &conf("1.0.0")).await);
+        fake.attached.lock().unwrap()[0].name.clone()
+    }
+    assert_eq!(named("K8S_POD_NAME=Web_0").await.as_deref(), Some("Web_0"), "passed on as given");
+    assert_eq!(named("K8S_POD_NAME=").await, None, "an empty name is none");
 }
 
 #[tokio::test]

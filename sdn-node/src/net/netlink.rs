@@ -5,11 +5,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ipnetwork::Ipv4Network;
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
 
 #[derive(Debug, thiserror::Error)]
@@ -440,6 +443,29 @@ impl Netlink {
         self.handle.link().del(link.index).execute().await.map_err(failed(format!("deleting {name}")))?;
         Ok(true)
     }
+}
+
+/// The names of links deleted in the calling thread's namespace, as the kernel announces them
+/// (`RTNLGRP_LINK`), from the moment of the call; the socket's I/O runs on the current tokio
+/// runtime. The receiver ends when the socket fails (the kernel drops announcements a slow
+/// reader leaves unread), so whoever needs every removal subscribes again and lists what
+/// exists.
+pub fn removed_links() -> Result<tokio::sync::mpsc::UnboundedReceiver<String>, NetError> {
+    let (mut connection, _, mut messages) = rtnetlink::new_connection().map_err(NetError::Socket)?;
+    let socket = connection.socket_mut().socket_mut();
+    // Announcements reach only a bound socket; requests would bind it, this one sends none.
+    socket.bind_auto().and_then(|_| socket.add_membership(libc::RTNLGRP_LINK)).map_err(NetError::Socket)?;
+    tokio::spawn(connection);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some((message, _)) = messages.next().await {
+            let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) = message.payload else { continue };
+            if tx.send(Link::from_message(&link).name).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// Reads a sysctl of the current network namespace.

@@ -6,6 +6,7 @@
 //! its container ID and interface name, as CNI names it.
 
 pub mod check;
+pub mod gone;
 mod locks;
 pub mod record;
 
@@ -348,8 +349,7 @@ impl Pods {
     /// Adopts the pods an earlier agent attached: gives each host veth that
     /// still exists this build's `sdn_from_pod` (replaced atomically in its
     /// filter) and refreshes its flow entry. A pod whose veth is gone
-    /// (its namespace was deleted meanwhile) keeps its record until DEL or
-    /// GC, as the runtime still knows it. A pod veth on `br0` that no record
+    /// (its namespace was deleted meanwhile) is left to [`gone`]. A pod veth on `br0` that no record
     /// names lost its deletion to a crash after its DEL was answered, and goes.
     /// Returns how many pods were adopted and how many such veths deleted.
     pub async fn adopt(&self) -> Result<(usize, usize), PodError> {
