@@ -14,6 +14,10 @@ PACKAGES=(
   iperf3 sockperf dnsutils dnsperf knot nsd hyperfine containernetworking-plugins
   # the reference plugin portmap, chained in the CNI tests, drives iptables
   iptables
+  # the container runtimes the runtime tests drive (podman's CNI backend, containerd's ctr),
+  # runc for both (crun refuses this machine kind's cgroup layout), and the static busybox
+  # their test image is made of
+  podman runc containerd busybox-static
   procps psmisc curl jq
 )
 

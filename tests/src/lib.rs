@@ -10,13 +10,16 @@
 pub mod bins;
 pub mod cluster;
 pub mod cni;
+pub mod containerd;
 pub mod cpu;
 pub mod dns;
 pub mod etcd;
+pub mod image;
 pub mod master;
 pub mod netns;
 pub mod node;
 pub mod pki;
+pub mod podman;
 pub mod process;
 pub mod proxy;
 pub mod rundir;

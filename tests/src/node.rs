@@ -256,6 +256,36 @@ impl NodeAgent {
         }
     }
 
+    /// The pod API's view of the node's pods.
+    pub async fn attachments(&self) -> Vec<serde_json::Value> {
+        match unix_http(&self.socket, "GET", "/v1/pods", None).await {
+            Ok((200, body)) => serde_json::from_str(&body).unwrap_or_else(|e| panic!("pod list {body}: {e}")),
+            other => panic!("listing the pods of {}: {other:?}", self.name),
+        }
+    }
+
+    /// The host-side pod veths in the node's namespace.
+    pub fn pod_veths(&self) -> Vec<String> {
+        let out = self.ns.exec(&["ip", "-o", "link", "show", "type", "veth"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or_default().to_owned())
+            .filter(|n| n.starts_with("veth"))
+            .collect()
+    }
+
+    /// Waits up to 10 s for the node to have `count` pod veths (a DEL deletes them right after
+    /// it answers; a pod's namespace takes its veth with it a little after its last process).
+    pub async fn wait_pod_veths(&self, count: usize) -> Vec<String> {
+        let settled = wait::until(Duration::from_secs(10), || async {
+            let found = self.pod_veths();
+            if found.len() == count { Ok(found) } else { Err(format!("{found:?}")) }
+        })
+        .await;
+        settled.unwrap_or_else(|found| panic!("wanted {count} pod veths on {}, found {found}", self.name))
+    }
+
     pub async fn detach_pod(&self, pod: &Pod) -> Result<(), String> {
         match unix_http(&self.socket, "DELETE", &format!("/v1/pods/{}", pod.id), None).await? {
             (200, _) => Ok(()),

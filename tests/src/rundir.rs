@@ -42,18 +42,79 @@ pub fn remove_stale() {
     }
 }
 
-/// Deletes the network namespaces and pin directories recorded in `dir`.
+/// Removes what `dir` records, in an order that lets each step work: a container runtime's
+/// containers (`podman <home>`, through the runtime itself, which also deletes their
+/// namespaces), then processes started under a directory (`processes <dir>`: conmon and
+/// containerd shims, which outlive the test process), mounts under one (`mounts <dir>`:
+/// container storage), network namespaces (`netns <name>`) and directories (`path <dir>`).
 pub fn remove_recorded(dir: &Path) {
-    for line in fs::read_to_string(dir.join("resources")).unwrap_or_default().lines() {
-        match line.split_once(' ') {
-            Some(("netns", name)) => {
-                let _ = std::process::Command::new("ip").args(["netns", "del", name]).status();
-            }
-            Some(("path", path)) => {
-                let _ = fs::remove_dir_all(path);
-            }
-            _ => {}
+    let recorded = fs::read_to_string(dir.join("resources")).unwrap_or_default();
+    let of = |kind: &str| -> Vec<String> {
+        recorded
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, v)| v.to_owned())
+            .collect()
+    };
+    for home in of("podman") {
+        crate::podman::remove_all(Path::new(&home));
+    }
+    for under in of("processes") {
+        kill_under(Path::new(&under));
+    }
+    for under in of("mounts") {
+        unmount_under(Path::new(&under));
+    }
+    for name in of("netns") {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &name]).status();
+    }
+    for path in of("path") {
+        let _ = fs::remove_dir_all(path);
+    }
+}
+
+/// Kills every process whose command line names a path under `dir`, and waits (up to 5 s)
+/// until they are gone.
+pub fn kill_under(dir: &Path) {
+    let needle = dir.display().to_string();
+    let mut killed = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if pid == std::process::id() as i32 {
+            continue;
         }
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            // SAFETY: kill(2) of a process that names our run directory; no memory is involved.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed.push(pid);
+        }
+    }
+    wait_gone(&killed);
+}
+
+/// Detaches every mount at or below `dir`, deepest first.
+pub fn unmount_under(dir: &Path) {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(point.replace("\\040", " ")))
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+    for point in points {
+        let Ok(c_point) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) else { continue };
+        // SAFETY: a NUL-terminated path that outlives the call.
+        unsafe { libc::umount2(c_point.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn wait_gone(pids: &[i32]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pids.iter().any(|&pid| running(pid)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -77,10 +138,7 @@ pub fn kill_recorded(dir: &Path) {
             killed.push(pid);
         }
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while killed.iter().any(|&pid| running(pid)) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_gone(&killed);
 }
 
 impl RunDir {
@@ -122,8 +180,7 @@ impl RunDir {
         &self.path
     }
 
-    /// Records a namespace (`netns <name>`) or directory (`path <dir>`) so a
-    /// later run can remove it if this one dies.
+    /// Records what a later run must remove if this one dies (see [`remove_recorded`]).
     pub fn record_resource(&self, kind: &str, name: &str) {
         if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(self.path.join("resources")) {
             let _ = writeln!(f, "{kind} {name}");

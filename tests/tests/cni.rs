@@ -36,34 +36,6 @@ fn add(rt: &Runtime, node: &NodeAgent, version: &str, a: &Attachment) -> Result<
     if call.success { Ok(call.json()) } else { Err(call) }
 }
 
-/// The pod API's view of the node's pods.
-async fn attached(node: &NodeAgent) -> Vec<Value> {
-    let (status, body) = unix_http(&node.socket, "GET", "/v1/pods", None).await.expect("pod API");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).expect("pod list")
-}
-
-/// The host-side veths in the node's namespace.
-fn veths(node: &NodeAgent) -> Vec<String> {
-    let out = node.ns.exec(&["ip", "-o", "link", "show", "type", "veth"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|n| n.trim().split('@').next().unwrap_or_default().to_owned())
-        .filter(|n| n.starts_with("veth"))
-        .collect()
-}
-
-/// Waits up to 5 s for the node to have `count` pod veths (DEL deletes them right after it answers).
-async fn settle_veths(node: &NodeAgent, count: usize) -> Vec<String> {
-    let settled = sdn_tests::wait::until(std::time::Duration::from_secs(5), || async {
-        let found = veths(node);
-        if found.len() == count { Ok(found) } else { Err(format!("{found:?}")) }
-    })
-    .await;
-    settled.unwrap_or_else(|found| panic!("wanted {count} pod veths on {}, found {found}", node.name))
-}
-
 fn sh(ns: &Netns, args: &[&str]) -> String {
     String::from_utf8_lossy(&ns.exec(args).stdout).trim().to_owned()
 }
@@ -170,8 +142,8 @@ async fn a_pod_lives_through_add_check_and_del_chained_with_portmap_and_tuning()
 
     // DEL undoes it all, and DEL again (or without the namespace) still succeeds.
     list.del(&rt, &a, Some(&result), &ports).unwrap_or_else(|call| panic!("DEL: {call}"));
-    assert!(attached(node).await.is_empty(), "address released");
-    settle_veths(node, 0).await;
+    assert!(node.attachments().await.is_empty(), "address released");
+    node.wait_pod_veths(0).await;
     list.del(&rt, &a, Some(&result), &ports).unwrap_or_else(|call| panic!("second DEL: {call}"));
     let gone = Attachment { netns: "/run/netns/never-was".into(), ..a.clone() };
     list.del(&rt, &gone, None, &ports).unwrap_or_else(|call| panic!("DEL without a namespace: {call}"));
@@ -251,14 +223,15 @@ async fn fifty_concurrent_adds_get_distinct_addresses_and_gc_keeps_only_valid_on
     );
     let valid: Vec<(&str, &str)> = pods[..10].iter().map(|(a, _)| (a.container_id.as_str(), "eth0")).collect();
     list.gc(&rt, &valid).unwrap_or_else(|call| panic!("GC: {call}"));
-    let left: Vec<String> = attached(node).await.iter().filter_map(|p| p["id"].as_str().map(String::from)).collect();
+    let left: Vec<String> =
+        node.attachments().await.iter().filter_map(|p| p["id"].as_str().map(String::from)).collect();
     let mut expected: Vec<String> = pods[..10].iter().map(|(a, _)| a.container_id.clone()).collect();
     expected.push("direct".into());
     let mut left_sorted = left.clone();
     left_sorted.sort();
     expected.sort();
     assert_eq!(left_sorted, expected);
-    settle_veths(node, 11).await;
+    node.wait_pod_veths(11).await;
     assert!(pods[3].1.ping(direct.ip, 1, 56, false), "a kept pod still works");
 }
 
@@ -281,7 +254,7 @@ async fn exhaustion_an_absent_agent_and_a_restart_leave_nothing_half_made() {
     let full = add(&rt, &c.nodes[0], "1.1.0", &pods[5].0).expect_err("a sixth pod in a /29");
     assert_eq!(full.code(), Some(100), "{full}");
     assert!(full.msg().contains("no free address"), "{full}");
-    settle_veths(&c.nodes[0], 5).await;
+    c.nodes[0].wait_pod_veths(5).await;
     assert_eq!(sh(&pods[5].1, &["ip", "-o", "link", "show"]).lines().count(), 1, "only lo in the refused pod");
     let del = rt.call("DEL", &pods[0].0, &conf(&c.nodes[0], "1.1.0"));
     assert!(del.success, "{del}");
@@ -296,7 +269,7 @@ async fn exhaustion_an_absent_agent_and_a_restart_leave_nothing_half_made() {
     assert!(refused.msg().contains("not reachable"), "{refused}");
     let status = rt.raw("sdn-cni", &[("CNI_COMMAND", "STATUS")], &conf(&c.nodes[0], "1.1.0").to_string());
     assert_eq!(status.code(), Some(50), "{status}");
-    settle_veths(&c.nodes[0], 5).await;
+    c.nodes[0].wait_pod_veths(5).await;
     assert_eq!(sh(&fresh, &["ip", "-o", "link", "show"]).lines().count(), 1, "nothing in the pod");
 
     // Restarted between ADD and DEL: CHECK and DEL find the pods it had. A pod veth on br0 that
@@ -309,13 +282,13 @@ async fn exhaustion_an_absent_agent_and_a_restart_leave_nothing_half_made() {
     }
     c.nodes[0].restart().await.expect("restart");
     let node = &c.nodes[0];
-    let left = settle_veths(node, 5).await;
+    let left = node.wait_pod_veths(5).await;
     assert!(!left.contains(&"veth0badf00d".to_owned()), "a veth no pod owns survived the restart: {left:?}");
     let check = rt.call("CHECK", &pods[1].0, &conf(node, "1.1.0"));
     assert!(check.success, "CHECK after a restart: {check}");
     let del = rt.call("DEL", &pods[1].0, &conf(node, "1.1.0"));
     assert!(del.success, "DEL after a restart: {del}");
-    assert_eq!(attached(node).await.len(), 4);
+    assert_eq!(node.attachments().await.len(), 4);
     let unknown = rt.call("CHECK", &pods[1].0, &conf(node, "1.1.0"));
     assert_eq!(unknown.code(), Some(3), "CHECK of a deleted pod: {unknown}");
     add(&rt, node, "1.1.0", &late).unwrap_or_else(|call| panic!("ADD once the agent is back: {call}"));
@@ -325,7 +298,7 @@ async fn exhaustion_an_absent_agent_and_a_restart_leave_nothing_half_made() {
 async fn records_and_flows(
     node: &NodeAgent,
 ) -> (std::collections::BTreeSet<String>, std::collections::BTreeSet<String>) {
-    let records = attached(node).await.iter().filter_map(|p| p["ip"].as_str().map(String::from)).collect();
+    let records = node.attachments().await.iter().filter_map(|p| p["ip"].as_str().map(String::from)).collect();
     let flows = node.command("flows").unwrap_or_else(|err| panic!("flows: {err}"));
     let local = flows
         .lines()
@@ -341,6 +314,9 @@ async fn pods_stay_whole_or_gone_through_racing_requests_hung_up_clients_and_a_s
     let node = &c.nodes[0];
     // ADD and DEL of one pod sent together: whichever the agent takes first, the pod ends up
     // either attached or gone, never with a flow entry for an address it no longer holds.
+    // Their namespaces outlive the loop: a pod whose namespace goes is detached by the agent, which
+    // would change the records between reading them and reading the flows.
+    let mut namespaces = Vec::new();
     for i in 0..10 {
         let ns = pod(&c.cp.dir, &format!("{}-r{i}", node.name));
         let body = format!(r#"{{"id":"race{i}","netns":"{}"}}"#, ns.path().display());
@@ -356,6 +332,7 @@ async fn pods_stay_whole_or_gone_through_racing_requests_hung_up_clients_and_a_s
         let (checked, _) =
             unix_http(&node.socket, "GET", &format!("/v1/pods/race{i}/check"), None).await.expect("CHECK");
         assert!(matches!(checked, 200 | 404), "race{i}: CHECK of a pod attached or gone: {checked}");
+        namespaces.push(ns);
     }
 
     // A client that hangs up right after sending its ADD (a runtime's timeout) does not cut the
@@ -382,7 +359,7 @@ async fn pods_stay_whole_or_gone_through_racing_requests_hung_up_clients_and_a_s
 
     // Stopped right after DELs were answered, the agent first runs the veth deletions they
     // queued (each waits out RCU grace periods, so eight DELs answer long before they are done).
-    let before = veths(node);
+    let before = node.pod_veths();
     let mut stopping = Vec::new();
     for i in 0..8 {
         let pod = node.attach_pod(&format!("stop{i}")).await.unwrap_or_else(|err| panic!("pod stop{i}: {err}"));
@@ -393,7 +370,7 @@ async fn pods_stay_whole_or_gone_through_racing_requests_hung_up_clients_and_a_s
     }
     let stopped = c.nodes[0].stop().await.unwrap_or_else(|err| panic!("stopping: {err}"));
     assert!(stopped.success(), "the agent's exit on SIGTERM: {stopped}\n{}", c.logs());
-    assert_eq!(veths(&c.nodes[0]), before, "veths of answered DELs outlived the agent");
+    assert_eq!(c.nodes[0].pod_veths(), before, "veths of answered DELs outlived the agent");
 }
 
 /// One malformed invocation: its expected code and a word the message must hold.
