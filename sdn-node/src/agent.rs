@@ -9,7 +9,7 @@ use sdn_cluster::etcd::Backoff;
 use sdn_cluster::informer::Informer;
 use sdn_cluster::store::{Store, StoreError, decode};
 use sdn_cluster::{ClusterNetwork, HostSubnet, Keys, Node};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::bpf::{self, BpfError, Dataplane, Program};
 use crate::config::NodeConfig;
@@ -106,7 +106,7 @@ fn all_subnets(informer: &Informer, keys: &Keys) -> Vec<HostSubnet> {
 
 /// Brings the tunnel map in line with the cluster's subnets.
 fn sync_remotes(dataplane: &Mutex<Dataplane>, own: &str, subnets: &[HostSubnet]) -> Result<usize, BpfError> {
-    let mut dp = dataplane.lock().unwrap_or_else(|p| p.into_inner());
+    let mut dp = crate::locked(&dataplane);
     let current: Vec<_> =
         dp.remotes()?.into_iter().map(|(subnet, remote)| (subnet, bpf::key_ip(remote.node_ip))).collect();
     let changes = remotes::diff(own, subnets, &current);
@@ -276,23 +276,22 @@ pub async fn run(
         built.layout.pod_mtu
     );
     status.set_dataplane(built.dataplane.clone());
-    let pods = Arc::new(Pods {
-        ns: ns.clone(),
-        layout: built.layout.clone(),
-        ipam: IpamStore::open(
-            &ipam_dir(&config.state_dir),
-            built.layout.subnet,
-            built.layout.gateway,
-            crate::pods::record::record_ipam_key,
-        )?,
-        dataplane: built.dataplane.clone(),
-        // The cluster DNS of each node answers on its gateway address.
-        dns: Dns { nameservers: vec![built.layout.gateway], domain: config.cluster_domain.clone() },
-        br0: built.devices.br0.clone(),
-        deleting: Default::default(),
-        locks: Default::default(),
-        changed: Arc::new(Notify::new()),
-    });
+    let ipam = IpamStore::open(
+        &ipam_dir(&config.state_dir),
+        built.layout.subnet,
+        built.layout.gateway,
+        crate::pods::record::record_ipam_key,
+    )?;
+    // The cluster DNS of each node answers on its gateway address.
+    let dns = Dns { nameservers: vec![built.layout.gateway], domain: config.cluster_domain.clone() };
+    let pods = Arc::new(Pods::new(
+        ns.clone(),
+        built.layout.clone(),
+        ipam,
+        built.dataplane.clone(),
+        dns,
+        built.devices.br0.clone(),
+    ));
     match pods.adopt().await {
         Ok((0, 0)) => {}
         Ok((adopted, stray)) => tracing::info!("adopted {adopted} pods, deleted {stray} veths of detached pods"),

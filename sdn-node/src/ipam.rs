@@ -114,7 +114,7 @@ impl IpamStore {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locked(&self.state)
     }
 
     /// Every recorded address and its owner's record.

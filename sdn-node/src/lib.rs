@@ -30,3 +30,10 @@ pub mod pods;
 pub mod podsync;
 pub mod remotes;
 pub mod status;
+
+/// Locks `mutex`, also after a holder panicked. Every lock of the agent guards state that each
+/// holder changes with single writes (a map entry, a counter, a BPF map update), so what a
+/// panicking holder left is whole; poisoning would instead fail every later pod request.
+pub fn locked<T: ?Sized>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

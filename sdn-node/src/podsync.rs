@@ -66,7 +66,7 @@ pub async fn run(store: Store, node: String, pods: Arc<Pods>, mut shutdown: watc
             }
         };
         let changed = tokio::select! {
-            _ = pods.changed.notified() => true,
+            _ = pods.changed() => true,
             _ = tokio::time::sleep(wait) => false,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };

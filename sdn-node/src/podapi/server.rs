@@ -105,9 +105,8 @@ async fn gc(State(pods): State<Arc<Pods>>, bytes: Bytes) -> Response {
 
 /// Ready when the flow maps answer: the socket is only served once the node is built.
 async fn status(State(pods): State<Arc<Pods>>) -> Response {
-    let config = pods.dataplane.lock().unwrap_or_else(|p| p.into_inner()).config();
-    Json(match config {
-        Ok(_) => Status { ready: true, reason: None },
+    Json(match pods.ready() {
+        Ok(()) => Status { ready: true, reason: None },
         Err(err) => Status { ready: false, reason: Some(format!("the flow maps do not answer: {err}")) },
     })
     .into_response()

@@ -24,7 +24,7 @@ pub struct AttachmentGuard<'a> {
 
 impl AttachmentLocks {
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<AttachmentKey, Arc<AsyncMutex<()>>>> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locked(&self.held)
     }
 
     /// Waits until no other request works on `key`, then holds it until the guard drops.

@@ -78,30 +78,55 @@ async fn pod_side(netns: &Path, ifname: &str) -> Result<Option<PodSide>, PodErro
     }))
 }
 
+/// The node's pods: the one place that attaches, detaches, checks and collects them.
 pub struct Pods {
-    pub ns: NodeNamespace,
-    pub layout: NodeLayout,
-    pub ipam: IpamStore,
-    pub dataplane: Arc<Mutex<Dataplane>>,
-    pub dns: Dns,
+    ns: NodeNamespace,
+    layout: NodeLayout,
+    ipam: IpamStore,
+    dataplane: Arc<Mutex<Dataplane>>,
+    dns: Dns,
     /// `br0`, the bridge every pod port joins.
-    pub br0: Link,
+    br0: Link,
     /// Woken on every change of the node's pods (the etcd pod records follow it).
-    pub changed: Arc<Notify>,
+    changed: Notify,
     /// Host veths of detached pods with the number of their deletions still queued (a DEL
     /// repeated quickly queues two).
-    pub deleting: Arc<Mutex<HashMap<String, usize>>>,
+    deleting: Arc<Mutex<HashMap<String, usize>>>,
     /// Requests for one attachment run one at a time.
-    pub locks: AttachmentLocks,
+    locks: AttachmentLocks,
 }
 
 impl Pods {
+    /// The pods of a built node: its namespace and layout, the pods' addresses, the flow maps,
+    /// the DNS the pods are told to use, and `br0`.
+    pub fn new(
+        ns: NodeNamespace,
+        layout: NodeLayout,
+        ipam: IpamStore,
+        dataplane: Arc<Mutex<Dataplane>>,
+        dns: Dns,
+        br0: Link,
+    ) -> Self {
+        let (changed, deleting, locks) = Default::default();
+        Self { ns, layout, ipam, dataplane, dns, br0, changed, deleting, locks }
+    }
+
+    /// Returns at the next change of the node's pods (at once if one came since the last call).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Whether the flow maps answer, which pods need before they can be attached.
+    pub fn ready(&self) -> Result<(), BpfError> {
+        self.dp().config().map(drop)
+    }
+
     fn dp(&self) -> std::sync::MutexGuard<'_, Dataplane> {
-        self.dataplane.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locked(&self.dataplane)
     }
 
     fn deleting(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.deleting.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locked(&self.deleting)
     }
 
     /// Returns once a deletion of the host veth `host` queued by a detach has run, so an
@@ -256,7 +281,7 @@ impl Pods {
             if let Err(err) = deleted {
                 tracing::error!("deleting the veth {host} of a detached pod: {err}");
             }
-            let mut deleting = deleting.lock().unwrap_or_else(|p| p.into_inner());
+            let mut deleting = crate::locked(&deleting);
             if let Some(queued) = deleting.get_mut(&host) {
                 *queued -= 1;
                 if *queued == 0 {
@@ -325,7 +350,7 @@ impl Pods {
                 let nl = Netlink::connect()?;
                 let Some(link) = nl.link(&host_c).await? else { return Ok::<_, PodError>(None) };
                 let br0 = nl.require(BR0).await?;
-                let from_pod = dataplane.lock().unwrap_or_else(|p| p.into_inner()).program_id(Program::FromPod)?;
+                let from_pod = crate::locked(&dataplane).program_id(Program::FromPod)?;
                 let checked = Dataplane::filter_programs(&host_c)?.contains(&from_pod);
                 Ok(Some(HostSide {
                     index: link.index,
@@ -372,7 +397,7 @@ impl Pods {
                 for (ip, request) in records {
                     let host = host_veth(&record::key(&request));
                     let Some(link) = nl.link(&host).await? else { continue };
-                    let mut dp = dataplane.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut dp = crate::locked(&dataplane);
                     let mac = dp.endpoints()?.into_iter().find(|(e, _)| *e == ip).map(|(_, e)| e.mac);
                     if let Some(mac) = mac {
                         dp.upsert_endpoint(ip, link.index, mac)?;
