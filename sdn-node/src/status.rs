@@ -70,7 +70,7 @@ impl Status {
             ConstCounter::new(self.reconcile_errors.load(Ordering::Relaxed)),
         );
         if let Some(dataplane) = self.dataplane.get() {
-            let dp = crate::locked(&dataplane);
+            let dp = crate::locked(dataplane);
             registry.register(
                 "pods",
                 "Local endpoints in the flow table",
