@@ -102,16 +102,6 @@ impl Store {
         resp.kvs().first().map(|kv| Ok((decode(&key, kv.value())?, kv.mod_revision()))).transpose()
     }
 
-    /// Stores `network` if the stored one still has `expected_mod_revision`
-    /// (0: if none is stored). Returns whether it was written.
-    pub async fn put_network(&self, network: &ClusterNetwork, expected_mod_revision: i64) -> Result<bool, StoreError> {
-        let key = self.keys.network();
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, expected_mod_revision)])
-            .and_then([TxnOp::put(key.as_str(), encode(network), None)]);
-        Ok(self.txn(txn).await?.succeeded())
-    }
-
     /// Every record directly under `dir` (one of the `Keys` directories).
     pub async fn list<T: DeserializeOwned>(&self, dir: &str) -> Result<Vec<T>, StoreError> {
         let resp = self

@@ -107,11 +107,6 @@ impl Snapshot {
         self.by_host.get(node).and_then(|&i| self.subnets.get(i)).and_then(|s| s.record.as_ref())
     }
 
-    /// Whether `node` has a subnet record, readable or not.
-    pub fn has_subnet(&self, node: &str) -> bool {
-        self.by_host.contains_key(node)
-    }
-
     /// The allocator's plan for this snapshot; empty without a valid network.
     pub fn plan(&self) -> Plan {
         match &self.network {

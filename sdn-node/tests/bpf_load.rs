@@ -189,7 +189,7 @@ fn setup() -> Env {
 /// attaches the three programs.
 fn bring_up(env: &Env, node: &str, gateway: Ipv4Addr, gw_mac: [u8; 6], pods: &[&str]) -> Dataplane {
     let mut dp = Dataplane::load(&env.pins(node)).unwrap_or_else(|e| panic!("loading the dataplane of {node}: {e}"));
-    let config = bpf::node_config(gateway, net("10.1.0.0/16"), ifindex("vxlan-t"), ifindex("tun0-br"), gw_mac);
+    let config = bpf::node_config(gateway, ifindex("vxlan-t"), ifindex("tun0-br"), gw_mac);
     dp.set_config(config).expect("set_config");
     assert_eq!(dp.config().expect("config"), config);
     for pod in pods {
@@ -392,4 +392,43 @@ fn dataplane_loads_attaches_forwards_and_survives_a_restart() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// A pinned map of another shape (an older build's): the settings maps, which the agent writes on
+/// every start, are replaced; a map of state (here the endpoints) is refused, naming it.
+#[test]
+fn pins_of_another_layout_are_replaced_when_they_hold_settings_and_refused_otherwise() {
+    // SAFETY: no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "tests/bpf_load.rs needs root (BPF); run it as root");
+    let root = pin_root(std::process::id());
+    let pins = root.join("layouts");
+    /// Removes the pins also when the test fails.
+    struct Cleanup(PathBuf, PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = bpf::remove_pins(&self.1);
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(root, pins.clone());
+    let maps = pins.join("maps");
+    fs::create_dir_all(&maps).expect("pin directory");
+    let create = |name: &str, kind: &str, value: &str| {
+        let path = maps.join(name).display().to_string();
+        run(&[
+            "bpftool", "map", "create", &path, "type", kind, "key", "4", "value", value, "entries", "1", "name", name,
+        ]);
+    };
+    // The node configuration as the build before it was 28 bytes long.
+    create("SDN_CONFIG", "array", "28");
+    create("SDN_ENDPOINTS", "hash", "8");
+    let Err(refused) = Dataplane::load(&pins) else { panic!("an endpoint map of another layout was taken") };
+    let message = refused.to_string();
+    assert!(message.contains("SDN_ENDPOINTS"), "{message}");
+    fs::remove_file(maps.join("SDN_ENDPOINTS")).expect("remove the odd endpoint map");
+    let dp = Dataplane::load(&pins).unwrap_or_else(|e| panic!("an old settings map is replaced: {e}"));
+    let shown = Command::new("bpftool").args(["map", "show", "pinned"]).arg(maps.join("SDN_CONFIG")).output();
+    let shown = String::from_utf8_lossy(&shown.expect("bpftool").stdout).into_owned();
+    assert!(shown.contains("value 20B"), "the replaced map has this build's layout: {shown}");
+    drop(dp);
 }

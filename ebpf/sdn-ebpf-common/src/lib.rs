@@ -29,9 +29,9 @@ pub const MAP_REMOTES: &str = "SDN_REMOTES";
 pub const MAP_CONFIG: &str = "SDN_CONFIG";
 /// Name of the per-decision counter map: a per-CPU array of [`Counter`] indexed by [`Decision`].
 pub const MAP_COUNTERS: &str = "SDN_COUNTERS";
-/// Name of the tunnel map: an array of one [`Tunnel`] at index 0. A map of its own rather than
-/// fields of [`NodeConfig`], so that an agent of this build adopts the pinned maps of an earlier
-/// one (whose `SDN_CONFIG` values are 28 bytes) instead of refusing them.
+/// Name of the tunnel map: an array of one [`Tunnel`] at index 0. Like [`MAP_CONFIG`] it holds
+/// settings the agent writes on every start, so a pin of another build's layout is replaced
+/// rather than refused.
 pub const MAP_TUNNEL: &str = "SDN_TUNNEL";
 
 /// Every map the object declares, in one list (for the agent's checks and cleanup).
@@ -91,7 +91,7 @@ pub struct Remote {
 
 /// The node's own settings, read by every program from index 0 of [`MAP_CONFIG`].
 ///
-/// Layout (28 bytes, align 4): five `u32` 0..20, `gateway_mac` 20..26, `_pad` 26..28. The
+/// Layout (20 bytes, align 4): three `u32` 0..12, `gateway_mac` 12..18, `_pad` 18..20. The
 /// `_pad` rounds the size up to the 4-byte alignment (C layout would add the same two bytes as
 /// trailing padding, invisibly).
 #[repr(C)]
@@ -99,10 +99,6 @@ pub struct Remote {
 pub struct NodeConfig {
     /// The gateway address on `tun0` (`10.1.x.1`), network byte order.
     pub gateway_ip: u32,
-    /// The cluster network address, network byte order.
-    pub cluster_net: u32,
-    /// The cluster network mask, network byte order.
-    pub cluster_mask: u32,
     /// Ifindex of `vxlan0`.
     pub vxlan_ifindex: u32,
     /// Ifindex of `tun0-br` (the bridge-side peer of `tun0`).
@@ -202,7 +198,7 @@ const _: () = {
     assert!(size_of::<Endpoint>() == 32 && align_of::<Endpoint>() == 8);
     assert!(offset_of!(Endpoint, mac) == 4 && offset_of!(Endpoint, packets) == 16);
     assert!(size_of::<Remote>() == 24 && offset_of!(Remote, packets) == 8);
-    assert!(size_of::<NodeConfig>() == 28 && offset_of!(NodeConfig, gateway_mac) == 20);
+    assert!(size_of::<NodeConfig>() == 20 && offset_of!(NodeConfig, gateway_mac) == 12);
     assert!(size_of::<Counter>() == 16);
     assert!(size_of::<Tunnel>() == 12 && offset_of!(Tunnel, port) == 8);
     assert!(Decision::ALL.len() == Decision::COUNT);

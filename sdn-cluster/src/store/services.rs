@@ -223,11 +223,6 @@ impl Store {
         self.get_record(&self.keys.endpoints_of(namespace, name)).await
     }
 
-    /// Every service's endpoints, or those of one namespace.
-    pub async fn endpoints_list(&self, namespace: Option<&str>) -> Result<Vec<Endpoints>, StoreError> {
-        self.list(&namespace.map_or_else(|| self.keys.endpoints(), |ns| self.keys.endpoints_in(ns))).await
-    }
-
     /// The owner named by each service-IP claim.
     pub async fn service_ip_claims(&self) -> Result<Vec<(IpAddr, String)>, StoreError> {
         let dir = self.keys.service_ip_claims();

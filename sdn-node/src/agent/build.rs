@@ -84,7 +84,6 @@ async fn build_in_namespace(
     let mut dataplane = Dataplane::load(pin_dir)?;
     dataplane.set_config(bpf::node_config(
         layout.gateway,
-        layout.cluster_network,
         devices.vxlan0.index,
         devices.tun0_br.index,
         devices.tun0.mac,

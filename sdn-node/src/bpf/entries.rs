@@ -8,22 +8,8 @@ use ipnetwork::Ipv4Network;
 use sdn_ebpf_common::{Endpoint, NodeConfig, Remote};
 
 /// Builds the node configuration the programs read, converting addresses to network order.
-pub fn node_config(
-    gateway_ip: Ipv4Addr,
-    cluster: Ipv4Network,
-    vxlan_ifindex: u32,
-    tun_br_ifindex: u32,
-    gateway_mac: [u8; 6],
-) -> NodeConfig {
-    NodeConfig {
-        gateway_ip: ip_key(gateway_ip),
-        cluster_net: ip_key(cluster.network()),
-        cluster_mask: ip_key(cluster.mask()),
-        vxlan_ifindex,
-        tun_br_ifindex,
-        gateway_mac,
-        _pad: [0; 2],
-    }
+pub fn node_config(gateway_ip: Ipv4Addr, vxlan_ifindex: u32, tun_br_ifindex: u32, gateway_mac: [u8; 6]) -> NodeConfig {
+    NodeConfig { gateway_ip: ip_key(gateway_ip), vxlan_ifindex, tun_br_ifindex, gateway_mac, _pad: [0; 2] }
 }
 
 /// An address as the maps store it: a `u32` whose memory holds the octets in network order.
@@ -94,10 +80,8 @@ mod tests {
 
     #[test]
     fn node_config_is_in_network_order() {
-        let config = node_config(Ipv4Addr::new(10, 1, 0, 1), net("10.1.0.0/16"), 7, 8, [2, 0, 0, 0, 0, 1]);
+        let config = node_config(Ipv4Addr::new(10, 1, 0, 1), 7, 8, [2, 0, 0, 0, 0, 1]);
         assert_eq!(config.gateway_ip.to_ne_bytes(), [10, 1, 0, 1]);
-        assert_eq!(config.cluster_net.to_ne_bytes(), [10, 1, 0, 0]);
-        assert_eq!(config.cluster_mask.to_ne_bytes(), [255, 255, 0, 0]);
         assert_eq!((config.vxlan_ifindex, config.tun_br_ifindex), (7, 8));
     }
 

@@ -52,6 +52,9 @@ pub(super) struct ExpectedMap {
     key_size: u32,
     value_size: u32,
     max_entries: u32,
+    /// Holds only settings the agent writes on every start: a pin of another shape is an older
+    /// build's, and is replaced rather than refused.
+    settings: bool,
 }
 
 pub(super) fn expected_maps() -> [ExpectedMap; 5] {
@@ -64,6 +67,7 @@ pub(super) fn expected_maps() -> [ExpectedMap; 5] {
             key_size: u32_size,
             value_size: size_of::<Endpoint>() as u32,
             max_entries: MAX_ENDPOINTS,
+            settings: false,
         },
         ExpectedMap {
             name: MAP_REMOTES,
@@ -71,6 +75,7 @@ pub(super) fn expected_maps() -> [ExpectedMap; 5] {
             key_size: size_of::<Key<u32>>() as u32,
             value_size: size_of::<Remote>() as u32,
             max_entries: MAX_REMOTES,
+            settings: false,
         },
         ExpectedMap {
             name: MAP_CONFIG,
@@ -78,6 +83,7 @@ pub(super) fn expected_maps() -> [ExpectedMap; 5] {
             key_size: u32_size,
             value_size: size_of::<NodeConfig>() as u32,
             max_entries: 1,
+            settings: true,
         },
         ExpectedMap {
             name: MAP_COUNTERS,
@@ -85,6 +91,7 @@ pub(super) fn expected_maps() -> [ExpectedMap; 5] {
             key_size: u32_size,
             value_size: size_of::<Counter>() as u32,
             max_entries: Decision::COUNT as u32,
+            settings: false,
         },
         ExpectedMap {
             name: MAP_TUNNEL,
@@ -92,6 +99,7 @@ pub(super) fn expected_maps() -> [ExpectedMap; 5] {
             key_size: u32_size,
             value_size: size_of::<Tunnel>() as u32,
             max_entries: 1,
+            settings: true,
         },
     ]
 }
@@ -109,6 +117,9 @@ pub(super) fn check_pinned_map(maps_dir: &Path, expected: &ExpectedMap) -> Resul
     let wanted = (expected.map_type, expected.key_size, expected.value_size, expected.max_entries);
     if found == wanted {
         Ok(())
+    } else if expected.settings {
+        tracing::info!("replacing {}: its layout is another build's ({found:?})", path.display());
+        remove_if_exists(&path)
     } else {
         Err(BpfError::IncompatiblePin {
             path,

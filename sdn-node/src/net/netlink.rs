@@ -312,13 +312,6 @@ impl Netlink {
         self.require(name).await
     }
 
-    /// Moves a link into the network namespace open as `netns`.
-    pub async fn move_to(&self, link: &Link, netns: &std::fs::File) -> Result<(), NetError> {
-        use std::os::fd::AsRawFd;
-        let message = LinkUnspec::new_with_index(link.index).setns_by_fd(netns.as_raw_fd()).build();
-        self.handle.link().set(message).execute().await.map_err(failed(format!("moving {} to the pod", link.name)))
-    }
-
     /// Renames a link (it must be down) and sets its MTU, then brings it up.
     pub async fn rename_up(&self, link: &Link, name: &str, mtu: u32) -> Result<Link, NetError> {
         if link.name != name {
