@@ -89,6 +89,17 @@ async fn pods_reach_each_other_the_nodes_and_the_outside() {
     let flows = c.nodes[0].command("flows").expect("flows");
     assert!(flows.contains(&format!("nw_dst={}", a2.ip)), "{flows}");
     assert!(flows.contains("table=remote") && flows.contains("tun_dst,output:ul0"), "{flows}");
+    // Pod ports by the names the node's namespace gives them.
+    let veths = c.nodes[0].pod_veths();
+    assert!(veths.iter().any(|veth| flows.contains(&format!("output:{veth}"))), "{veths:?} in {flows}");
+    // Read from another namespace, where the indexes would name other interfaces: refused.
+    let bin = sdn_tests::bins::project("sdn-node").expect("sdn-node");
+    let elsewhere = std::process::Command::new(bin)
+        .args(["flows", &format!("--node-name={}", c.nodes[0].name)])
+        .output()
+        .expect("sdn-node flows");
+    let said = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(!elsewhere.status.success() && said.contains("--netns"), "flows outside the node's namespace: {said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

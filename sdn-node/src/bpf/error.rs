@@ -101,6 +101,16 @@ pub enum BpfError {
     /// An interface name that cannot be a Linux interface (nor a pin file name).
     #[error("invalid interface name {0:?}")]
     InvalidInterface(String),
+    /// The flow maps were read from a network namespace other than their node's.
+    #[error(
+        "the flow maps under {} belong to a node in another network namespace (it has no tun0-br here): \
+         give the node's namespace with --netns",
+        pin_dir.display()
+    )]
+    OtherNamespace {
+        /// The node's pin directory.
+        pin_dir: std::path::PathBuf,
+    },
     /// An entry read back from a map that this adapter cannot have written.
     #[error("map {map} holds an invalid entry: {detail}")]
     InvalidEntry {

@@ -12,11 +12,14 @@ use super::key_ip;
 /// traffic to the host (`table=default`), tunnel misses and spoofed packets (both dropped).
 /// Tunnelled packets leave through `tunnel_out`: `vxlan0`, or the underlay interface when the
 /// programs wrap them themselves.
+/// `name` gives an interface index's name, as the node's namespace knows it (the index itself
+/// where it knows none).
 pub fn render_flows(
     endpoints: &[(Ipv4Addr, Endpoint)],
     remotes: &[(Ipv4Network, Remote)],
     counters: &[Counter; Decision::COUNT],
     tunnel_out: &str,
+    name: impl Fn(u32) -> Option<String>,
 ) -> String {
     let mut out = String::new();
     for (ip, endpoint) in endpoints {
@@ -26,7 +29,7 @@ pub fn render_flows(
             endpoint.packets,
             endpoint.bytes,
             mac_string(&endpoint.mac),
-            endpoint.ifindex
+            name(endpoint.ifindex).unwrap_or_else(|| endpoint.ifindex.to_string())
         );
     }
     for (subnet, remote) in remotes {
@@ -79,7 +82,7 @@ mod tests {
         counters[Decision::SpoofDrop as usize] = Counter { packets: 1, bytes: 42 };
         let expected = [
             " table=local, n_packets=12, n_bytes=1176, ip,nw_dst=10.1.0.2 \
-             actions=mod_dl_dst:aa:bb:cc:00:01:02,output:5",
+             actions=mod_dl_dst:aa:bb:cc:00:01:02,output:veth1a2b3c4d",
             " table=remote, n_packets=3, n_bytes=294, ip,nw_dst=10.1.1.0/24 \
              actions=set_field:192.0.2.12->tun_dst,output:eth0",
             " table=default, n_packets=7, n_bytes=700, ip actions=output:tun0",
@@ -88,6 +91,9 @@ mod tests {
             "",
         ]
         .join("\n");
-        assert_eq!(render_flows(&endpoints, &remotes, &counters, "eth0"), expected);
+        let name = |ifindex| (ifindex == 5).then(|| "veth1a2b3c4d".to_owned());
+        assert_eq!(render_flows(&endpoints, &remotes, &counters, "eth0", name), expected);
+        let unnamed = render_flows(&endpoints, &remotes, &counters, "eth0", |_| None);
+        assert!(unnamed.contains("output:5\n"), "an index without a name stays a number: {unnamed}");
     }
 }

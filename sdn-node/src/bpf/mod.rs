@@ -310,14 +310,19 @@ impl Dataplane {
         Ok(sums)
     }
 
-    /// The flow tables as `ovs-ofctl dump-flows` would show them (see [`render_flows`]). Names
-    /// the underlay interface as the calling thread's namespace knows it.
+    /// The flow tables as `ovs-ofctl dump-flows` would show them (see [`render_flows`]), with
+    /// interfaces named as the node's namespace knows them. The calling thread must be in that
+    /// namespace: the maps hold interface indexes, which another namespace would name wrongly.
     pub fn flows(&self) -> Result<String, BpfError> {
+        let own = crate::net::layout::TUN0_BR;
+        if self.pin_dir.join("links").join(own).exists() && interface_index(own).is_none() {
+            return Err(BpfError::OtherNamespace { pin_dir: self.pin_dir.clone() });
+        }
         let tunnel_out = match self.tunnel()?.underlay_ifindex {
             0 => crate::net::layout::VXLAN0.to_owned(),
             ifindex => interface_name(ifindex).unwrap_or_else(|| format!("ifindex{ifindex}")),
         };
-        Ok(render_flows(&self.endpoints()?, &self.remotes()?, &self.counters()?, &tunnel_out))
+        Ok(render_flows(&self.endpoints()?, &self.remotes()?, &self.counters()?, &tunnel_out, interface_name))
     }
 
     /// The entry of exactly `key`. A lookup in an LPM trie is a longest-prefix match (it would
@@ -344,6 +349,13 @@ impl Dataplane {
 }
 
 /// The name of interface `ifindex` in the calling thread's namespace.
+fn interface_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
 fn interface_name(ifindex: u32) -> Option<String> {
     let mut buf = [0u8; libc::IF_NAMESIZE];
     // SAFETY: the buffer holds IF_NAMESIZE bytes, as the call requires; it writes a C string.

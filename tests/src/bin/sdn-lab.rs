@@ -80,7 +80,11 @@ async fn up(dir: &Path, prefix: &str) -> anyhow::Result<()> {
         a.ns.name(),
         Cluster::EXTERNAL_IP
     );
-    println!("  target/debug/sdn-node flows --node-name {}", cluster.nodes[0].name);
+    println!(
+        "  target/debug/sdn-node flows --node-name {} --netns {}",
+        cluster.nodes[0].name,
+        cluster.nodes[0].ns.path().display()
+    );
     println!("  curl -s 127.0.0.1:{}/metrics", cluster.nodes[0].metrics_port);
     println!("  source {}/env; target/debug/sdnctl nodes list", run.path().display());
     println!("\n`make lab-down` stops the lab.");
