@@ -9,6 +9,7 @@
 //!   [`pods`]: attach, detach, check and GC of pods; [`podsync`]: their etcd records.
 //! - [`install`]: the CNI plugin and configuration list put in place on start.
 //! - [`remotes`]: which remote subnets the tunnel map holds (pure).
+//! - [`services`]: which frontends and backends the service maps hold (pure).
 //! - [`netns`]: running work inside a network namespace.
 //! - [`status`]: `/healthz`, `/readyz`, `/metrics`; [`config`]: the flags.
 //! - [`dns`]: the cluster DNS server (the answers are `sdn-dns`'s).
@@ -29,6 +30,7 @@ pub mod podapi;
 pub mod pods;
 pub mod podsync;
 pub mod remotes;
+pub mod services;
 pub mod status;
 
 /// Locks `mutex`, also after a holder panicked. Every lock of the agent guards state that each

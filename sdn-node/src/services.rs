@@ -1,0 +1,248 @@
+//! Which services the node's service maps hold, from the `services/` and `endpoints/` records
+//! the cluster DNS serves too: a frontend for each port of each service with a cluster IP
+//! (cluster IP, protocol, port), and its ready backends (pod IP, port). A service port maps to
+//! the endpoints port of the same name and protocol, or to the single port of endpoints whose
+//! service has one unnamed port, as Kubernetes Endpoints do. Pure, like `remotes.rs`: the shell
+//! only writes maps.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use sdn_cluster::services::{Endpoints, Port, Protocol, Service};
+
+/// Where clients connect: a cluster IP, a protocol and a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Frontend {
+    pub ip: Ipv4Addr,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// Where a connection to a frontend goes: a ready endpoint's address and target port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Backend {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+/// A frontend's service port and its ready backends, sorted (so the same records always give
+/// the same slots).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    /// `<namespace>/<name>`.
+    pub service: String,
+    /// The port's name; empty for a service's single unnamed port.
+    pub port_name: String,
+    pub backends: Vec<Backend>,
+}
+
+/// Every frontend of the cluster with its service port.
+pub type Table = BTreeMap<Frontend, ServicePort>;
+
+/// What the records ask for, and what they ask for that the programs cannot serve.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    pub table: Table,
+    /// `<namespace>/<name>:<port>` of ports left out: SCTP or an IPv6 cluster IP.
+    pub unsupported: Vec<String>,
+}
+
+/// The frontends of `services`, with the ready IPv4 backends of their `endpoints`. Headless
+/// services (no cluster IP) are the DNS's alone.
+pub fn wanted(services: &[Service], endpoints: &[Endpoints]) -> Wanted {
+    let by_name: BTreeMap<(&str, &str), &Endpoints> =
+        endpoints.iter().map(|e| ((e.namespace.as_str(), e.name.as_str()), e)).collect();
+    let mut wanted = Wanted::default();
+    for service in services {
+        let Some(cluster_ip) = service.cluster_ip else { continue };
+        let name = format!("{}/{}", service.namespace, service.name);
+        let endpoints = by_name.get(&(service.namespace.as_str(), service.name.as_str()));
+        for port in &service.ports {
+            let ip = match cluster_ip {
+                IpAddr::V4(ip) if port.protocol != Protocol::Sctp => ip,
+                _ => {
+                    wanted.unsupported.push(format!("{name}:{}", port.port));
+                    continue;
+                }
+            };
+            let frontend = Frontend { ip, protocol: port.protocol, port: port.port };
+            let backends = endpoints.map_or_else(Vec::new, |e| backends(port, service.ports.len(), e));
+            wanted
+                .table
+                .insert(frontend, ServicePort { service: name.clone(), port_name: port.name.clone(), backends });
+        }
+    }
+    wanted
+}
+
+/// The ready IPv4 backends of `endpoints` for the service port `port` (one of `port_count`).
+fn backends(port: &Port, port_count: usize, endpoints: &Endpoints) -> Vec<Backend> {
+    let Some(target) = target_port(port, port_count, &endpoints.ports) else { return Vec::new() };
+    let mut backends: Vec<Backend> = endpoints
+        .addresses
+        .iter()
+        .filter(|address| address.ready)
+        .filter_map(|address| match address.ip {
+            IpAddr::V4(ip) => Some(Backend { ip, port: target }),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    backends.sort_unstable();
+    backends.dedup();
+    backends
+}
+
+/// The endpoints port a service port maps to: the one of the same name and protocol, or the
+/// only one when the service has a single unnamed port.
+fn target_port(port: &Port, port_count: usize, endpoint_ports: &[Port]) -> Option<u16> {
+    let same = |p: &&Port| p.protocol == port.protocol;
+    if let Some(named) = endpoint_ports.iter().filter(same).find(|p| p.name == port.name) {
+        return Some(named.port);
+    }
+    match endpoint_ports {
+        [only] if port.name.is_empty() && port_count == 1 && only.protocol == port.protocol => Some(only.port),
+        _ => None,
+    }
+}
+
+/// What to write to go from `current` to `wanted`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Frontends that are new or whose service port changed (backends, name).
+    pub upsert: Vec<(Frontend, ServicePort)>,
+    pub remove: Vec<Frontend>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.upsert.is_empty() && self.remove.is_empty()
+    }
+}
+
+pub fn diff(current: &Table, wanted: &Table) -> Changes {
+    let upsert = wanted
+        .iter()
+        .filter(|(frontend, port)| current.get(frontend) != Some(port))
+        .map(|(frontend, port)| (*frontend, port.clone()))
+        .collect();
+    let remove = current.keys().filter(|frontend| !wanted.contains_key(frontend)).copied().collect();
+    Changes { upsert, remove }
+}
+
+#[cfg(test)]
+mod tests {
+    use sdn_cluster::services::EndpointAddress;
+
+    use super::*;
+
+    fn port(name: &str, port: u16, protocol: Protocol) -> Port {
+        Port { name: name.into(), port, protocol }
+    }
+
+    fn service(name: &str, ip: Option<&str>, ports: Vec<Port>) -> Service {
+        Service { namespace: "shop".into(), name: name.into(), cluster_ip: ip.map(|ip| ip.parse().expect("ip")), ports }
+    }
+
+    fn endpoints(name: &str, addresses: &[(&str, bool)], ports: Vec<Port>) -> Endpoints {
+        let addresses = addresses
+            .iter()
+            .map(|(ip, ready)| EndpointAddress {
+                ip: ip.parse().expect("ip"),
+                hostname: None,
+                node_name: None,
+                ready: *ready,
+            })
+            .collect();
+        Endpoints { namespace: "shop".into(), name: name.into(), addresses, ports }
+    }
+
+    fn frontend(ip: &str, protocol: Protocol, port: u16) -> Frontend {
+        Frontend { ip: ip.parse().expect("ip"), protocol, port }
+    }
+
+    fn backend(ip: &str, port: u16) -> Backend {
+        Backend { ip: ip.parse().expect("ip"), port }
+    }
+
+    #[test]
+    fn ports_map_by_name_and_protocol_to_ready_backends() {
+        let services = [
+            service(
+                "web",
+                Some("172.30.0.1"),
+                vec![port("http", 80, Protocol::Tcp), port("dns", 53, Protocol::Udp), port("dns", 53, Protocol::Tcp)],
+            ),
+            service("db", None, vec![port("pg", 5432, Protocol::Tcp)]),
+        ];
+        let eps = [
+            endpoints(
+                "web",
+                &[("10.1.1.2", true), ("10.1.0.2", true), ("10.1.0.9", false), ("10.1.0.2", true)],
+                vec![port("http", 8080, Protocol::Tcp), port("dns", 5353, Protocol::Udp)],
+            ),
+            endpoints("db", &[("10.1.0.5", true)], vec![port("pg", 5432, Protocol::Tcp)]),
+        ];
+        let wanted = wanted(&services, &eps);
+        assert!(wanted.unsupported.is_empty());
+        let http = &wanted.table[&frontend("172.30.0.1", Protocol::Tcp, 80)];
+        assert_eq!(http.service, "shop/web");
+        assert_eq!(http.backends, [backend("10.1.0.2", 8080), backend("10.1.1.2", 8080)], "ready, sorted, once");
+        let dns = &wanted.table[&frontend("172.30.0.1", Protocol::Udp, 53)];
+        assert_eq!(dns.backends, [backend("10.1.0.2", 5353), backend("10.1.1.2", 5353)]);
+        // The endpoints have no TCP port named dns: the frontend exists and refuses.
+        assert!(wanted.table[&frontend("172.30.0.1", Protocol::Tcp, 53)].backends.is_empty());
+        assert_eq!(wanted.table.len(), 3, "the headless service has no frontend");
+    }
+
+    #[test]
+    fn a_single_unnamed_port_takes_the_single_endpoints_port() {
+        let services = [service("web", Some("172.30.0.1"), vec![port("", 80, Protocol::Tcp)])];
+        let eps = [endpoints("web", &[("10.1.0.2", true)], vec![port("", 8080, Protocol::Tcp)])];
+        assert_eq!(
+            wanted(&services, &eps).table.values().next().expect("frontend").backends,
+            [backend("10.1.0.2", 8080)]
+        );
+        let named = [endpoints("web", &[("10.1.0.2", true)], vec![port("metrics", 9090, Protocol::Tcp)])];
+        assert_eq!(
+            wanted(&services, &named).table.values().next().expect("frontend").backends,
+            [backend("10.1.0.2", 9090)]
+        );
+        let two =
+            [endpoints("web", &[("10.1.0.2", true)], vec![port("a", 1, Protocol::Tcp), port("b", 2, Protocol::Tcp)])];
+        assert!(wanted(&services, &two).table.values().next().expect("frontend").backends.is_empty(), "ambiguous");
+        let udp = [endpoints("web", &[("10.1.0.2", true)], vec![port("", 8080, Protocol::Udp)])];
+        assert!(wanted(&services, &udp).table.values().next().expect("frontend").backends.is_empty(), "protocol");
+    }
+
+    #[test]
+    fn services_without_endpoints_refuse_and_unsupported_ports_are_named() {
+        let services = [
+            service("idle", Some("172.30.0.2"), vec![port("http", 80, Protocol::Tcp)]),
+            service("sctp", Some("172.30.0.3"), vec![port("s", 9, Protocol::Sctp)]),
+            service("six", Some("fd00::1"), vec![port("http", 80, Protocol::Tcp)]),
+        ];
+        let wanted = wanted(&services, &[]);
+        assert_eq!(wanted.table.len(), 1);
+        assert!(wanted.table[&frontend("172.30.0.2", Protocol::Tcp, 80)].backends.is_empty());
+        assert_eq!(wanted.unsupported, ["shop/sctp:9", "shop/six:80"]);
+    }
+
+    #[test]
+    fn the_diff_writes_what_changed_and_removes_what_went() {
+        let services = [service("web", Some("172.30.0.1"), vec![port("http", 80, Protocol::Tcp)])];
+        let before =
+            wanted(&services, &[endpoints("web", &[("10.1.0.2", true)], vec![port("http", 80, Protocol::Tcp)])]);
+        assert_eq!(diff(&before.table, &before.table), Changes::default());
+        let after = wanted(
+            &services,
+            &[endpoints("web", &[("10.1.0.2", true), ("10.1.0.3", true)], vec![port("http", 80, Protocol::Tcp)])],
+        );
+        let changes = diff(&before.table, &after.table);
+        assert_eq!(changes.upsert.len(), 1);
+        assert_eq!(changes.upsert[0].1.backends.len(), 2);
+        assert!(changes.remove.is_empty());
+        let gone = diff(&after.table, &Table::new());
+        assert_eq!(gone.remove, [frontend("172.30.0.1", Protocol::Tcp, 80)]);
+        assert!(gone.upsert.is_empty() && !gone.is_empty());
+    }
+}
