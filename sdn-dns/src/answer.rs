@@ -83,18 +83,31 @@ fn forward_node(index: &Index, labels: &[String]) -> Option<Node> {
         // `<ns>.<zone>` is a search domain of the pods of the namespace.
         [ns] | ["svc" | "endpoints", ns] => index.has_namespace(ns).then_some(Node::Empty),
         ["svc", ns, svc] => {
-            let (_, entry) = index.entry(ns, svc)?;
-            entry.visible().then(|| Node::Addresses(service_addresses(entry)))
+            let visible = index.matching(ns, svc).into_iter().filter(|(_, entry)| entry.visible());
+            addresses(visible.flat_map(|(_, entry)| service_addresses(entry)))
         }
         ["svc", ns, svc, below] => below_service(index, ns, svc, below),
-        ["svc", ns, svc, proto, port] => srv_node(index, ns, svc, proto, port),
+        ["svc", ns, svc, proto, port] => {
+            let mut targets = index
+                .matching(ns, svc)
+                .into_iter()
+                .filter_map(|(key, entry)| srv_targets(index, key, entry, proto, port));
+            let first = targets.next()?;
+            Some(Node::Srv(first.into_iter().chain(targets.flatten()).collect()))
+        }
         ["endpoints", ns, svc] => {
-            let (_, entry) = index.entry(ns, svc)?;
-            let ready = entry.service.is_some() && !entry.endpoints.is_empty();
-            ready.then(|| Node::Addresses(entry.endpoints.iter().map(|e| e.ip).collect()))
+            let ready = index.matching(ns, svc).into_iter().filter(|(_, entry)| entry.service.is_some());
+            addresses(ready.flat_map(|(_, entry)| entry.endpoints.iter().map(|e| e.ip)))
         }
         _ => None,
     }
+}
+
+/// The addresses, each once, if there are any (a wildcard may match several services).
+fn addresses(ips: impl Iterator<Item = IpAddr>) -> Option<Node> {
+    let mut seen = std::collections::HashSet::new();
+    let ips: Vec<IpAddr> = ips.filter(|ip| seen.insert(*ip)).collect();
+    (!ips.is_empty()).then_some(Node::Addresses(ips))
 }
 
 fn service_addresses(entry: &Entry) -> Vec<IpAddr> {
@@ -127,9 +140,8 @@ fn below_service(index: &Index, ns: &str, svc: &str, label: &str) -> Option<Node
     (!ips.is_empty()).then_some(Node::Addresses(ips))
 }
 
-/// `_<port>._<proto>.<svc>.<ns>.svc.<zone>`.
-fn srv_node(index: &Index, ns: &str, svc: &str, proto: &str, port: &str) -> Option<Node> {
-    let (key, entry) = index.entry(ns, svc)?;
+/// The SRV targets of `_<port>._<proto>.<svc>.<ns>.svc.<zone>` for the service `key`.
+fn srv_targets(index: &Index, key: &str, entry: &Entry, proto: &str, port: &str) -> Option<Vec<SrvTarget>> {
     if !entry.visible() {
         return None;
     }
@@ -156,7 +168,7 @@ fn srv_node(index: &Index, ns: &str, svc: &str, proto: &str, port: &str) -> Opti
             }
         }
     }
-    Some(Node::Srv(targets))
+    Some(targets)
 }
 
 fn reverse_node(index: &Index, place: Place) -> Option<Node> {

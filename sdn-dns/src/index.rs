@@ -29,6 +29,9 @@ pub enum IndexError {
     },
 }
 
+/// The label that matches every service or namespace.
+pub(crate) const WILDCARD: &str = "*";
+
 /// What the DNS answers from. Build it with [`Index::new`] and [`Index::load`], then follow the
 /// registry with the `upsert`/`set`/`remove` calls.
 #[derive(Debug, Clone)]
@@ -306,6 +309,24 @@ impl Index {
     /// The entry of `<svc>.<ns>`.
     pub(crate) fn entry(&self, namespace: &str, service: &str) -> Option<(&Arc<str>, &Entry)> {
         self.entries.get_key_value(key(namespace, service).as_str())
+    }
+
+    /// The entries of `<svc>.<ns>`, where `*` as either label matches every one (the seed's
+    /// wildcard lookups, as SkyDNS answered them), sorted by key.
+    pub(crate) fn matching(&self, namespace: &str, service: &str) -> Vec<(&Arc<str>, &Entry)> {
+        if namespace != WILDCARD && service != WILDCARD {
+            return self.entry(namespace, service).into_iter().collect();
+        }
+        let matches = |label: &str, pattern: &str| pattern == WILDCARD || label == pattern;
+        let mut found: Vec<(&Arc<str>, &Entry)> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| {
+                key.split_once('.').is_some_and(|(svc, ns)| matches(svc, service) && matches(ns, namespace))
+            })
+            .collect();
+        found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        found
     }
 
     pub(crate) fn entry_by_key(&self, key: &str) -> Option<&Entry> {

@@ -95,6 +95,8 @@ async fn every_record_kind_each_negative_answer_and_updates() {
     assert_eq!(q(&["WeB.ShOp.SvC.cluster.LOCAL"]).data("A"), [web_ip.as_str()]);
     // Headless: the ready endpoints; an endpoint's own name; SRV with the targets' addresses.
     assert_eq!(q(&["db.shop.svc.cluster.local"]).data("A"), ["10.1.0.50", "10.1.0.51"]);
+    // Wildcards as the seed's SkyDNS answered them: every service of the namespace.
+    assert_eq!(q(&["*.shop.svc.cluster.local"]).data("A"), ["10.1.0.50", "10.1.0.51", web_ip.as_str()]);
     assert_eq!(q(&["db-0.db.shop.svc.cluster.local"]).data("A"), ["10.1.0.50"]);
     let srv = q(&["_pg._tcp.db.shop.svc.cluster.local", "SRV"]);
     let targets: Vec<String> =

@@ -157,3 +157,34 @@ fn the_zone_is_configurable() {
     let ptr = ask(&index, "10.0.30.172.in-addr.arpa.", RecordType::PTR);
     assert_eq!(data(&ptr.answers), ["PTR web.default.svc.example.internal."]);
 }
+
+#[test]
+fn a_wildcard_service_or_namespace_answers_every_match_under_the_question_name() {
+    let index = cluster();
+    let a = |name: &str| ask(&index, name, RecordType::A);
+    let all_default = a("*.default.svc.cluster.local.");
+    assert_eq!(data(&all_default.answers), ["A 172.30.0.11", "A 172.30.0.10"], "plain, web; web6 has no A");
+    assert!(all_default.answers.iter().all(|r| r.name.to_string() == "*.default.svc.cluster.local."));
+    assert_eq!(data(&ask(&index, "*.default.svc.cluster.local.", RecordType::AAAA).answers), ["AAAA fd00:30::10"]);
+    assert_eq!(data(&a("db.*.svc.cluster.local.").answers), ["A 10.1.0.2", "A 10.1.0.3"]);
+    assert_eq!(
+        data(&a("*.*.svc.cluster.local.").answers),
+        ["A 10.1.0.2", "A 10.1.0.3", "A 172.30.0.11", "A 172.30.0.10"],
+        "every visible service of every namespace"
+    );
+    assert_eq!(data(&a("*.data.endpoints.cluster.local.").answers), ["A 10.1.0.2", "A 10.1.0.3"]);
+    let srv = ask(&index, "_http._tcp.*.default.svc.cluster.local.", RecordType::SRV);
+    assert_eq!(
+        data(&srv.answers),
+        ["SRV 0 50 80 web.default.svc.cluster.local.", "SRV 0 50 80 web6.default.svc.cluster.local."],
+        "plain's port has no name"
+    );
+    assert_eq!(data(&srv.additionals), ["A 172.30.0.10", "AAAA fd00:30::10"]);
+    let srv_all = ask(&index, "_mysql._tcp.*.*.svc.cluster.local.", RecordType::SRV);
+    assert_eq!(srv_all.answers.len(), 2, "db's two ready endpoints");
+    for nothing in ["*.nowhere.svc.cluster.local.", "nope.*.svc.cluster.local."] {
+        let reply = a(nothing);
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain, "{nothing}");
+        assert!(reply.answers.is_empty() && !reply.authorities.is_empty(), "{nothing}: NXDOMAIN with the SOA");
+    }
+}
