@@ -43,6 +43,13 @@ fn lab_up_then_down() {
     let pod = format!("{p}-n0-pod-a");
     let ping = Command::new("ip").args(["netns", "exec", &pod, "ping", "-c", "1", "-W", "2", "10.1.1.2"]).status();
     assert!(ping.is_ok_and(|s| s.success()), "the printed ping across nodes works");
+    // Each pod has the resolv.conf its CNI result gives, and finds the lab's service by name.
+    let resolv = std::fs::read_to_string(format!("/etc/netns/{pod}/resolv.conf")).unwrap_or_default();
+    assert!(resolv.contains("nameserver 10.1.0.1") && resolv.contains("search default.svc.cluster.local"), "{resolv}");
+    let looked_up =
+        Command::new("ip").args(["netns", "exec", &pod, "getent", "hosts", "web"]).output().expect("getent");
+    let looked_up = String::from_utf8_lossy(&looked_up.stdout);
+    assert!(looked_up.contains("172.30.0.") && looked_up.contains("web.default.svc.cluster.local"), "{looked_up}");
     let env = std::fs::read_to_string(dir.join("env")).expect("env file");
     assert!(env.contains("SDN_SERVER=http://127.0.0.1:") && env.contains("SDN_TOKEN_FILE="), "{env}");
 
@@ -52,6 +59,7 @@ fn lab_up_then_down() {
     let namespaces = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list").stdout;
     assert!(!String::from_utf8_lossy(&namespaces).contains(&p), "lab down removes its namespaces");
     assert!(!std::path::Path::new(&format!("/sys/fs/bpf/sdn/{p}-n0")).exists(), "and its pins");
+    assert!(!std::path::Path::new(&format!("/etc/netns/{pod}")).exists(), "and the pods' resolv.conf");
     for pid in pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         assert!(status.is_empty() || status.contains("State:\tZ"), "pid {pid} still runs");

@@ -52,7 +52,17 @@ async fn up(dir: &Path, prefix: &str) -> anyhow::Result<()> {
             ));
         }
     }
+    for (_, pod) in &pods {
+        write_resolv_conf(&run, pod)?;
+    }
     let master = &cluster.cp.masters[0];
+    // A service with a backend on each node, for the pods to look up by its short name.
+    let web = serde_json::json!({ "namespace": "default", "name": "web", "ports": [{ "name": "http", "port": 80 }] });
+    let created: serde_json::Value = master.client().post("/api/v1/services", &web).await?;
+    let backends: Vec<serde_json::Value> =
+        [&pods[0].1, &pods[2].1].iter().map(|pod| serde_json::json!({ "ip": pod.ip })).collect();
+    let endpoints = serde_json::json!({ "addresses": backends, "ports": [{ "name": "http", "port": 8080 }] });
+    let _: serde_json::Value = master.client().put("/api/v1/endpoints/default/web", &endpoints).await?;
     let token_file = run.path().join("token");
     let env = format!("export SDN_SERVER={}\nexport SDN_TOKEN_FILE={}\n", master.url(), token_file.display());
     std::fs::write(run.path().join("env"), &env).context("writing the lab's env file")?;
@@ -81,6 +91,11 @@ async fn up(dir: &Path, prefix: &str) -> anyhow::Result<()> {
         Cluster::EXTERNAL_IP
     );
     println!(
+        "  ip netns exec {} getent hosts web        # the service default/web ({}) by its short name",
+        a.ns.name(),
+        created["clusterIP"].as_str().unwrap_or("?")
+    );
+    println!(
         "  target/debug/sdn-node flows --node-name {} --netns {}",
         cluster.nodes[0].name,
         cluster.nodes[0].ns.path().display()
@@ -89,6 +104,19 @@ async fn up(dir: &Path, prefix: &str) -> anyhow::Result<()> {
     println!("  source {}/env; target/debug/sdnctl nodes list", run.path().display());
     println!("\n`make lab-down` stops the lab.");
     Ok(())
+}
+
+/// The resolv.conf a runtime would write from the pod's CNI result (its node's cluster DNS, the
+/// `default` namespace's search list), where `ip netns exec` puts it over `/etc/resolv.conf`.
+fn write_resolv_conf(run: &RunDir, pod: &sdn_tests::node::Pod) -> anyhow::Result<()> {
+    let [a, b, c, _] = pod.ip.octets();
+    let dir = Path::new("/etc/netns").join(pod.ns.name());
+    run.record_resource("path", &dir.display().to_string());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let text = format!(
+        "nameserver {a}.{b}.{c}.1\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+    );
+    std::fs::write(dir.join("resolv.conf"), text).with_context(|| format!("writing {}/resolv.conf", dir.display()))
 }
 
 #[tokio::main(flavor = "current_thread")]
