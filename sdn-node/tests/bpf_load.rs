@@ -295,7 +295,7 @@ fn scenario(env: &Env) {
 
     let flows = dp1.flows().expect("flows");
     eprintln!("flows of n1:\n{flows}");
-    assert!(flows.contains(&format!("ip,nw_dst=10.1.0.3 actions=mod_dl_dst:{},output:{vpb}", mac_string(MAC_B))));
+    assert!(flows.contains(&format!("ip,nw_dst=10.1.0.3 actions=mod_dl_dst:{},output:vpb", mac_string(MAC_B))));
     assert!(flows.contains("ip,nw_dst=10.1.1.0/24 actions=set_field:192.0.2.2->tun_dst,output:vxlan0"));
 
     // Restart of node 1's agent: the old one goes away (its programs stay attached through the
