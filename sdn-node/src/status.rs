@@ -26,6 +26,8 @@ use crate::bpf::Dataplane;
 pub struct Status {
     ready: AtomicBool,
     remotes: AtomicU64,
+    services: AtomicU64,
+    backends: AtomicU64,
     reconcile_errors: AtomicU64,
     dataplane: OnceLock<Arc<Mutex<Dataplane>>>,
 }
@@ -42,6 +44,12 @@ impl Status {
 
     pub fn set_remotes(&self, count: usize) {
         self.remotes.store(count as u64, Ordering::Relaxed);
+    }
+
+    /// The frontends in the service maps and the backends behind them.
+    pub fn set_services(&self, frontends: usize, backends: usize) {
+        self.services.store(frontends as u64, Ordering::Relaxed);
+        self.backends.store(backends as u64, Ordering::Relaxed);
     }
 
     pub fn reconcile_error(&self) {
@@ -63,6 +71,16 @@ impl Status {
             "remote_subnets",
             "Remote subnets in the tunnel map",
             gauge(self.remotes.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "services",
+            "Service frontends (cluster IP, protocol, port) in the service map",
+            gauge(self.services.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "service_backends",
+            "Backends of the service frontends",
+            gauge(self.backends.load(Ordering::Relaxed)),
         );
         registry.register(
             "reconcile_errors",

@@ -34,13 +34,33 @@ pub const MAP_COUNTERS: &str = "SDN_COUNTERS";
 /// rather than refused.
 pub const MAP_TUNNEL: &str = "SDN_TUNNEL";
 
+/// Name of the service map: [`ServiceKey`] (a frontend) → [`ServiceEntry`]. A hash map.
+pub const MAP_SERVICES: &str = "SDN_SERVICES";
+/// Name of the backend map: [`BackendKey`] (a service's id and a slot) → [`Backend`]. A hash map.
+pub const MAP_BACKENDS: &str = "SDN_BACKENDS";
+/// Name of the connection-tracking map: [`FlowKey`] → [`Translation`]. An LRU hash map: the
+/// oldest connections make room for new ones.
+pub const MAP_CONNTRACK: &str = "SDN_CONNTRACK";
+
 /// Every map the object declares, in one list (for the agent's checks and cleanup).
-pub const MAP_NAMES: [&str; 5] = [MAP_ENDPOINTS, MAP_REMOTES, MAP_CONFIG, MAP_COUNTERS, MAP_TUNNEL];
+pub const MAP_NAMES: [&str; 8] =
+    [MAP_ENDPOINTS, MAP_REMOTES, MAP_CONFIG, MAP_COUNTERS, MAP_TUNNEL, MAP_SERVICES, MAP_BACKENDS, MAP_CONNTRACK];
 
 /// Capacity of [`MAP_ENDPOINTS`].
 pub const MAX_ENDPOINTS: u32 = 65536;
 /// Capacity of [`MAP_REMOTES`].
 pub const MAX_REMOTES: u32 = 65536;
+
+/// Capacity of [`MAP_SERVICES`] (frontends and cluster-IP markers).
+pub const MAX_SERVICES: u32 = 65536;
+/// Capacity of [`MAP_BACKENDS`].
+pub const MAX_BACKENDS: u32 = 262144;
+/// Capacity of [`MAP_CONNTRACK`]: two entries per connection (its way there and back).
+pub const MAX_CONNTRACK: u32 = 262144;
+/// The source a pod sees on a connection to a service that chose the pod itself (hairpin): a
+/// link-local address no pod has, which its replies go to through the gateway, as Cilium's
+/// `IPV4_LOOPBACK` does. Network order, as the maps store addresses.
+pub const HAIRPIN_SOURCE: [u8; 4] = [169, 254, 42, 1];
 
 /// Program (function symbol) on the ingress of each pod's host-side veth.
 pub const PROG_FROM_POD: &str = "sdn_from_pod";
@@ -133,6 +153,109 @@ pub struct Tunnel {
     pub _pad: [u8; 2],
 }
 
+/// A frontend: where clients connect. Port 0 with protocol 0 is the marker that `ip` is a
+/// cluster IP at all, so a packet to a port the service does not have is dropped, not routed.
+///
+/// Layout (8 bytes, align 4): `ip` 0..4, `port` 4..6, `protocol` 6, `_pad` 7.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    /// The cluster IP, network byte order.
+    pub ip: u32,
+    /// The port, network byte order (as it sits in the packet).
+    pub port: u16,
+    /// The IP protocol number: 6 (TCP) or 17 (UDP).
+    pub protocol: u8,
+    /// Explicit padding; always zero.
+    pub _pad: u8,
+}
+
+/// A frontend's backends: `count` slots `0..count` of [`MAP_BACKENDS`] under `id`.
+///
+/// Layout (24 bytes, align 8): `id` 0..4, `count` 4..8, `packets` 8..16, `bytes` 16..24.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// The frontend's id, unique on the node, the first half of its backends' keys.
+    pub id: u32,
+    /// How many backends; 0 refuses connections at once.
+    pub count: u32,
+    /// Packets translated to a backend (atomic adds by the programs).
+    pub packets: u64,
+    /// Bytes translated to a backend (atomic adds by the programs).
+    pub bytes: u64,
+}
+
+/// One slot of a frontend's backends.
+///
+/// Layout (8 bytes, align 4): `id` 0..4, `slot` 4..8.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BackendKey {
+    /// The frontend's [`ServiceEntry::id`].
+    pub id: u32,
+    pub slot: u32,
+}
+
+/// A backend: a pod's address and target port.
+///
+/// Layout (8 bytes, align 4): `ip` 0..4, `port` 4..6, `_pad` 6..8.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    /// Network byte order.
+    pub ip: u32,
+    /// Network byte order.
+    pub port: u16,
+    /// Explicit padding; always zero.
+    pub _pad: u16,
+}
+
+/// A packet's flow, as the connection-tracking map keys it.
+///
+/// Layout (16 bytes, align 4): `saddr` 0..4, `daddr` 4..8, `sport` 8..10, `dport` 10..12,
+/// `protocol` 12, `direction` 13, `_pad` 14..16.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub protocol: u8,
+    /// [`FLOW_TO_SERVICE`] or [`FLOW_REPLY`]: both ways of a connection share the map, and a
+    /// client's packet must never be taken for a reply.
+    pub direction: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 2],
+}
+
+/// [`FlowKey::direction`] of a client's packets to a frontend.
+pub const FLOW_TO_SERVICE: u8 = 0;
+/// [`FlowKey::direction`] of a backend's replies.
+pub const FLOW_REPLY: u8 = 1;
+
+/// What a tracked flow's packets become. On the way to a service: the backend chosen (and its
+/// frontend's id and slot, to tell whether it still serves); on the way back: the frontend the
+/// client asked for, and, for a hairpin, the client the reply goes to.
+///
+/// Layout (20 bytes, align 4): `ip` 0..4, `port` 4..6, `_pad` 6..8, `client` 8..12, `id`
+/// 12..16, `slot` 16..20.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Translation {
+    /// The new destination (way there) or source (way back), network byte order.
+    pub ip: u32,
+    pub port: u16,
+    /// Explicit padding; always zero.
+    pub _pad: u16,
+    /// Way back of a hairpin: the client's address, which replaces the hairpin source as the
+    /// destination; 0 otherwise.
+    pub client: u32,
+    pub id: u32,
+    pub slot: u32,
+}
+
 /// Packet and byte counts of one [`Decision`] (one CPU's share in [`MAP_COUNTERS`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -159,11 +282,19 @@ pub enum Decision {
     SpoofDrop = 4,
     /// Dropped: arrived from the tunnel for no local pod and not the gateway.
     TunnelMiss = 5,
+    /// Sent to a service: its destination translated to a backend.
+    ServiceTranslated = 6,
+    /// A service's reply: its source translated back to the frontend.
+    ServiceReplied = 7,
+    /// To a service without ready backends: refused (a TCP reset, or ICMP port unreachable).
+    ServiceRejected = 8,
+    /// Dropped: to a cluster IP on a port its service does not have.
+    ServiceNoPort = 9,
 }
 
 impl Decision {
     /// Number of decisions: the size of [`MAP_COUNTERS`].
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 10;
     /// Every decision, in index order.
     pub const ALL: [Decision; Decision::COUNT] = [
         Decision::LocalDeliver,
@@ -172,6 +303,10 @@ impl Decision {
         Decision::ToHost,
         Decision::SpoofDrop,
         Decision::TunnelMiss,
+        Decision::ServiceTranslated,
+        Decision::ServiceReplied,
+        Decision::ServiceRejected,
+        Decision::ServiceNoPort,
     ];
 
     /// The index into [`MAP_COUNTERS`].
@@ -188,6 +323,10 @@ impl Decision {
             Decision::ToHost => "to-host",
             Decision::SpoofDrop => "spoof-drop",
             Decision::TunnelMiss => "tunnel-miss",
+            Decision::ServiceTranslated => "service-translated",
+            Decision::ServiceReplied => "service-replied",
+            Decision::ServiceRejected => "service-rejected",
+            Decision::ServiceNoPort => "service-no-port",
         }
     }
 }
@@ -202,7 +341,12 @@ const _: () = {
     assert!(size_of::<Counter>() == 16);
     assert!(size_of::<Tunnel>() == 12 && offset_of!(Tunnel, port) == 8);
     assert!(Decision::ALL.len() == Decision::COUNT);
-    assert!(Decision::TunnelMiss as usize == Decision::COUNT - 1);
+    assert!(Decision::ServiceNoPort as usize == Decision::COUNT - 1);
+    assert!(size_of::<ServiceKey>() == 8 && offset_of!(ServiceKey, protocol) == 6);
+    assert!(size_of::<ServiceEntry>() == 24 && offset_of!(ServiceEntry, packets) == 8);
+    assert!(size_of::<BackendKey>() == 8 && size_of::<Backend>() == 8);
+    assert!(size_of::<FlowKey>() == 16 && offset_of!(FlowKey, protocol) == 12);
+    assert!(size_of::<Translation>() == 20 && offset_of!(Translation, client) == 8);
 };
 
 // SAFETY: each type is `#[repr(C)]`, `Copy`, made only of integers and byte arrays, and has no
@@ -217,3 +361,15 @@ unsafe impl aya::Pod for NodeConfig {}
 unsafe impl aya::Pod for Counter {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Tunnel {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ServiceKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ServiceEntry {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for BackendKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Backend {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FlowKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Translation {}

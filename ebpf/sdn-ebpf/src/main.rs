@@ -21,6 +21,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod service;
 mod vxlan;
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
@@ -37,6 +38,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use sdn_ebpf_common::{Counter, Decision, Endpoint, MAX_ENDPOINTS, MAX_REMOTES, NodeConfig, Remote};
+use service::Forward;
 
 /// Pod IPv4 (network order) → the pod's port and MAC, with delivery counters.
 #[map]
@@ -143,11 +145,25 @@ fn from_pod(ctx: &TcContext) -> Result<i32, ()> {
             Ok(TC_ACT_OK)
         }
         ETH_P_IP => {
-            let (saddr, daddr) = headers.ipv4_addrs();
+            let (saddr, _) = headers.ipv4_addrs();
             if !is_endpoint_on(saddr, port, &eth_src) {
                 return Err(());
             }
             let Some(config) = config() else { return Ok(TC_ACT_OK) };
+            // A reply from a service's backend, or a packet to a service (the pod is a client).
+            let mut headers = headers;
+            if service::reverse(ctx, &headers)? {
+                headers = ctx.load(0).map_err(|_| ())?;
+            }
+            match service::forward(ctx, &headers)? {
+                Forward::Pass => {}
+                Forward::Translated => headers = ctx.load(0).map_err(|_| ())?,
+                Forward::Reject => {
+                    return Ok(service::reject(ctx, &headers, config, port).unwrap_or(TC_ACT_SHOT));
+                }
+                Forward::NoPort => return Ok(drop_packet(ctx, Decision::ServiceNoPort)),
+            }
+            let (_, daddr) = headers.ipv4_addrs();
             if let Some(verdict) = to_cluster(ctx, &headers, daddr, config) {
                 return verdict;
             }
@@ -164,9 +180,13 @@ fn from_pod(ctx: &TcContext) -> Result<i32, ()> {
 }
 
 fn from_tunnel(ctx: &TcContext) -> Result<i32, ()> {
-    let headers: Headers = ctx.load(0).map_err(|_| ())?;
+    let mut headers: Headers = ctx.load(0).map_err(|_| ())?;
     if headers.proto() != ETH_P_IP {
         return Err(());
+    }
+    // A remote backend's reply to a client here.
+    if service::reverse(ctx, &headers)? {
+        headers = ctx.load(0).map_err(|_| ())?;
     }
     let (_, daddr) = headers.ipv4_addrs();
     let config = config().ok_or(())?;
@@ -190,8 +210,18 @@ fn from_host(ctx: &TcContext) -> Result<i32, ()> {
         // ARP answers from `tun0` and the like reach the pods through the bridge.
         return Ok(TC_ACT_OK);
     }
-    let (_, daddr) = headers.ipv4_addrs();
     let Some(config) = config() else { return Ok(TC_ACT_OK) };
+    // The node's own processes reach services too.
+    let mut headers = headers;
+    match service::forward(ctx, &headers)? {
+        Forward::Pass => {}
+        Forward::Translated => headers = ctx.load(0).map_err(|_| ())?,
+        Forward::Reject => {
+            return Ok(service::reject(ctx, &headers, config, config.tun_br_ifindex).unwrap_or(TC_ACT_SHOT));
+        }
+        Forward::NoPort => return Ok(drop_packet(ctx, Decision::ServiceNoPort)),
+    }
+    let (_, daddr) = headers.ipv4_addrs();
     to_cluster(ctx, &headers, daddr, config).unwrap_or(Ok(TC_ACT_OK))
 }
 
@@ -201,9 +231,14 @@ fn from_underlay(ctx: &TcContext) -> Result<i32, ()> {
     let endpoint = SDN_ENDPOINTS.get_ptr_mut(daddr).ok_or(())?;
     let config = config().ok_or(())?;
     vxlan::decap(ctx)?;
-    // Stripped: from here on a failure must drop, the frame is no longer what arrived.
-    Ok(deliver_local(ctx, endpoint, config, Decision::FromTunnel)
-        .unwrap_or_else(|()| drop_packet(ctx, Decision::TunnelMiss)))
+    // Stripped: from here on a failure must drop, the frame is no longer what arrived. A remote
+    // backend's reply to a client here gets its frontend back first.
+    let delivered = ctx
+        .load::<Headers>(0)
+        .map_err(|_| ())
+        .and_then(|headers| service::reverse(ctx, &headers))
+        .and_then(|_| deliver_local(ctx, endpoint, config, Decision::FromTunnel));
+    Ok(delivered.unwrap_or_else(|()| drop_packet(ctx, Decision::TunnelMiss)))
 }
 
 /// A destination in the cluster's tables: a local pod (delivered) or a remote subnet

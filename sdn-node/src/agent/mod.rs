@@ -4,6 +4,7 @@
 
 mod build;
 mod registry;
+mod services;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

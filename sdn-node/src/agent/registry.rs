@@ -9,6 +9,7 @@ use sdn_cluster::{ClusterNetwork, HostSubnet, Keys};
 use tokio::sync::watch;
 
 use super::build::BuiltNode;
+use super::services::ServiceSync;
 use super::{AgentError, PodApi};
 use crate::bpf::{self, BpfError, Dataplane};
 use crate::dns::ClusterDns;
@@ -57,10 +58,27 @@ impl Registry {
         let mut changes = self.informer.subscribe();
         let status = &self.status;
         let mut own_subnet_missing = false;
+        let mut services = match ServiceSync::adopt(&crate::locked(&built.dataplane)) {
+            Ok(services) => Some(services),
+            Err(err) => {
+                status.reconcile_error();
+                tracing::error!("reading the service maps: {err}; services are not load-balanced");
+                None
+            }
+        };
         loop {
             changes.borrow_and_update();
             if let Some(dns) = &mut dns {
                 dns.sync(&self.informer, &self.keys);
+            }
+            if let Some(services) = &mut services {
+                match services.sync(&self.informer, &self.keys, &mut crate::locked(&built.dataplane)) {
+                    Ok((frontends, backends)) => status.set_services(frontends, backends),
+                    Err(err) => {
+                        status.reconcile_error();
+                        tracing::error!("updating the service maps: {err}");
+                    }
+                }
             }
             match sync_remotes(&built.dataplane, &self.node, &all_subnets(&self.informer, &self.keys)) {
                 Ok(count) => status.set_remotes(count),

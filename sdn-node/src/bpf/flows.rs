@@ -3,9 +3,10 @@
 use std::{fmt::Write as _, net::Ipv4Addr};
 
 use ipnetwork::Ipv4Network;
-use sdn_ebpf_common::{Counter, Decision, Endpoint, Remote};
+use sdn_ebpf_common::{Backend, Counter, Decision, Endpoint, Remote, ServiceEntry, ServiceKey};
 
 use super::key_ip;
+use super::services::key_parts;
 
 /// Renders the flow tables like `ovs-ofctl dump-flows`: one line per local endpoint
 /// (`table=local`), per remote subnet (`table=remote`), then the decisions that have no entry:
@@ -45,6 +46,9 @@ pub fn render_flows(
         ("default", Decision::ToHost, "ip", "output:tun0"),
         ("tunnel", Decision::TunnelMiss, "in_port=vxlan0", "drop"),
         ("spoof", Decision::SpoofDrop, "in_port=pod", "drop"),
+        ("service", Decision::ServiceReplied, "ct_state=+rpl", "mod_nw_src:frontend"),
+        ("service", Decision::ServiceRejected, "no backends", "reject"),
+        ("service", Decision::ServiceNoPort, "ip,nw_dst=cluster-ip", "drop"),
     ];
     for (table, decision, matches, actions) in rows {
         let counter = counters[decision.index() as usize];
@@ -53,6 +57,45 @@ pub fn render_flows(
             " table={table}, n_packets={}, n_bytes={}, {matches} actions={actions}",
             counter.packets, counter.bytes
         );
+    }
+    out
+}
+
+/// One frontend of the service map with its backends, as [`render_services`] shows it.
+pub struct FrontendFlows {
+    pub key: ServiceKey,
+    pub entry: ServiceEntry,
+    pub backends: Vec<Backend>,
+}
+
+/// The service table like OVS select groups: a line per frontend (`table=service`, with the
+/// packets it translated) pointing at its group, and the group's buckets, one per backend; a
+/// frontend without backends rejects.
+pub fn render_services(frontends: &[FrontendFlows]) -> String {
+    let mut out = String::new();
+    for FrontendFlows { key, entry, backends } in frontends {
+        let (ip, protocol, port) = key_parts(key);
+        if port == 0 && protocol == 0 {
+            continue;
+        }
+        let protocol = match protocol {
+            6 => "tcp",
+            17 => "udp",
+            _ => "ip",
+        };
+        let actions = if backends.is_empty() { "reject".to_owned() } else { format!("group:{}", entry.id) };
+        let _ = writeln!(
+            out,
+            " table=service, n_packets={}, n_bytes={}, {protocol},nw_dst={ip},tp_dst={port} actions={actions}",
+            entry.packets, entry.bytes
+        );
+        if !backends.is_empty() {
+            let buckets: Vec<String> = backends
+                .iter()
+                .map(|b| format!("bucket=actions=mod_nw_dst:{},mod_tp_dst:{}", key_ip(b.ip), u16::from_be(b.port)))
+                .collect();
+            let _ = writeln!(out, " group_id={},type=select,{}", entry.id, buckets.join(","));
+        }
     }
     out
 }
@@ -88,6 +131,9 @@ mod tests {
             " table=default, n_packets=7, n_bytes=700, ip actions=output:tun0",
             " table=tunnel, n_packets=0, n_bytes=0, in_port=vxlan0 actions=drop",
             " table=spoof, n_packets=1, n_bytes=42, in_port=pod actions=drop",
+            " table=service, n_packets=0, n_bytes=0, ct_state=+rpl actions=mod_nw_src:frontend",
+            " table=service, n_packets=0, n_bytes=0, no backends actions=reject",
+            " table=service, n_packets=0, n_bytes=0, ip,nw_dst=cluster-ip actions=drop",
             "",
         ]
         .join("\n");
@@ -95,5 +141,41 @@ mod tests {
         assert_eq!(render_flows(&endpoints, &remotes, &counters, "eth0", name), expected);
         let unnamed = render_flows(&endpoints, &remotes, &counters, "eth0", |_| None);
         assert!(unnamed.contains("output:5\n"), "an index without a name stays a number: {unnamed}");
+    }
+
+    #[test]
+    fn services_render_like_select_groups() {
+        use crate::bpf::services::{backend_value, frontend_key, marker_key};
+        use crate::services::{Backend as Target, Frontend};
+        let frontend =
+            Frontend { ip: Ipv4Addr::new(172, 30, 0, 1), protocol: sdn_cluster::services::Protocol::Tcp, port: 80 };
+        let idle = Frontend { port: 81, ..frontend };
+        let backends = [
+            Target { ip: Ipv4Addr::new(10, 1, 0, 2), port: 8080 },
+            Target { ip: Ipv4Addr::new(10, 1, 1, 2), port: 8080 },
+        ];
+        let entry = ServiceEntry { id: 3, count: 2, packets: 5, bytes: 300 };
+        let frontends = [
+            FrontendFlows {
+                key: frontend_key(&frontend),
+                entry,
+                backends: backends.iter().map(backend_value).collect(),
+            },
+            FrontendFlows {
+                key: frontend_key(&idle),
+                entry: ServiceEntry { id: 4, ..ServiceEntry::default() },
+                backends: Vec::new(),
+            },
+            FrontendFlows { key: marker_key(frontend.ip), entry: ServiceEntry::default(), backends: Vec::new() },
+        ];
+        let expected = [
+            " table=service, n_packets=5, n_bytes=300, tcp,nw_dst=172.30.0.1,tp_dst=80 actions=group:3",
+            " group_id=3,type=select,bucket=actions=mod_nw_dst:10.1.0.2,mod_tp_dst:8080,\
+             bucket=actions=mod_nw_dst:10.1.1.2,mod_tp_dst:8080",
+            " table=service, n_packets=0, n_bytes=0, tcp,nw_dst=172.30.0.1,tp_dst=81 actions=reject",
+            "",
+        ]
+        .join("\n");
+        assert_eq!(render_services(&frontends), expected);
     }
 }

@@ -5,7 +5,8 @@
 //! Pin layout under the node's pin directory (which must be on a bpffs):
 //!
 //! ```text
-//! <pin_dir>/maps/SDN_ENDPOINTS, SDN_REMOTES, SDN_CONFIG, SDN_COUNTERS, SDN_TUNNEL   the maps
+//! <pin_dir>/maps/SDN_ENDPOINTS, SDN_REMOTES, SDN_CONFIG, SDN_COUNTERS, SDN_TUNNEL,
+//!                SDN_SERVICES, SDN_BACKENDS, SDN_CONNTRACK   the maps
 //! <pin_dir>/links/<iface>            one TCX ingress link per device (vxlan0, tun0-br, underlay)
 //! ```
 //!
@@ -22,6 +23,7 @@ mod error;
 mod filter;
 mod flows;
 mod pins;
+pub mod services;
 
 use std::{
     fs, io,
@@ -40,8 +42,11 @@ use aya::{
     sys::SyscallError,
 };
 use ipnetwork::Ipv4Network;
+use sdn_ebpf_common::{
+    Backend, BackendKey, MAP_BACKENDS, MAP_CONFIG, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAP_SERVICES, MAP_TUNNEL,
+    ServiceEntry, ServiceKey,
+};
 pub use sdn_ebpf_common::{Counter, Decision, Endpoint, NodeConfig, Remote, Tunnel};
-use sdn_ebpf_common::{MAP_CONFIG, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAP_TUNNEL};
 
 use entries::{endpoint_update, remote_update};
 pub use entries::{ip_key, key_ip, key_network, node_config, remote_key};
@@ -90,6 +95,8 @@ pub struct Dataplane {
     config: Array<MapData, NodeConfig>,
     counters: PerCpuArray<MapData, Counter>,
     tunnel: Array<MapData, Tunnel>,
+    services: HashMap<MapData, ServiceKey, ServiceEntry>,
+    backends: HashMap<MapData, BackendKey, Backend>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -125,7 +132,9 @@ impl Dataplane {
         let config = take_map(&mut ebpf, MAP_CONFIG, Array::try_from)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
         let tunnel = take_map(&mut ebpf, MAP_TUNNEL, Array::try_from)?;
-        Ok(Self { ebpf, pin_dir: pin_dir.to_owned(), endpoints, remotes, config, counters, tunnel })
+        let services = take_map(&mut ebpf, MAP_SERVICES, HashMap::try_from)?;
+        let backends = take_map(&mut ebpf, MAP_BACKENDS, HashMap::try_from)?;
+        Ok(Self { ebpf, pin_dir: pin_dir.to_owned(), endpoints, remotes, config, counters, tunnel, services, backends })
     }
 
     /// Attaches `program` to the ingress of `iface` as a TCX link pinned at
@@ -322,7 +331,14 @@ impl Dataplane {
             0 => crate::net::layout::VXLAN0.to_owned(),
             ifindex => interface_name(ifindex).unwrap_or_else(|| format!("ifindex{ifindex}")),
         };
-        Ok(render_flows(&self.endpoints()?, &self.remotes()?, &self.counters()?, &tunnel_out, interface_name))
+        let mut frontends = Vec::new();
+        for (key, entry) in self.service_entries()? {
+            let backends = self.backends(entry.id, entry.count)?;
+            frontends.push(flows::FrontendFlows { key, entry, backends });
+        }
+        frontends.sort_by_key(|f| services::key_parts(&f.key));
+        let table = render_flows(&self.endpoints()?, &self.remotes()?, &self.counters()?, &tunnel_out, interface_name);
+        Ok(table + &flows::render_services(&frontends))
     }
 
     /// The entry of exactly `key`. A lookup in an LPM trie is a longest-prefix match (it would

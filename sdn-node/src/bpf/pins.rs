@@ -5,8 +5,9 @@ use std::{fs, io, path::Path};
 
 use aya::maps::{MapInfo, MapType, lpm_trie::Key};
 use sdn_ebpf_common::{
-    Counter, Decision, Endpoint, MAP_CONFIG, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAP_TUNNEL, MAX_ENDPOINTS,
-    MAX_REMOTES, NodeConfig, Remote, Tunnel,
+    Backend, BackendKey, Counter, Decision, Endpoint, FlowKey, MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS,
+    MAP_ENDPOINTS, MAP_REMOTES, MAP_SERVICES, MAP_TUNNEL, MAX_BACKENDS, MAX_CONNTRACK, MAX_ENDPOINTS, MAX_REMOTES,
+    MAX_SERVICES, NodeConfig, Remote, ServiceEntry, ServiceKey, Translation, Tunnel,
 };
 
 use super::BpfError;
@@ -52,12 +53,12 @@ pub(super) struct ExpectedMap {
     key_size: u32,
     value_size: u32,
     max_entries: u32,
-    /// Holds only settings the agent writes on every start: a pin of another shape is an older
-    /// build's, and is replaced rather than refused.
+    /// Holds only what the agent writes on every start (settings) or may lose (counts): a pin
+    /// of another shape is an older build's, and is replaced rather than refused.
     settings: bool,
 }
 
-pub(super) fn expected_maps() -> [ExpectedMap; 5] {
+pub(super) fn expected_maps() -> [ExpectedMap; 8] {
     use std::mem::size_of;
     let u32_size = size_of::<u32>() as u32;
     [
@@ -91,7 +92,8 @@ pub(super) fn expected_maps() -> [ExpectedMap; 5] {
             key_size: u32_size,
             value_size: size_of::<Counter>() as u32,
             max_entries: Decision::COUNT as u32,
-            settings: false,
+            // Counts, not state: a build with other decisions starts them again.
+            settings: true,
         },
         ExpectedMap {
             name: MAP_TUNNEL,
@@ -100,6 +102,30 @@ pub(super) fn expected_maps() -> [ExpectedMap; 5] {
             value_size: size_of::<Tunnel>() as u32,
             max_entries: 1,
             settings: true,
+        },
+        ExpectedMap {
+            name: MAP_SERVICES,
+            map_type: MapType::Hash,
+            key_size: size_of::<ServiceKey>() as u32,
+            value_size: size_of::<ServiceEntry>() as u32,
+            max_entries: MAX_SERVICES,
+            settings: false,
+        },
+        ExpectedMap {
+            name: MAP_BACKENDS,
+            map_type: MapType::Hash,
+            key_size: size_of::<BackendKey>() as u32,
+            value_size: size_of::<Backend>() as u32,
+            max_entries: MAX_BACKENDS,
+            settings: false,
+        },
+        ExpectedMap {
+            name: MAP_CONNTRACK,
+            map_type: MapType::LruHash,
+            key_size: size_of::<FlowKey>() as u32,
+            value_size: size_of::<Translation>() as u32,
+            max_entries: MAX_CONNTRACK,
+            settings: false,
         },
     ]
 }

@@ -28,6 +28,9 @@ pub struct NodeLayout {
     pub gateway: Ipv4Addr,
     /// Routed via `tun0` from the node's own stack.
     pub cluster_network: Ipv4Network,
+    /// Cluster IPs, routed via `tun0` too, where the programs translate them; `None` when the
+    /// service network is IPv6 (the programs translate IPv4 only).
+    pub service_network: Option<Ipv4Network>,
     pub vxlan_port: u16,
     /// MTU of pods and of every device the agent makes.
     pub pod_mtu: u32,
@@ -52,6 +55,10 @@ impl NodeLayout {
             subnet: subnet.subnet,
             gateway,
             cluster_network: network.network,
+            service_network: match network.service_network {
+                ipnetwork::IpNetwork::V4(v4) => Some(v4),
+                ipnetwork::IpNetwork::V6(_) => None,
+            },
             vxlan_port: network.vxlan_port,
             pod_mtu,
         })

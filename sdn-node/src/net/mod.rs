@@ -45,6 +45,10 @@ pub async fn build(nl: &Netlink, layout: &NodeLayout) -> Result<NodeDevices, Net
     // backend does the same with its VTEP next hops).
     nl.ensure_neighbour(layout.subnet.network(), tun0_br.mac, &tun0).await?;
     nl.ensure_route_via(layout.cluster_network, layout.subnet.network(), &tun0).await?;
+    // The node's own connections to cluster IPs go the same way, to be translated in from_host.
+    if let Some(services) = layout.service_network {
+        nl.ensure_route_via(services, layout.subnet.network(), &tun0).await?;
+    }
     set_sysctl("net.ipv4.ip_forward", "1")?;
     Ok(NodeDevices { br0, tun0, tun0_br, vxlan0 })
 }

@@ -1,0 +1,283 @@
+//! Services: a packet to a frontend (cluster IP, protocol, port) gets a backend's address and
+//! port as its destination, and the replies get the frontend back as their source, so the client
+//! sees the cluster IP as its peer. The choice is kept per connection in `SDN_CONNTRACK` (pinned,
+//! so a restarted agent breaks no connection), both ways: the way there keyed by the client's
+//! flow, the way back by the backend's. A frontend without backends refuses at once (see
+//! [`reject`]).
+
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    helpers::{bpf_csum_diff, bpf_get_prandom_u32, bpf_skb_change_tail},
+    macros::map,
+    maps::{HashMap, LruHashMap},
+    programs::TcContext,
+};
+use sdn_ebpf_common::{
+    Backend, BackendKey, Decision, FLOW_REPLY, FLOW_TO_SERVICE, FlowKey, HAIRPIN_SOURCE, MAX_BACKENDS, MAX_CONNTRACK,
+    MAX_SERVICES, NodeConfig, ServiceEntry, ServiceKey, Translation,
+};
+
+use crate::{ETH_HLEN, Headers, IPV4_HLEN, add_atomic, count, packet_len, redirect};
+
+/// Frontends (and cluster-IP markers) → their backends' id and count, with counters.
+#[map]
+static SDN_SERVICES: HashMap<ServiceKey, ServiceEntry> = HashMap::pinned(MAX_SERVICES, 0);
+
+/// (frontend id, slot) → backend.
+#[map]
+static SDN_BACKENDS: HashMap<BackendKey, Backend> = HashMap::pinned(MAX_BACKENDS, 0);
+
+/// Tracked flows, both ways, → what their packets become.
+#[map]
+static SDN_CONNTRACK: LruHashMap<FlowKey, Translation> = LruHashMap::pinned(MAX_CONNTRACK, 0);
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const L4: usize = ETH_HLEN + IPV4_HLEN;
+const IP_CSUM: usize = ETH_HLEN + 10;
+const IP_SADDR: usize = ETH_HLEN + 12;
+const IP_DADDR: usize = ETH_HLEN + 16;
+const TCP_FLAGS: usize = L4 + 13;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+const TCP_RST: u8 = 0x04;
+
+/// What [`forward`] did with a packet.
+pub enum Forward {
+    /// Not for a service: on as it is.
+    Pass,
+    /// Now addressed to a backend.
+    Translated,
+    /// For a frontend without backends.
+    Reject,
+    /// For a cluster IP, on a port its service does not have.
+    NoPort,
+}
+
+/// A TCP or UDP packet's flow, and where its L4 checksum sits; `None` for anything else (other
+/// protocols, IP options, fragments), which services leave alone.
+#[inline(always)]
+fn flow(ctx: &TcContext, headers: &Headers) -> Option<(FlowKey, usize)> {
+    let l3 = &headers.l3;
+    let protocol = l3[9];
+    let csum = match protocol {
+        IPPROTO_TCP => L4 + 16,
+        IPPROTO_UDP => L4 + 6,
+        _ => return None,
+    };
+    // Header length 20 (no options), and neither a later fragment nor one with more to come.
+    if l3[0] != 0x45 || (l3[6] & 0x3f) != 0 || l3[7] != 0 {
+        return None;
+    }
+    let ports: [u8; 4] = ctx.load(L4).ok()?;
+    let (saddr, daddr) = headers.ipv4_addrs();
+    let key = FlowKey {
+        saddr,
+        daddr,
+        sport: u16::from_ne_bytes([ports[0], ports[1]]),
+        dport: u16::from_ne_bytes([ports[2], ports[3]]),
+        protocol,
+        direction: FLOW_TO_SERVICE,
+        _pad: [0; 2],
+    };
+    Some((key, csum))
+}
+
+/// Translates a packet to a frontend: the backend its connection has, or a new one.
+pub fn forward(ctx: &TcContext, headers: &Headers) -> Result<Forward, ()> {
+    let Some((flow, csum)) = flow(ctx, headers) else { return Ok(Forward::Pass) };
+    let key = ServiceKey { ip: flow.daddr, port: flow.dport, protocol: flow.protocol, _pad: 0 };
+    let Some(service) = SDN_SERVICES.get_ptr_mut(key) else {
+        let marker = ServiceKey { ip: flow.daddr, port: 0, protocol: 0, _pad: 0 };
+        return Ok(if SDN_SERVICES.get_ptr(marker).is_some() { Forward::NoPort } else { Forward::Pass });
+    };
+    // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
+    let (id, backends) = unsafe { ((*service).id, (*service).count) };
+    let tracked = tracked_backend(ctx, &flow, id);
+    let (backend, slot) = match tracked {
+        Some(found) => found,
+        None => {
+            if backends == 0 {
+                return Ok(Forward::Reject);
+            }
+            // SAFETY: a helper call without arguments.
+            let slot = unsafe { bpf_get_prandom_u32() } % backends;
+            // A slot past the end meets an update half-way: refuse rather than guess.
+            let backend = *unsafe { SDN_BACKENDS.get(BackendKey { id, slot }) }.ok_or(())?;
+            (backend, slot)
+        }
+    };
+    let hairpin = backend.ip == flow.saddr;
+    let source = if hairpin { u32::from_ne_bytes(HAIRPIN_SOURCE) } else { flow.saddr };
+    if tracked.is_none() {
+        let there = Translation { ip: backend.ip, port: backend.port, _pad: 0, client: 0, id, slot };
+        let back_key = FlowKey {
+            saddr: backend.ip,
+            daddr: source,
+            sport: backend.port,
+            dport: flow.sport,
+            protocol: flow.protocol,
+            direction: FLOW_REPLY,
+            _pad: [0; 2],
+        };
+        let back = Translation {
+            ip: flow.daddr,
+            port: flow.dport,
+            _pad: 0,
+            client: if hairpin { flow.saddr } else { 0 },
+            id,
+            slot,
+        };
+        SDN_CONNTRACK.insert(&flow, &there, 0).map_err(|_| ())?;
+        SDN_CONNTRACK.insert(&back_key, &back, 0).map_err(|_| ())?;
+    }
+    let udp = flow.protocol == IPPROTO_UDP;
+    rewrite_addr(ctx, IP_DADDR, csum, flow.daddr, backend.ip, udp)?;
+    rewrite_port(ctx, L4 + 2, csum, flow.dport, backend.port, udp)?;
+    if hairpin {
+        rewrite_addr(ctx, IP_SADDR, csum, flow.saddr, source, udp)?;
+    }
+    let len = packet_len(ctx);
+    // SAFETY: as above; the counters are 8-byte aligned (`ServiceEntry` is align 8).
+    unsafe { add_atomic(core::ptr::addr_of_mut!((*service).packets), core::ptr::addr_of_mut!((*service).bytes), len) };
+    count(Decision::ServiceTranslated, len);
+    Ok(Forward::Translated)
+}
+
+/// The backend (and its slot) the tracked connection `flow` has. A TCP SYN starts a connection
+/// (perhaps on a port an old one used): it keeps the tracked backend only while that backend
+/// still holds its slot, so a removed backend gets no new connections.
+#[inline(always)]
+fn tracked_backend(ctx: &TcContext, flow: &FlowKey, id: u32) -> Option<(Backend, u32)> {
+    // SAFETY: the value is copied out at once.
+    let tracked = *unsafe { SDN_CONNTRACK.get(flow) }?;
+    let backend = Backend { ip: tracked.ip, port: tracked.port, _pad: 0 };
+    let syn_only = flow.protocol == IPPROTO_TCP
+        && ctx.load::<u8>(TCP_FLAGS).is_ok_and(|flags| flags & (TCP_SYN | TCP_ACK) == TCP_SYN);
+    if tracked.id != id {
+        return None;
+    }
+    if syn_only {
+        // SAFETY: the value is copied out at once.
+        let current = *unsafe { SDN_BACKENDS.get(BackendKey { id, slot: tracked.slot }) }?;
+        if current.ip != backend.ip || current.port != backend.port {
+            return None;
+        }
+    }
+    Some((backend, tracked.slot))
+}
+
+/// Gives a service's reply the frontend back as its source (and a hairpin's its client as its
+/// destination); `Ok(true)` when it was one.
+pub fn reverse(ctx: &TcContext, headers: &Headers) -> Result<bool, ()> {
+    let Some((mut flow, csum)) = flow(ctx, headers) else { return Ok(false) };
+    flow.direction = FLOW_REPLY;
+    // SAFETY: the value is copied out at once.
+    let Some(back) = (unsafe { SDN_CONNTRACK.get(&flow) }).copied() else { return Ok(false) };
+    let udp = flow.protocol == IPPROTO_UDP;
+    rewrite_addr(ctx, IP_SADDR, csum, flow.saddr, back.ip, udp)?;
+    rewrite_port(ctx, L4, csum, flow.sport, back.port, udp)?;
+    if back.client != 0 {
+        rewrite_addr(ctx, IP_DADDR, csum, flow.daddr, back.client, udp)?;
+    }
+    count(Decision::ServiceReplied, packet_len(ctx));
+    Ok(true)
+}
+
+/// Replaces the address at `offset` (network order values), fixing the IPv4 and L4 checksums.
+#[inline(always)]
+fn rewrite_addr(ctx: &TcContext, offset: usize, csum: usize, old: u32, new: u32, udp: bool) -> Result<(), ()> {
+    let mangled = if udp { u64::from(BPF_F_MARK_MANGLED_0) } else { 0 };
+    ctx.l4_csum_replace(csum, u64::from(old), u64::from(new), u64::from(BPF_F_PSEUDO_HDR) | mangled | 4)
+        .map_err(|_| ())?;
+    ctx.l3_csum_replace(IP_CSUM, u64::from(old), u64::from(new), 4).map_err(|_| ())?;
+    ctx.store(offset, &new, 0).map_err(|_| ())
+}
+
+/// Replaces the port at `offset`, fixing the L4 checksum.
+#[inline(always)]
+fn rewrite_port(ctx: &TcContext, offset: usize, csum: usize, old: u16, new: u16, udp: bool) -> Result<(), ()> {
+    if old == new {
+        return Ok(());
+    }
+    let mangled = if udp { u64::from(BPF_F_MARK_MANGLED_0) } else { 0 };
+    ctx.l4_csum_replace(csum, u64::from(old), u64::from(new), mangled | 2).map_err(|_| ())?;
+    ctx.store(offset, &new, 0).map_err(|_| ())
+}
+
+/// The TCP reset that answers a connection to a frontend without backends, as kube-proxy's
+/// reject rules and the kernel answer a closed port: made of the packet itself and sent back the
+/// way it came, out of `port` (the pod's host-side veth, or `tun0-br` towards the host). UDP and
+/// other traffic is dropped, counted alike.
+pub fn reject(ctx: &TcContext, headers: &Headers, config: &NodeConfig, port: u32) -> Result<i32, ()> {
+    count(Decision::ServiceRejected, packet_len(ctx));
+    if headers.l3[9] != IPPROTO_TCP || flow(ctx, headers).is_none() {
+        return Err(());
+    }
+    let tcp: [u8; 20] = ctx.load(L4).map_err(|_| ())?;
+    if tcp[13] & TCP_RST != 0 {
+        return Err(());
+    }
+    let total = u16::from_be_bytes([headers.l3[2], headers.l3[3]]) as u32;
+    let payload = total.saturating_sub((IPV4_HLEN as u32) + u32::from(tcp[12] >> 4) * 4);
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    // RFC 793: a segment with ACK gets a reset at its acknowledgment number; one without, a
+    // reset acknowledging it (a SYN counts one).
+    let (reset_seq, reset_ack, flags) = if tcp[13] & TCP_ACK != 0 {
+        (u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]), 0, TCP_RST)
+    } else {
+        let syn = u32::from(tcp[13] & TCP_SYN != 0);
+        (0, seq.wrapping_add(payload).wrapping_add(syn), TCP_RST | TCP_ACK)
+    };
+    // SAFETY: the context is the program's socket buffer; the new length is within bounds.
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, (L4 + 20) as u32, 0) } != 0 {
+        return Err(());
+    }
+    let (saddr, daddr) = headers.ipv4_addrs();
+    let mut ip = [0u8; IPV4_HLEN];
+    ip[0] = 0x45;
+    ip[3] = 40;
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = IPPROTO_TCP;
+    ip[12..16].copy_from_slice(&daddr.to_ne_bytes());
+    ip[16..20].copy_from_slice(&saddr.to_ne_bytes());
+    let ip_sum = fold(csum_of(&ip, 0));
+    ip[10..12].copy_from_slice(&ip_sum.to_ne_bytes());
+    let mut reset = [0u8; 20];
+    reset[0..2].copy_from_slice(&tcp[2..4]);
+    reset[2..4].copy_from_slice(&tcp[0..2]);
+    reset[4..8].copy_from_slice(&reset_seq.to_be_bytes());
+    reset[8..12].copy_from_slice(&reset_ack.to_be_bytes());
+    reset[12] = 5 << 4;
+    reset[13] = flags;
+    // The pseudo-header: both addresses, the protocol and the TCP length.
+    let mut pseudo = [0u8; 12];
+    pseudo[0..8].copy_from_slice(&ip[12..20]);
+    pseudo[9] = IPPROTO_TCP;
+    pseudo[11] = 20;
+    let tcp_sum = fold(csum_of(&reset, csum_of(&pseudo, 0)));
+    reset[16..18].copy_from_slice(&tcp_sum.to_ne_bytes());
+    let eth = crate::EthAddrs { dst: headers.src_mac(), src: config.gateway_mac };
+    ctx.store(0, &eth, 0).map_err(|_| ())?;
+    ctx.store(ETH_HLEN, &ip, 0).map_err(|_| ())?;
+    ctx.store(L4, &reset, 0).map_err(|_| ())?;
+    Ok(redirect(port))
+}
+
+/// The one's-complement sum of `bytes` (a multiple of 4 long) added to `seed`.
+#[inline(always)]
+fn csum_of<const N: usize>(bytes: &[u8; N], seed: u32) -> u32 {
+    // SAFETY: the buffer lives on the stack for the call; its size is a multiple of 4, as the
+    // helper requires.
+    unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, bytes.as_ptr() as *mut u32, N as u32, seed) as u32 }
+}
+
+/// A 32-bit one's-complement sum folded to the 16-bit checksum field (inverted), in the order
+/// the header stores it.
+#[inline(always)]
+fn fold(sum: u32) -> u16 {
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
