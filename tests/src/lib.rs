@@ -7,6 +7,7 @@
 //! (`PR_SET_PDEATHSIG`), and every run first removes what an interrupted
 //! earlier run left behind ([`rundir`]).
 
+pub mod backend;
 pub mod bins;
 pub mod cluster;
 pub mod cni;

@@ -1,0 +1,145 @@
+//! Service backends and clients inside pod namespaces, on threads of the test that entered
+//! them: a server that answers every TCP connection and UDP datagram with its name (and then
+//! echoes what a TCP client sends), and clients that report the answer and the peer the
+//! client's socket saw, which for a service must be the cluster IP.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::netns::Netns;
+
+/// Runs `work` on a thread that entered `ns`.
+pub fn in_netns<T: Send>(ns: &Netns, work: impl FnOnce() -> T + Send) -> Result<T, String> {
+    let file = std::fs::File::open(ns.path()).map_err(|e| format!("{}: {e}", ns.path().display()))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns on a descriptor we own; it moves only this thread.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!("entering {}: {}", ns.name(), std::io::Error::last_os_error()));
+                }
+                Ok(work())
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the thread in the namespace panicked".into()))
+    })
+}
+
+/// Answers on a TCP and a UDP port of a pod with its name, until dropped.
+pub struct NameServer {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl NameServer {
+    /// Serves `name` on TCP and UDP `port` of `ns` (all its addresses).
+    pub fn start(ns: &Netns, port: u16, name: &str) -> Result<Self, String> {
+        let (tcp, udp) = in_netns(ns, || {
+            let tcp = TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("TCP {port}: {e}"))?;
+            let udp = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("UDP {port}: {e}"))?;
+            Ok::<_, String>((tcp, udp))
+        })??;
+        let stop = Arc::new(AtomicBool::new(false));
+        tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        udp.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
+        let (tcp_stop, udp_stop, tcp_name, udp_name) = (stop.clone(), stop.clone(), name.to_owned(), name.to_owned());
+        let tcp_thread = std::thread::spawn(move || {
+            while !tcp_stop.load(Ordering::Relaxed) {
+                match tcp.accept() {
+                    Ok((stream, _)) => {
+                        let (name, stop) = (tcp_name.clone(), tcp_stop.clone());
+                        std::thread::spawn(move || echo(stream, &name, &stop));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        let udp_thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !udp_stop.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = udp.recv_from(&mut buf) {
+                    let _ = udp.send_to(udp_name.as_bytes(), from);
+                }
+            }
+        });
+        Ok(Self { stop, threads: vec![tcp_thread, udp_thread] })
+    }
+}
+
+/// Sends the name, then echoes until the client closes or the server stops.
+fn echo(mut stream: TcpStream, name: &str, stop: &AtomicBool) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    if stream.write_all(format!("{name}\n").as_bytes()).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+impl Drop for NameServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A TCP connection made from inside a pod: the server's name and the peer the socket saw.
+pub struct Connection {
+    pub stream: TcpStream,
+    pub name: String,
+    pub peer: SocketAddr,
+}
+
+impl Connection {
+    /// Connects from `ns` to `to` (within `timeout`) and reads the server's name.
+    pub fn open(ns: &Netns, to: SocketAddrV4, timeout: Duration) -> Result<Self, std::io::Error> {
+        let stream =
+            in_netns(ns, || TcpStream::connect_timeout(&to.into(), timeout)).map_err(std::io::Error::other)??;
+        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let peer = stream.peer_addr()?;
+        let mut name = Vec::new();
+        let mut byte = [0u8; 1];
+        while (&stream).read(&mut byte)? == 1 && byte[0] != b'\n' {
+            name.push(byte[0]);
+        }
+        Ok(Self { stream, name: String::from_utf8_lossy(&name).into_owned(), peer })
+    }
+
+    /// Sends `data` and reads it back.
+    pub fn echo(&mut self, data: &[u8]) -> Result<(), std::io::Error> {
+        self.stream.write_all(data)?;
+        let mut back = vec![0u8; data.len()];
+        self.stream.read_exact(&mut back)?;
+        if back == data { Ok(()) } else { Err(std::io::Error::other("the echo differs")) }
+    }
+}
+
+/// One UDP question from inside a pod: the answer and where it came from.
+pub fn udp_ask(ns: &Netns, to: SocketAddrV4) -> Result<(String, SocketAddr), String> {
+    in_netns(ns, || {
+        let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+        socket.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+        socket.send_to(b"who", to).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 1500];
+        let (n, from) = socket.recv_from(&mut buf).map_err(|e| format!("no UDP answer from {to}: {e}"))?;
+        Ok((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
+    })?
+}
