@@ -132,12 +132,15 @@ impl Connection {
     }
 }
 
-/// One UDP question from inside a pod: the answer and where it came from.
+/// One UDP question from inside a pod: the answer and where it came from; an ICMP refusal is an
+/// error naming "refused".
 pub fn udp_ask(ns: &Netns, to: SocketAddrV4) -> Result<(String, SocketAddr), String> {
     in_netns(ns, || {
         let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
         socket.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
-        socket.send_to(b"who", to).map_err(|e| e.to_string())?;
+        // Connected, so an ICMP port unreachable comes back as ECONNREFUSED, as for a client.
+        socket.connect(to).map_err(|e| e.to_string())?;
+        socket.send(b"who").map_err(|e| e.to_string())?;
         let mut buf = [0u8; 1500];
         let (n, from) = socket.recv_from(&mut buf).map_err(|e| format!("no UDP answer from {to}: {e}"))?;
         Ok((String::from_utf8_lossy(&buf[..n]).into_owned(), from))

@@ -126,6 +126,10 @@ async fn no_endpoints_refuses_at_once_and_a_port_the_service_lacks_is_dropped() 
     assert!(took < Duration::from_millis(500), "refused at once, not after a timeout: {took:?}");
     let from_node = Connection::open(&s.c.nodes[0].ns, s.http(), Duration::from_secs(2)).err().map(|e| e.kind());
     assert_eq!(from_node, Some(std::io::ErrorKind::ConnectionRefused), "from the node too");
+    // UDP gets the ICMP port unreachable a closed port gives: ECONNREFUSED, not a timeout.
+    let started = Instant::now();
+    let udp = udp_ask(&s.client.ns, SocketAddrV4::new(s.web, 53)).expect_err("no UDP backend");
+    assert!(udp.contains("refused") && started.elapsed() < Duration::from_secs(1), "{udp}");
     let flows = s.c.nodes[0].command("flows").expect("flows");
     assert!(flows.contains(&format!("tcp,nw_dst={},tp_dst=80 actions=reject", s.web)), "{flows}");
     // Port 81 is not the service's: dropped (a timeout) and counted.

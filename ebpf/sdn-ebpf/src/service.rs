@@ -33,6 +33,9 @@ static SDN_CONNTRACK: LruHashMap<FlowKey, Translation> = LruHashMap::pinned(MAX_
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMP: u8 = 1;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_PORT_UNREACH: u8 = 3;
 const L4: usize = ETH_HLEN + IPV4_HLEN;
 const IP_CSUM: usize = ETH_HLEN + 10;
 const IP_SADDR: usize = ETH_HLEN + 12;
@@ -205,14 +208,17 @@ fn rewrite_port(ctx: &TcContext, offset: usize, csum: usize, old: u16, new: u16,
     ctx.store(offset, &new, 0).map_err(|_| ())
 }
 
-/// The TCP reset that answers a connection to a frontend without backends, as kube-proxy's
-/// reject rules and the kernel answer a closed port: made of the packet itself and sent back the
-/// way it came, out of `port` (the pod's host-side veth, or `tun0-br` towards the host). UDP and
-/// other traffic is dropped, counted alike.
+/// The answer to a connection to a frontend without backends, as kube-proxy's reject rules and
+/// the kernel answer a closed port: a TCP reset, or for UDP an ICMP port unreachable (see
+/// [`unreachable`]). Made of the packet itself and sent back the way it came, out of `port` (the
+/// pod's host-side veth, or `tun0-br` towards the host).
 pub fn reject(ctx: &TcContext, headers: &Headers, config: &NodeConfig, port: u32) -> Result<i32, ()> {
     count(Decision::ServiceRejected, packet_len(ctx));
-    if headers.l3[9] != IPPROTO_TCP || flow(ctx, headers).is_none() {
+    if flow(ctx, headers).is_none() {
         return Err(());
+    }
+    if headers.l3[9] == IPPROTO_UDP {
+        return unreachable(ctx, headers, config, port);
     }
     let tcp: [u8; 20] = ctx.load(L4).map_err(|_| ())?;
     if tcp[13] & TCP_RST != 0 {
@@ -262,6 +268,39 @@ pub fn reject(ctx: &TcContext, headers: &Headers, config: &NodeConfig, port: u32
     ctx.store(0, &eth, 0).map_err(|_| ())?;
     ctx.store(ETH_HLEN, &ip, 0).map_err(|_| ())?;
     ctx.store(L4, &reset, 0).map_err(|_| ())?;
+    Ok(redirect(port))
+}
+
+/// ICMP destination unreachable, port unreachable (RFC 792), from the cluster IP: the original
+/// IPv4 header and the first 8 bytes after it, behind a new IPv4 and ICMP header.
+fn unreachable(ctx: &TcContext, headers: &Headers, config: &NodeConfig, port: u32) -> Result<i32, ()> {
+    const QUOTED: usize = IPV4_HLEN + 8;
+    const ICMP_LEN: usize = 8 + QUOTED;
+    let quoted: [u8; QUOTED] = ctx.load(ETH_HLEN).map_err(|_| ())?;
+    // SAFETY: the context is the program's socket buffer; the new length is within bounds.
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, (L4 + ICMP_LEN) as u32, 0) } != 0 {
+        return Err(());
+    }
+    let (saddr, daddr) = headers.ipv4_addrs();
+    let mut ip = [0u8; IPV4_HLEN];
+    ip[0] = 0x45;
+    ip[3] = (IPV4_HLEN + ICMP_LEN) as u8;
+    ip[8] = 64;
+    ip[9] = IPPROTO_ICMP;
+    ip[12..16].copy_from_slice(&daddr.to_ne_bytes());
+    ip[16..20].copy_from_slice(&saddr.to_ne_bytes());
+    let ip_sum = fold(csum_of(&ip, 0));
+    ip[10..12].copy_from_slice(&ip_sum.to_ne_bytes());
+    let mut icmp = [0u8; ICMP_LEN];
+    icmp[0] = ICMP_DEST_UNREACH;
+    icmp[1] = ICMP_PORT_UNREACH;
+    icmp[8..].copy_from_slice(&quoted);
+    let icmp_sum = fold(csum_of(&icmp, 0));
+    icmp[2..4].copy_from_slice(&icmp_sum.to_ne_bytes());
+    let eth = crate::EthAddrs { dst: headers.src_mac(), src: config.gateway_mac };
+    ctx.store(0, &eth, 0).map_err(|_| ())?;
+    ctx.store(ETH_HLEN, &ip, 0).map_err(|_| ())?;
+    ctx.store(L4, &icmp, 0).map_err(|_| ())?;
     Ok(redirect(port))
 }
 
