@@ -55,8 +55,43 @@ pub struct Port {
     pub protocol: Protocol,
 }
 
+/// Longest `sessionAffinityConfig.clientIP.timeoutSeconds`, as Kubernetes allows (a day).
+pub const MAX_AFFINITY_TIMEOUT: u32 = 86400;
+/// The timeout of `ClientIP` affinity when the config gives none, as in Kubernetes (3 hours).
+pub const DEFAULT_AFFINITY_TIMEOUT: u32 = 10800;
+
+/// `sessionAffinity`: whether a client's connections stick to one backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionAffinity {
+    #[default]
+    None,
+    #[serde(rename = "ClientIP")]
+    ClientIp,
+}
+
+impl SessionAffinity {
+    pub fn is_none(&self) -> bool {
+        *self == SessionAffinity::None
+    }
+}
+
+/// `sessionAffinityConfig`, with Kubernetes' field names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionAffinityConfig {
+    #[serde(rename = "clientIP", default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<ClientIpConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientIpConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+}
+
 /// A service: a stable name (and, unless headless, a cluster IP) for a set of endpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Service {
     pub namespace: String,
@@ -66,6 +101,22 @@ pub struct Service {
     pub cluster_ip: Option<IpAddr>,
     #[serde(default)]
     pub ports: Vec<Port>,
+    #[serde(default, skip_serializing_if = "SessionAffinity::is_none")]
+    pub session_affinity: SessionAffinity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity_config: Option<SessionAffinityConfig>,
+}
+
+impl Service {
+    /// How long a client stays on its backend, in seconds, if the service keeps clients on one.
+    pub fn affinity_timeout(&self) -> Option<u32> {
+        (self.session_affinity == SessionAffinity::ClientIp).then(|| {
+            self.session_affinity_config
+                .and_then(|config| config.client_ip)
+                .and_then(|client| client.timeout_seconds)
+                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+        })
+    }
 }
 
 /// A cluster IP as the admin API writes it: an address, or `"None"` for a headless service
@@ -138,12 +189,23 @@ pub struct ServiceSpec {
     pub cluster_ip: Option<ClusterIp>,
     #[serde(default)]
     pub ports: Vec<Port>,
+    #[serde(default, skip_serializing_if = "SessionAffinity::is_none")]
+    pub session_affinity: SessionAffinity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity_config: Option<SessionAffinityConfig>,
 }
 
 impl ServiceSpec {
     /// The record to store once the cluster IP is settled (`None`: headless).
     pub fn to_service(&self, cluster_ip: Option<IpAddr>) -> Service {
-        Service { namespace: self.namespace.clone(), name: self.name.clone(), cluster_ip, ports: self.ports.clone() }
+        Service {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            cluster_ip,
+            ports: self.ports.clone(),
+            session_affinity: self.session_affinity,
+            session_affinity_config: self.session_affinity_config,
+        }
     }
 }
 
@@ -154,6 +216,8 @@ impl From<Service> for ServiceSpec {
             name: service.name,
             cluster_ip: Some(service.cluster_ip.into()),
             ports: service.ports,
+            session_affinity: service.session_affinity,
+            session_affinity_config: service.session_affinity_config,
         }
     }
 }
@@ -207,6 +271,8 @@ pub enum ServiceError {
     Label { field: String, value: String, reason: &'static str },
     #[error("{field}: {what} appears twice")]
     Duplicate { field: String, what: String },
+    #[error("{field}: {reason}")]
+    Affinity { field: String, reason: String },
 }
 
 impl ServiceError {
@@ -220,7 +286,8 @@ impl ServiceError {
             | ServiceError::PortZero { field }
             | ServiceError::PortName { field, .. }
             | ServiceError::Label { field, .. }
-            | ServiceError::Duplicate { field, .. } => field,
+            | ServiceError::Duplicate { field, .. }
+            | ServiceError::Affinity { field, .. } => field,
         }
     }
 }
@@ -241,7 +308,25 @@ impl Service {
                 });
             }
         }
-        validate_ports(&self.ports, self.ports.len() > 1)
+        validate_ports(&self.ports, self.ports.len() > 1)?;
+        self.validate_affinity()
+    }
+
+    fn validate_affinity(&self) -> Result<(), ServiceError> {
+        let timeout = self.session_affinity_config.and_then(|c| c.client_ip).and_then(|c| c.timeout_seconds);
+        if self.session_affinity_config.is_some() && self.session_affinity != SessionAffinity::ClientIp {
+            return Err(ServiceError::Affinity {
+                field: "sessionAffinityConfig".into(),
+                reason: "only a service with sessionAffinity ClientIP takes it".into(),
+            });
+        }
+        match timeout {
+            Some(seconds) if seconds == 0 || seconds > MAX_AFFINITY_TIMEOUT => Err(ServiceError::Affinity {
+                field: "sessionAffinityConfig.clientIP.timeoutSeconds".into(),
+                reason: format!("{seconds} is not 1 to {MAX_AFFINITY_TIMEOUT}"),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -374,6 +459,7 @@ mod tests {
             name: "web".into(),
             cluster_ip: ip.map(|ip| ip.parse().expect("ip")),
             ports,
+            ..Service::default()
         }
     }
 
@@ -422,6 +508,31 @@ mod tests {
         }
         let bad_name = Service { name: "Web".into(), ..service(None, vec![]) };
         assert!(bad_name.validate(&network).expect_err("name").to_string().starts_with("name: "));
+    }
+
+    #[test]
+    fn session_affinity_takes_kubernetes_fields_and_bounds() {
+        let network = ClusterNetwork::default();
+        let sticky: Service = serde_json::from_str(
+            r#"{"namespace":"a","name":"b","clusterIP":"172.30.0.9","sessionAffinity":"ClientIP",
+                "sessionAffinityConfig":{"clientIP":{"timeoutSeconds":600}}}"#,
+        )
+        .expect("Kubernetes' fields");
+        sticky.validate(&network).expect("valid");
+        assert_eq!(sticky.affinity_timeout(), Some(600));
+        let default = Service { session_affinity: SessionAffinity::ClientIp, ..service(None, vec![]) };
+        assert_eq!(default.affinity_timeout(), Some(DEFAULT_AFFINITY_TIMEOUT));
+        assert_eq!(service(None, vec![]).affinity_timeout(), None);
+        for seconds in [0, MAX_AFFINITY_TIMEOUT + 1] {
+            let config = SessionAffinityConfig { client_ip: Some(ClientIpConfig { timeout_seconds: Some(seconds) }) };
+            let bad = Service { session_affinity_config: Some(config), ..sticky.clone() };
+            let err = bad.validate(&network).expect_err("out of bounds");
+            assert_eq!(err.field(), "sessionAffinityConfig.clientIP.timeoutSeconds", "{err}");
+        }
+        let without = Service { session_affinity: SessionAffinity::None, ..sticky.clone() };
+        assert_eq!(without.validate(&network).expect_err("config without ClientIP").field(), "sessionAffinityConfig");
+        let shown = serde_json::to_value(service(None, vec![])).expect("json");
+        assert!(shown.get("sessionAffinity").is_none(), "None is not written: {shown}");
     }
 
     #[test]

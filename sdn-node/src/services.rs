@@ -34,6 +34,8 @@ pub struct ServicePort {
     /// The port's name; empty for a service's single unnamed port.
     pub port_name: String,
     pub backends: Vec<Backend>,
+    /// `ClientIP` session affinity: seconds a client stays on its backend.
+    pub affinity: Option<u32>,
 }
 
 /// Every frontend of the cluster with its service port.
@@ -67,9 +69,9 @@ pub fn wanted(services: &[Service], endpoints: &[Endpoints]) -> Wanted {
             };
             let frontend = Frontend { ip, protocol: port.protocol, port: port.port };
             let backends = endpoints.map_or_else(Vec::new, |e| backends(port, service.ports.len(), e));
-            wanted
-                .table
-                .insert(frontend, ServicePort { service: name.clone(), port_name: port.name.clone(), backends });
+            let affinity = service.affinity_timeout();
+            let port = ServicePort { service: name.clone(), port_name: port.name.clone(), backends, affinity };
+            wanted.table.insert(frontend, port);
         }
     }
     wanted
@@ -140,7 +142,13 @@ mod tests {
     }
 
     fn service(name: &str, ip: Option<&str>, ports: Vec<Port>) -> Service {
-        Service { namespace: "shop".into(), name: name.into(), cluster_ip: ip.map(|ip| ip.parse().expect("ip")), ports }
+        Service {
+            namespace: "shop".into(),
+            name: name.into(),
+            cluster_ip: ip.map(|ip| ip.parse().expect("ip")),
+            ports,
+            ..Service::default()
+        }
     }
 
     fn endpoints(name: &str, addresses: &[(&str, bool)], ports: Vec<Port>) -> Endpoints {
@@ -225,6 +233,19 @@ mod tests {
         assert_eq!(wanted.table.len(), 1);
         assert!(wanted.table[&frontend("172.30.0.2", Protocol::Tcp, 80)].backends.is_empty());
         assert_eq!(wanted.unsupported, ["shop/sctp:9", "shop/six:80"]);
+    }
+
+    #[test]
+    fn client_ip_affinity_carries_its_timeout() {
+        use sdn_cluster::services::{ClientIpConfig, SessionAffinity, SessionAffinityConfig};
+        let mut sticky = service("web", Some("172.30.0.1"), vec![port("http", 80, Protocol::Tcp)]);
+        sticky.session_affinity = SessionAffinity::ClientIp;
+        let affinity = |s: &Service| wanted(std::slice::from_ref(s), &[]).table.values().next().expect("port").affinity;
+        assert_eq!(affinity(&sticky), Some(10800), "Kubernetes' default");
+        sticky.session_affinity_config =
+            Some(SessionAffinityConfig { client_ip: Some(ClientIpConfig { timeout_seconds: Some(60) }) });
+        assert_eq!(affinity(&sticky), Some(60));
+        assert_eq!(affinity(&service("web", Some("172.30.0.1"), vec![port("http", 80, Protocol::Tcp)])), None);
     }
 
     #[test]

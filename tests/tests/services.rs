@@ -221,3 +221,43 @@ async fn bad_records_in_etcd_are_skipped_and_a_thousand_services_load() {
     assert!(s.c.nodes[0].log().contains("services skip a record"), "bad records are logged");
     s.wait_reaches(&s.client.ns, "web1").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ip_affinity_keeps_a_client_on_one_backend() {
+    let s = setup("svc-sticky").await;
+    let (ok, out, err) = s.c.cp.masters[0]
+        .sdnctl(&["services", "create", "default/sticky", "--port", "http:80", "--session-affinity", "ClientIP"])
+        .expect("sdnctl");
+    assert!(ok, "{out}{err}");
+    let ip: Ipv4Addr = out.split_whitespace().find_map(|w| w.parse().ok()).expect("cluster IP in the output");
+    let body = json!({ "addresses": [{ "ip": s.backends[0].ip }, { "ip": s.backends[1].ip }],
+        "ports": [{ "name": "http", "port": 8080 }] });
+    let _: Value = s.c.cp.masters[0].client().put("/api/v1/endpoints/default/sticky", &body).await.expect("endpoints");
+    let sticky = SocketAddrV4::new(ip, 80);
+    let first = sdn_tests::wait::until(Duration::from_secs(5), || async {
+        Connection::open(&s.client.ns, sticky, Duration::from_millis(500)).map(|c| c.name).map_err(|e| e.to_string())
+    })
+    .await
+    .expect("the sticky service answers");
+    for i in 0..30 {
+        let conn = Connection::open(&s.client.ns, sticky, Duration::from_secs(2)).expect("connection");
+        assert_eq!(conn.name, first, "connection {i} stays on the client's backend");
+    }
+    // The same client to a service without affinity is still spread.
+    let seen = spread(&s, &s.client.ns, 40);
+    assert_eq!(seen.len(), 2, "without affinity both backends serve: {seen:?}");
+    let (ok, _, err) = s.c.cp.masters[0]
+        .sdnctl(&[
+            "services",
+            "create",
+            "default/bad",
+            "--port",
+            "80",
+            "--session-affinity",
+            "ClientIP",
+            "--session-affinity-timeout",
+            "0",
+        ])
+        .expect("sdnctl");
+    assert!(!ok && err.contains("timeoutSeconds"), "a zero timeout is refused naming the field: {err}");
+}

@@ -41,6 +41,9 @@ pub const MAP_BACKENDS: &str = "SDN_BACKENDS";
 /// Name of the connection-tracking map: [`FlowKey`] → [`Translation`]. An LRU hash map: the
 /// oldest connections make room for new ones.
 pub const MAP_CONNTRACK: &str = "SDN_CONNTRACK";
+/// Name of the session-affinity map: [`AffinityKey`] (a client and a frontend) → [`Affinity`].
+/// An LRU hash map.
+pub const MAP_AFFINITY: &str = "SDN_AFFINITY";
 
 /// Every map the object declares, in one list (for the agent's checks and cleanup).
 pub const MAP_NAMES: [&str; 8] =
@@ -57,6 +60,8 @@ pub const MAX_SERVICES: u32 = 65536;
 pub const MAX_BACKENDS: u32 = 262144;
 /// Capacity of [`MAP_CONNTRACK`]: two entries per connection (its way there and back).
 pub const MAX_CONNTRACK: u32 = 262144;
+/// Capacity of [`MAP_AFFINITY`].
+pub const MAX_AFFINITY: u32 = 65536;
 /// The source a pod sees on a connection to a service that chose the pod itself (hairpin): a
 /// link-local address no pod has, which its replies go to through the gateway, as Cilium's
 /// `IPV4_LOOPBACK` does. Network order, as the maps store addresses.
@@ -172,7 +177,8 @@ pub struct ServiceKey {
 
 /// A frontend's backends: `count` slots `0..count` of [`MAP_BACKENDS`] under `id`.
 ///
-/// Layout (24 bytes, align 8): `id` 0..4, `count` 4..8, `packets` 8..16, `bytes` 16..24.
+/// Layout (32 bytes, align 8): `id` 0..4, `count` 4..8, `affinity` 8..12, `_pad` 12..16,
+/// `packets` 16..24, `bytes` 24..32.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServiceEntry {
@@ -180,6 +186,11 @@ pub struct ServiceEntry {
     pub id: u32,
     /// How many backends; 0 refuses connections at once.
     pub count: u32,
+    /// `ClientIP` session affinity: how long, in seconds, a client's new connections go to the
+    /// backend of its last one; 0 for none.
+    pub affinity: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
     /// Packets translated to a backend (atomic adds by the programs).
     pub packets: u64,
     /// Bytes translated to a backend (atomic adds by the programs).
@@ -254,6 +265,36 @@ pub struct Translation {
     pub client: u32,
     pub id: u32,
     pub slot: u32,
+}
+
+/// A client of a frontend with `ClientIP` affinity.
+///
+/// Layout (8 bytes, align 4): `client` 0..4, `id` 4..8.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AffinityKey {
+    /// The client's address, network byte order.
+    pub client: u32,
+    /// The frontend's [`ServiceEntry::id`].
+    pub id: u32,
+}
+
+/// The backend a client's last new connection got, and when.
+///
+/// Layout (24 bytes, align 8): `ip` 0..4, `port` 4..6, `_pad` 6..8, `slot` 8..12, `_pad2`
+/// 12..16, `used_ns` 16..24.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Affinity {
+    pub ip: u32,
+    pub port: u16,
+    /// Explicit padding; always zero.
+    pub _pad: u16,
+    pub slot: u32,
+    /// Explicit padding; always zero.
+    pub _pad2: u32,
+    /// `bpf_ktime_get_ns` of that connection.
+    pub used_ns: u64,
 }
 
 /// Packet and byte counts of one [`Decision`] (one CPU's share in [`MAP_COUNTERS`]).
@@ -343,7 +384,8 @@ const _: () = {
     assert!(Decision::ALL.len() == Decision::COUNT);
     assert!(Decision::ServiceNoPort as usize == Decision::COUNT - 1);
     assert!(size_of::<ServiceKey>() == 8 && offset_of!(ServiceKey, protocol) == 6);
-    assert!(size_of::<ServiceEntry>() == 24 && offset_of!(ServiceEntry, packets) == 8);
+    assert!(size_of::<ServiceEntry>() == 32 && offset_of!(ServiceEntry, packets) == 16);
+    assert!(size_of::<AffinityKey>() == 8 && size_of::<Affinity>() == 24 && offset_of!(Affinity, used_ns) == 16);
     assert!(size_of::<BackendKey>() == 8 && size_of::<Backend>() == 8);
     assert!(size_of::<FlowKey>() == 16 && offset_of!(FlowKey, protocol) == 12);
     assert!(size_of::<Translation>() == 20 && offset_of!(Translation, client) == 8);
@@ -373,3 +415,7 @@ unsafe impl aya::Pod for Backend {}
 unsafe impl aya::Pod for FlowKey {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Translation {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for AffinityKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Affinity {}

@@ -7,14 +7,14 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
-    helpers::{bpf_csum_diff, bpf_get_prandom_u32, bpf_skb_change_tail},
+    helpers::{bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_skb_change_tail},
     macros::map,
     maps::{HashMap, LruHashMap},
     programs::TcContext,
 };
 use sdn_ebpf_common::{
-    Backend, BackendKey, Decision, FLOW_REPLY, FLOW_TO_SERVICE, FlowKey, HAIRPIN_SOURCE, MAX_BACKENDS, MAX_CONNTRACK,
-    MAX_SERVICES, NodeConfig, ServiceEntry, ServiceKey, Translation,
+    Affinity, AffinityKey, Backend, BackendKey, Decision, FLOW_REPLY, FLOW_TO_SERVICE, FlowKey, HAIRPIN_SOURCE,
+    MAX_AFFINITY, MAX_BACKENDS, MAX_CONNTRACK, MAX_SERVICES, NodeConfig, ServiceEntry, ServiceKey, Translation,
 };
 
 use crate::{ETH_HLEN, Headers, IPV4_HLEN, add_atomic, count, packet_len, redirect};
@@ -28,6 +28,11 @@ static SDN_SERVICES: HashMap<ServiceKey, ServiceEntry> = HashMap::pinned(MAX_SER
 static SDN_BACKENDS: HashMap<BackendKey, Backend> = HashMap::pinned(MAX_BACKENDS, 0);
 
 /// Tracked flows, both ways, → what their packets become.
+/// (client, frontend id) → the backend of the client's last new connection, for `ClientIP`
+/// affinity.
+#[map]
+static SDN_AFFINITY: LruHashMap<AffinityKey, Affinity> = LruHashMap::pinned(MAX_AFFINITY, 0);
+
 #[map]
 static SDN_CONNTRACK: LruHashMap<FlowKey, Translation> = LruHashMap::pinned(MAX_CONNTRACK, 0);
 
@@ -95,7 +100,7 @@ pub fn forward(ctx: &TcContext, headers: &Headers) -> Result<Forward, ()> {
         return Ok(if SDN_SERVICES.get_ptr(marker).is_some() { Forward::NoPort } else { Forward::Pass });
     };
     // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
-    let (id, backends) = unsafe { ((*service).id, (*service).count) };
+    let (id, backends, affinity) = unsafe { ((*service).id, (*service).count, (*service).affinity) };
     let tracked = tracked_backend(ctx, &flow, id);
     let (backend, slot) = match tracked {
         Some(found) => found,
@@ -103,11 +108,24 @@ pub fn forward(ctx: &TcContext, headers: &Headers) -> Result<Forward, ()> {
             if backends == 0 {
                 return Ok(Forward::Reject);
             }
+            let client = AffinityKey { client: flow.saddr, id };
             // SAFETY: a helper call without arguments.
-            let slot = unsafe { bpf_get_prandom_u32() } % backends;
-            // A slot past the end meets an update half-way: refuse rather than guess.
-            let backend = *unsafe { SDN_BACKENDS.get(BackendKey { id, slot }) }.ok_or(())?;
-            (backend, slot)
+            let now = unsafe { bpf_ktime_get_ns() };
+            let chosen = match (affinity != 0).then(|| affine_backend(&client, now, affinity)).flatten() {
+                Some(found) => found,
+                None => {
+                    // SAFETY: a helper call without arguments.
+                    let slot = unsafe { bpf_get_prandom_u32() } % backends;
+                    // A slot past the end meets an update half-way: refuse rather than guess.
+                    (*unsafe { SDN_BACKENDS.get(BackendKey { id, slot }) }.ok_or(())?, slot)
+                }
+            };
+            if affinity != 0 {
+                let (backend, slot) = chosen;
+                let entry = Affinity { ip: backend.ip, port: backend.port, _pad: 0, slot, _pad2: 0, used_ns: now };
+                SDN_AFFINITY.insert(&client, &entry, 0).map_err(|_| ())?;
+            }
+            chosen
         }
     };
     let hairpin = backend.ip == flow.saddr;
@@ -168,6 +186,20 @@ fn tracked_backend(ctx: &TcContext, flow: &FlowKey, id: u32) -> Option<(Backend,
         }
     }
     Some((backend, tracked.slot))
+}
+
+/// The backend `client`'s last new connection got, if that was less than `timeout` seconds
+/// before `now` and the backend still holds its slot.
+#[inline(always)]
+fn affine_backend(client: &AffinityKey, now: u64, timeout: u32) -> Option<(Backend, u32)> {
+    // SAFETY: the value is copied out at once.
+    let last = *unsafe { SDN_AFFINITY.get(client) }?;
+    if now.wrapping_sub(last.used_ns) > u64::from(timeout) * 1_000_000_000 {
+        return None;
+    }
+    // SAFETY: the value is copied out at once.
+    let current = *unsafe { SDN_BACKENDS.get(BackendKey { id: client.id, slot: last.slot }) }?;
+    (current.ip == last.ip && current.port == last.port).then_some((current, last.slot))
 }
 
 /// Gives a service's reply the frontend back as its source (and a hairpin's its client as its

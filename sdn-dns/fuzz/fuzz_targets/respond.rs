@@ -21,6 +21,7 @@ static INDEX: LazyLock<Index> = LazyLock::new(|| {
         name: name.into(),
         cluster_ip: ip.map(|ip| ip.parse().expect("ip")),
         ports: vec![port("http", 80)],
+        ..Service::default()
     };
     let address = |ip: &str, hostname: Option<&str>, ready| EndpointAddress {
         ip: ip.parse().expect("ip"),

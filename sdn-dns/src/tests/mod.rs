@@ -30,6 +30,7 @@ pub(crate) fn service(namespace: &str, name: &str, cluster_ip: Option<&str>) -> 
         name: name.into(),
         cluster_ip: cluster_ip.map(|ip| ip.parse().expect("cluster IP")),
         ports: vec![port("http", 80, Protocol::Tcp)],
+        ..Service::default()
     }
 }
 

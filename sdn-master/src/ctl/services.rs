@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use clap::Subcommand;
 use sdn_cluster::records::validate_label;
+use sdn_cluster::services::{ClientIpConfig, SessionAffinity, SessionAffinityConfig};
 use sdn_cluster::{ClusterIp, EndpointAddress, Endpoints, Port, Protocol, ServiceSpec};
 
 use super::output::{self, ServiceDetail};
@@ -25,6 +26,13 @@ pub enum ServicesCommand {
         /// A port, repeated for several (each then needs a name). PROTO is TCP, UDP or SCTP [TCP].
         #[arg(long = "port", value_name = "[NAME:]PORT[/PROTO]", value_parser = parse_port)]
         ports: Vec<Port>,
+        /// Keep each client on one backend (Kubernetes' sessionAffinity).
+        #[arg(long, value_name = "None|ClientIP", value_parser = parse_affinity)]
+        session_affinity: Option<SessionAffinity>,
+        /// How long a client stays on its backend after its last connection, in seconds (1 to
+        /// 86400) [10800]; needs --session-affinity ClientIP.
+        #[arg(long, value_name = "SECONDS", requires = "session_affinity")]
+        session_affinity_timeout: Option<u32>,
     },
     /// List services.
     List {
@@ -138,6 +146,14 @@ pub fn parse_address(s: &str) -> Result<EndpointAddress, String> {
     Ok(address)
 }
 
+fn parse_affinity(value: &str) -> Result<SessionAffinity, String> {
+    match value {
+        "None" => Ok(SessionAffinity::None),
+        "ClientIP" => Ok(SessionAffinity::ClientIp),
+        other => Err(format!("{other:?} is neither None nor ClientIP")),
+    }
+}
+
 fn list_path(what: &str, namespace: Option<String>) -> String {
     match namespace {
         Some(namespace) => format!("/api/v1/{what}?namespace={namespace}"),
@@ -147,8 +163,18 @@ fn list_path(what: &str, namespace: Option<String>) -> String {
 
 pub async fn services(client: &Client, command: ServicesCommand, json: bool) -> Result<String, CtlError> {
     Ok(match command {
-        ServicesCommand::Create { service, cluster_ip, ports } => {
-            let spec = ServiceSpec { namespace: service.namespace, name: service.name, cluster_ip, ports };
+        ServicesCommand::Create { service, cluster_ip, ports, session_affinity, session_affinity_timeout } => {
+            let session_affinity_config = session_affinity_timeout.map(|seconds| SessionAffinityConfig {
+                client_ip: Some(ClientIpConfig { timeout_seconds: Some(seconds) }),
+            });
+            let spec = ServiceSpec {
+                namespace: service.namespace,
+                name: service.name,
+                cluster_ip,
+                ports,
+                session_affinity: session_affinity.unwrap_or_default(),
+                session_affinity_config,
+            };
             output::service(&client.post("/api/v1/services", &spec).await?, json)
         }
         ServicesCommand::List { namespace } => {

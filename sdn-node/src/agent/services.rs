@@ -111,7 +111,7 @@ impl ServiceSync {
                 None => (self.free_id(), 0),
             };
             let backends: Vec<_> = port.backends.iter().map(backend_value).collect();
-            dataplane.write_frontend(key, id, &backends, old_count)?;
+            dataplane.write_frontend(key, id, &backends, port.affinity.unwrap_or(0), old_count)?;
             self.frontends.insert(key, (id, u32::try_from(backends.len()).unwrap_or(u32::MAX)));
         }
         // What the map holds but the records no longer name: removed services, and anything an

@@ -154,7 +154,7 @@ mod tests {
             Target { ip: Ipv4Addr::new(10, 1, 0, 2), port: 8080 },
             Target { ip: Ipv4Addr::new(10, 1, 1, 2), port: 8080 },
         ];
-        let entry = ServiceEntry { id: 3, count: 2, packets: 5, bytes: 300 };
+        let entry = ServiceEntry { id: 3, count: 2, packets: 5, bytes: 300, ..ServiceEntry::default() };
         let frontends = [
             FrontendFlows {
                 key: frontend_key(&frontend),

@@ -5,9 +5,10 @@ use std::{fs, io, path::Path};
 
 use aya::maps::{MapInfo, MapType, lpm_trie::Key};
 use sdn_ebpf_common::{
-    Backend, BackendKey, Counter, Decision, Endpoint, FlowKey, MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS,
-    MAP_ENDPOINTS, MAP_REMOTES, MAP_SERVICES, MAP_TUNNEL, MAX_BACKENDS, MAX_CONNTRACK, MAX_ENDPOINTS, MAX_REMOTES,
-    MAX_SERVICES, NodeConfig, Remote, ServiceEntry, ServiceKey, Translation, Tunnel,
+    Affinity, AffinityKey, Backend, BackendKey, Counter, Decision, Endpoint, FlowKey, MAP_AFFINITY, MAP_BACKENDS,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAP_SERVICES, MAP_TUNNEL, MAX_AFFINITY,
+    MAX_BACKENDS, MAX_CONNTRACK, MAX_ENDPOINTS, MAX_REMOTES, MAX_SERVICES, NodeConfig, Remote, ServiceEntry,
+    ServiceKey, Translation, Tunnel,
 };
 
 use super::BpfError;
@@ -58,7 +59,7 @@ pub(super) struct ExpectedMap {
     settings: bool,
 }
 
-pub(super) fn expected_maps() -> [ExpectedMap; 8] {
+pub(super) fn expected_maps() -> [ExpectedMap; 9] {
     use std::mem::size_of;
     let u32_size = size_of::<u32>() as u32;
     [
@@ -125,6 +126,14 @@ pub(super) fn expected_maps() -> [ExpectedMap; 8] {
             key_size: size_of::<FlowKey>() as u32,
             value_size: size_of::<Translation>() as u32,
             max_entries: MAX_CONNTRACK,
+            settings: false,
+        },
+        ExpectedMap {
+            name: MAP_AFFINITY,
+            map_type: MapType::LruHash,
+            key_size: size_of::<AffinityKey>() as u32,
+            value_size: size_of::<Affinity>() as u32,
+            max_entries: MAX_AFFINITY,
             settings: false,
         },
     ]

@@ -55,13 +55,14 @@ impl Dataplane {
         Ok(found)
     }
 
-    /// Writes frontend `key` as `id` with `backends`, where it had `old_count` before (0 for a
-    /// new one); its counters stay.
+    /// Writes frontend `key` as `id` with `backends` and `affinity` (seconds, 0 for none),
+    /// where it had `old_count` backends before (0 for a new one); its counters stay.
     pub fn write_frontend(
         &mut self,
         key: ServiceKey,
         id: u32,
         backends: &[Backend],
+        affinity: u32,
         old_count: u32,
     ) -> Result<(), BpfError> {
         let count = u32::try_from(backends.len()).unwrap_or(u32::MAX);
@@ -69,7 +70,7 @@ impl Dataplane {
             self.backends.insert(BackendKey { id, slot }, *backend, 0).map_err(map_err(MAP_BACKENDS))?;
         }
         let existing = optional(self.services.get(&key, 0)).map_err(map_err(MAP_SERVICES))?;
-        let entry = ServiceEntry { id, count, ..existing.unwrap_or_default() };
+        let entry = ServiceEntry { id, count, affinity, ..existing.unwrap_or_default() };
         if existing != Some(entry) {
             self.services.insert(key, entry, 0).map_err(map_err(MAP_SERVICES))?;
         }
