@@ -39,7 +39,7 @@ fn lab_up_then_down() {
     {
         assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
     }
-    assert_eq!(pids.len(), 4, "etcd, the master and two agents run");
+    assert_eq!(pids.len(), 6, "etcd, the master, two agents and two web servers run");
     let pod = format!("{p}-n0-pod-a");
     let ping = Command::new("ip").args(["netns", "exec", &pod, "ping", "-c", "1", "-W", "2", "10.1.1.2"]).status();
     assert!(ping.is_ok_and(|s| s.success()), "the printed ping across nodes works");
@@ -50,6 +50,20 @@ fn lab_up_then_down() {
         Command::new("ip").args(["netns", "exec", &pod, "getent", "hosts", "web"]).output().expect("getent");
     let looked_up = String::from_utf8_lossy(&looked_up.stdout);
     assert!(looked_up.contains("172.30.0.") && looked_up.contains("web.default.svc.cluster.local"), "{looked_up}");
+    // The printed curl: the service by its short name, answered by a backend on either node.
+    let client = format!("{p}-n0-pod-b");
+    let curl = || {
+        let out = Command::new("ip").args(["netns", "exec", &client, "curl", "-s", "-m", "2", "http://web/"]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    };
+    let answered = (0..20).map(|_| curl()).find(|text| {
+        let found = text.contains("hello from");
+        if !found {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        found
+    });
+    assert!(answered.is_some(), "curl http://web/ from {client} got no answer");
     let env = std::fs::read_to_string(dir.join("env")).expect("env file");
     assert!(env.contains("SDN_SERVER=http://127.0.0.1:") && env.contains("SDN_TOKEN_FILE="), "{env}");
 

@@ -56,7 +56,11 @@ async fn up(dir: &Path, prefix: &str) -> anyhow::Result<()> {
         write_resolv_conf(&run, pod)?;
     }
     let master = &cluster.cp.masters[0];
-    // A service with a backend on each node, for the pods to look up by its short name.
+    // A service with a backend on each node (pod-a, a web server answering with its name), for
+    // the pods to reach by its short name.
+    for (_, pod) in [&pods[0], &pods[2]] {
+        serve_name(&run, pod)?;
+    }
     let web = serde_json::json!({ "namespace": "default", "name": "web", "ports": [{ "name": "http", "port": 80 }] });
     let created: serde_json::Value = master.client().post("/api/v1/services", &web).await?;
     let backends: Vec<serde_json::Value> =
@@ -91,8 +95,8 @@ async fn up(dir: &Path, prefix: &str) -> anyhow::Result<()> {
         Cluster::EXTERNAL_IP
     );
     println!(
-        "  ip netns exec {} getent hosts web        # the service default/web ({}) by its short name",
-        a.ns.name(),
+        "  ip netns exec {} curl -s http://web/     # the service default/web ({}), a backend on each node",
+        pods[1].1.ns.name(),
         created["clusterIP"].as_str().unwrap_or("?")
     );
     println!(
@@ -103,6 +107,18 @@ async fn up(dir: &Path, prefix: &str) -> anyhow::Result<()> {
     println!("  curl -s 127.0.0.1:{}/metrics", cluster.nodes[0].metrics_port);
     println!("  source {}/env; target/debug/sdnctl nodes list", run.path().display());
     println!("\n`make lab-down` stops the lab.");
+    Ok(())
+}
+
+/// busybox's httpd on port 8080 of `pod`, serving `hello from <pod>`; it stops with the lab.
+fn serve_name(run: &Arc<RunDir>, pod: &sdn_tests::node::Pod) -> anyhow::Result<()> {
+    let root = run.path().join(format!("www-{}", pod.ns.name()));
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    std::fs::write(root.join("index.html"), format!("hello from {}\n", pod.ns.name()))?;
+    let mut command = std::process::Command::new("ip");
+    command.args(["netns", "exec", pod.ns.name(), "busybox", "httpd", "-f", "-p", "8080", "-h"]).arg(&root);
+    // A lab process: it outlives this command, recorded so that `make lab-down` stops it.
+    sdn_tests::process::Process::spawn(&format!("httpd-{}", pod.ns.name()), command, run)?;
     Ok(())
 }
 
