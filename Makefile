@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: setup build lint test lab lab-down bench bench-master bench-dataplane bench-cni bench-dns fuzz-dns
+.PHONY: setup build lint test lab lab-down bench bench-master bench-dataplane bench-cni bench-dns bench-services fuzz-dns
 
 setup:
 	bash scripts/setup.sh
@@ -31,7 +31,7 @@ lab: build
 lab-down:
 	@if [ -x target/debug/sdn-lab ]; then target/debug/sdn-lab down; else echo "no lab binary: nothing to stop"; fi
 
-bench: bench-master bench-dataplane bench-cni bench-dns
+bench: bench-master bench-dataplane bench-cni bench-dns bench-services
 
 bench-master: setup
 	$(CARGO) build --release --workspace --bins
@@ -55,3 +55,9 @@ bench-cni: setup
 bench-dns: setup
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p sdn-tests --bench dns
+
+# Connections through a cluster IP with 10,000 services loaded, against the pod IP directly and
+# kube-proxy's nftables shape, and how soon an endpoints change is in use.
+bench-services: setup
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) bench -p sdn-tests --bench services
