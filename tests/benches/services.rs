@@ -105,22 +105,21 @@ fn median(values: &mut [f64]) -> f64 {
 /// `backends` on `PORT`.
 fn kube_proxy_ruleset(backends: [Ipv4Addr; 2]) -> String {
     let mut elements = Vec::new();
+    // Chains before the map whose verdicts name them.
     let mut chains = String::new();
     for i in 0..SERVICES {
         elements.push(format!("{} . tcp . 80 : goto svc-{i}", bulk_ip([172, 31], i)));
-        chains += &format!(
-            "  chain svc-{i} {{ numgen random mod 2 vmap {{ 0 : goto ep-{i}-0, 1 : goto ep-{i}-1 }} }}\n\
-             \x20 chain ep-{i}-0 {{ meta l4proto tcp dnat to {}:{PORT} }}\n\
-             \x20 chain ep-{i}-1 {{ meta l4proto tcp dnat to {}:{PORT} }}\n",
-            backends[0], backends[1]
-        );
+        for (e, backend) in backends.iter().enumerate() {
+            chains += &format!("  chain ep-{i}-{e} {{ meta l4proto tcp dnat to {backend}:{PORT}; }}\n");
+        }
+        chains +=
+            &format!("  chain svc-{i} {{ numgen random mod 2 vmap {{ 0 : goto ep-{i}-0, 1 : goto ep-{i}-1 }}; }}\n");
     }
     format!(
-        "table ip kube-proxy {{\n\
-         \x20 map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; elements = {{ {} }} }}\n\
-         {chains}\
-         \x20 chain prerouting {{ type nat hook prerouting priority dstnat; ip daddr . meta l4proto . th dport vmap @service-ips }}\n\
-         }}\n",
+        "table ip kube-proxy {{\n{chains}\
+         \x20 map service-ips {{\n    type ipv4_addr . inet_proto . inet_service : verdict\n    elements = {{ {} }}\n  }}\n\
+         \x20 chain prerouting {{ type nat hook prerouting priority dstnat; \
+         ip daddr . meta l4proto . th dport vmap @service-ips; }}\n}}\n",
         elements.join(", ")
     )
 }
@@ -154,7 +153,7 @@ impl NftReference {
             node.ip(&["route", "add", &format!("10.244.{other}.0/24"), "via", &format!("192.0.2.{}", 11 + other)])?;
             pod.ip(&["link", "set", "eth0", "up"])?;
             pod.ip(&["addr", "add", &format!("10.244.{i}.2/24"), "dev", "eth0"])?;
-            pod.ip(&["route", "add", "default", "via", &format!("10.244.{i}.1"), "onlink"])?;
+            pod.ip(&["route", "add", "default", "via", &format!("10.244.{i}.1"), "dev", "eth0", "onlink"])?;
             nodes.push(node);
         }
         // The backend pod has both endpoint addresses.

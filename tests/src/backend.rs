@@ -135,8 +135,13 @@ impl Connection {
 /// One UDP question from inside a pod: the answer and where it came from; an ICMP refusal is an
 /// error naming "refused".
 pub fn udp_ask(ns: &Netns, to: SocketAddrV4) -> Result<(String, SocketAddr), String> {
+    udp_ask_from(ns, 0, to)
+}
+
+/// [`udp_ask`] from source port `port` (0: any), so that questions can share one flow.
+pub fn udp_ask_from(ns: &Netns, port: u16, to: SocketAddrV4) -> Result<(String, SocketAddr), String> {
     in_netns(ns, || {
-        let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+        let socket = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| e.to_string())?;
         socket.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
         // Connected, so an ICMP port unreachable comes back as ECONNREFUSED, as for a client.
         socket.connect(to).map_err(|e| e.to_string())?;

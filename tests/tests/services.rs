@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use sdn_tests::backend::{Connection, NameServer, udp_ask};
+use sdn_tests::backend::{Connection, NameServer, udp_ask, udp_ask_from};
 use sdn_tests::netns::Netns;
 use sdn_tests::node::{Cluster, Pod};
 use serde_json::{Value, json};
@@ -96,6 +96,14 @@ async fn a_cluster_ip_reaches_every_backend_from_pods_the_node_and_itself() {
         names.insert(name);
     }
     assert_eq!(names.len(), 2, "UDP reaches both backends: {names:?}");
+    // The same source port straight to the backend afterwards: its replies are its own.
+    let dns = SocketAddrV4::new(s.web, 53);
+    let port = (41000..41100)
+        .find(|&port| udp_ask_from(&s.client.ns, port, dns).is_ok_and(|(name, _)| name == "web1"))
+        .expect("a UDP flow to web1");
+    let direct = SocketAddrV4::new(s.backends[1].ip, 8080);
+    let (name, from) = udp_ask_from(&s.client.ns, port, direct).expect("straight to web1 from the same port");
+    assert_eq!((name.as_str(), from), ("web1", SocketAddr::V4(direct)), "no stale translation");
     // The node's own namespace.
     let from_node = spread(&s, &s.c.nodes[0].ns, 40);
     assert_eq!(from_node.len(), 2, "the node reaches both: {from_node:?}");
@@ -151,12 +159,19 @@ async fn a_removed_backend_gets_no_new_connections_while_its_stream_goes_on() {
         }
     };
     stream.echo(b"before").expect("echo before");
+    // A UDP flow (one source port) that web1 answers.
+    let dns = SocketAddrV4::new(s.web, 53);
+    let flow_port = (40000..40100)
+        .find(|&port| udp_ask_from(&s.client.ns, port, dns).is_ok_and(|(name, _)| name == "web1"))
+        .expect("a UDP flow to web1");
     s.set_endpoints(&[0]).await;
     // The change reaches the maps within a fraction of a second; then only web0 is chosen.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = spread(&s, &s.client.ns, 50);
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["web0"], "no new connection to the removed web1: {seen:?}");
     stream.echo(b"after the removal").expect("the established stream to web1 goes on");
+    let (name, _) = udp_ask_from(&s.client.ns, flow_port, dns).expect("the UDP flow after the removal");
+    assert_eq!(name, "web0", "a UDP flow has no end to wait for: it moves to a backend that serves");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

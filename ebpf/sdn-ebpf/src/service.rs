@@ -97,7 +97,11 @@ pub fn forward(ctx: &TcContext, headers: &Headers) -> Result<Forward, ()> {
     let key = ServiceKey { ip: flow.daddr, port: flow.dport, protocol: flow.protocol, _pad: 0 };
     let Some(service) = SDN_SERVICES.get_ptr_mut(key) else {
         let marker = ServiceKey { ip: flow.daddr, port: 0, protocol: 0, _pad: 0 };
-        return Ok(if SDN_SERVICES.get_ptr(marker).is_some() { Forward::NoPort } else { Forward::Pass });
+        if SDN_SERVICES.get_ptr(marker).is_some() {
+            return Ok(Forward::NoPort);
+        }
+        forget_stale_reply(ctx, &flow);
+        return Ok(Forward::Pass);
     };
     // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
     let (id, backends, affinity) = unsafe { ((*service).id, (*service).count, (*service).affinity) };
@@ -165,9 +169,35 @@ pub fn forward(ctx: &TcContext, headers: &Headers) -> Result<Forward, ()> {
     Ok(Forward::Translated)
 }
 
+/// A client that starts a flow straight to an address and port which once answered it as a
+/// service's backend, from the same source port, must get that backend's replies as they are:
+/// the tracked way back of the old service connection (the LRU map keeps it until it is the
+/// oldest) goes. A TCP SYN starts such a flow; UDP has no start, so every UDP packet looks.
+#[inline(always)]
+fn forget_stale_reply(ctx: &TcContext, flow: &FlowKey) {
+    let starts = flow.protocol == IPPROTO_UDP
+        || ctx.load::<u8>(TCP_FLAGS).is_ok_and(|flags| flags & (TCP_SYN | TCP_ACK) == TCP_SYN);
+    if !starts {
+        return;
+    }
+    let reply = FlowKey {
+        saddr: flow.daddr,
+        daddr: flow.saddr,
+        sport: flow.dport,
+        dport: flow.sport,
+        protocol: flow.protocol,
+        direction: FLOW_REPLY,
+        _pad: [0; 2],
+    };
+    // SAFETY: only whether the entry exists is read.
+    if unsafe { SDN_CONNTRACK.get(&reply) }.is_some() {
+        let _ = SDN_CONNTRACK.remove(&reply);
+    }
+}
+
 /// The backend (and its slot) the tracked connection `flow` has. A TCP SYN starts a connection
-/// (perhaps on a port an old one used): it keeps the tracked backend only while that backend
-/// still holds its slot, so a removed backend gets no new connections.
+/// (perhaps on a port an old one used), and a UDP flow has no end: they keep the tracked backend
+/// only while that backend still holds its slot, so a removed backend gets no new connections.
 #[inline(always)]
 fn tracked_backend(ctx: &TcContext, flow: &FlowKey, id: u32) -> Option<(Backend, u32)> {
     // SAFETY: the value is copied out at once.
@@ -178,7 +208,9 @@ fn tracked_backend(ctx: &TcContext, flow: &FlowKey, id: u32) -> Option<(Backend,
     if tracked.id != id {
         return None;
     }
-    if syn_only {
+    // UDP has no connection to end: a flow whose backend left moves on, as kube-proxy clears
+    // the conntrack entries of a removed UDP endpoint.
+    if syn_only || flow.protocol == IPPROTO_UDP {
         // SAFETY: the value is copied out at once.
         let current = *unsafe { SDN_BACKENDS.get(BackendKey { id, slot: tracked.slot }) }?;
         if current.ip != backend.ip || current.port != backend.port {
