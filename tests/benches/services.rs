@@ -208,6 +208,11 @@ async fn main() -> anyhow::Result<()> {
     let vip = SocketAddrV4::new(bulk_ip([172, 30], SERVICES - 1), 80);
     let direct = SocketAddrV4::new(backends[0].ip, PORT);
     let nft_vip = SocketAddrV4::new(bulk_ip([172, 31], SERVICES - 1), 80);
+    // Connection-rate runs leave tens of thousands of TIME_WAIT sockets behind; without reuse
+    // the clients' ephemeral ports run out and later runs measure the port search.
+    for ns in [&client.ns, &nft.client] {
+        exec(ns, &["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])?;
+    }
     let setups: [(&str, &Netns, SocketAddrV4); 3] =
         [("cluster IP", &client.ns, vip), ("pod IP", &client.ns, direct), ("nftables", &nft.client, nft_vip)];
     let mut p50 = vec![Vec::new(); 3];

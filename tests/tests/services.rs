@@ -223,12 +223,16 @@ async fn bad_records_in_etcd_are_skipped_and_a_thousand_services_load() {
         kv.put(format!("/sdn/services/bulk/{name}"), service.to_string(), None).await.expect("put service");
         kv.put(format!("/sdn/endpoints/bulk/{name}"), ep.to_string(), None).await.expect("put endpoints");
     }
-    let loaded = sdn_tests::wait::until(Duration::from_secs(20), || async {
-        let metrics = s.c.nodes[1].metrics().await;
-        if metrics.contains("sdn_node_services 1002") { Ok(()) } else { Err(metrics) }
-    })
-    .await;
-    assert!(loaded.is_ok(), "1,000 more frontends on node 1: {loaded:?}\n{}", s.c.nodes[1].log());
+    for node in &s.c.nodes {
+        // web's two ports and the bulk services, each with their two backends.
+        let loaded = sdn_tests::wait::until(Duration::from_secs(20), || async {
+            let metrics = node.metrics().await;
+            let all = metrics.contains("sdn_node_services 1002") && metrics.contains("sdn_node_service_backends 2004");
+            if all { Ok(()) } else { Err(metrics) }
+        })
+        .await;
+        assert!(loaded.is_ok(), "1,000 more frontends on {}: {loaded:?}\n{}", node.name, node.log());
+    }
     let last = SocketAddrV4::new(Ipv4Addr::new(172, 30, 103, 250), 80);
     let conn = Connection::open(&s.client.ns, last, Duration::from_secs(2)).expect("the last bulk service answers");
     assert!(conn.name.starts_with("web"), "{}", conn.name);

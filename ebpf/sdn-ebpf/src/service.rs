@@ -134,7 +134,8 @@ pub fn forward(ctx: &TcContext, headers: &Headers) -> Result<Forward, ()> {
     };
     let hairpin = backend.ip == flow.saddr;
     let source = if hairpin { u32::from_ne_bytes(HAIRPIN_SOURCE) } else { flow.saddr };
-    if tracked.is_none() {
+    // A SYN starts a connection: both ways are written again, whatever an older one left.
+    if tracked.is_none() || is_syn(ctx, &flow) {
         let there = Translation { ip: backend.ip, port: backend.port, _pad: 0, client: 0, id, slot };
         let back_key = FlowKey {
             saddr: backend.ip,
@@ -175,8 +176,7 @@ pub fn forward(ctx: &TcContext, headers: &Headers) -> Result<Forward, ()> {
 /// oldest) goes. A TCP SYN starts such a flow; UDP has no start, so every UDP packet looks.
 #[inline(always)]
 fn forget_stale_reply(ctx: &TcContext, flow: &FlowKey) {
-    let starts = flow.protocol == IPPROTO_UDP
-        || ctx.load::<u8>(TCP_FLAGS).is_ok_and(|flags| flags & (TCP_SYN | TCP_ACK) == TCP_SYN);
+    let starts = flow.protocol == IPPROTO_UDP || is_syn(ctx, flow);
     if !starts {
         return;
     }
@@ -189,10 +189,19 @@ fn forget_stale_reply(ctx: &TcContext, flow: &FlowKey) {
         direction: FLOW_REPLY,
         _pad: [0; 2],
     };
-    // SAFETY: only whether the entry exists is read.
-    if unsafe { SDN_CONNTRACK.get(&reply) }.is_some() {
-        let _ = SDN_CONNTRACK.remove(&reply);
-    }
+    // SAFETY: the value is copied out at once.
+    let Some(back) = (unsafe { SDN_CONNTRACK.get(&reply) }).copied() else { return };
+    let _ = SDN_CONNTRACK.remove(&reply);
+    // And the old way there, so the client's next packet to the service is tracked afresh, both
+    // ways.
+    let there = FlowKey { daddr: back.ip, dport: back.port, direction: FLOW_TO_SERVICE, ..*flow };
+    let _ = SDN_CONNTRACK.remove(&there);
+}
+
+/// Whether the packet is a TCP SYN without ACK: the start of a connection.
+#[inline(always)]
+fn is_syn(ctx: &TcContext, flow: &FlowKey) -> bool {
+    flow.protocol == IPPROTO_TCP && ctx.load::<u8>(TCP_FLAGS).is_ok_and(|flags| flags & (TCP_SYN | TCP_ACK) == TCP_SYN)
 }
 
 /// The backend (and its slot) the tracked connection `flow` has. A TCP SYN starts a connection
@@ -203,8 +212,7 @@ fn tracked_backend(ctx: &TcContext, flow: &FlowKey, id: u32) -> Option<(Backend,
     // SAFETY: the value is copied out at once.
     let tracked = *unsafe { SDN_CONNTRACK.get(flow) }?;
     let backend = Backend { ip: tracked.ip, port: tracked.port, _pad: 0 };
-    let syn_only = flow.protocol == IPPROTO_TCP
-        && ctx.load::<u8>(TCP_FLAGS).is_ok_and(|flags| flags & (TCP_SYN | TCP_ACK) == TCP_SYN);
+    let syn_only = is_syn(ctx, flow);
     if tracked.id != id {
         return None;
     }
