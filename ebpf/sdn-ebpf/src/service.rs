@@ -311,17 +311,7 @@ pub fn reject(ctx: &TcContext, headers: &Headers, config: &NodeConfig, port: u32
     if unsafe { bpf_skb_change_tail(ctx.skb.skb, (L4 + 20) as u32, 0) } != 0 {
         return Err(());
     }
-    let (saddr, daddr) = headers.ipv4_addrs();
-    let mut ip = [0u8; IPV4_HLEN];
-    ip[0] = 0x45;
-    ip[3] = 40;
-    ip[6] = 0x40;
-    ip[8] = 64;
-    ip[9] = IPPROTO_TCP;
-    ip[12..16].copy_from_slice(&daddr.to_ne_bytes());
-    ip[16..20].copy_from_slice(&saddr.to_ne_bytes());
-    let ip_sum = fold(csum_of(&ip, 0));
-    ip[10..12].copy_from_slice(&ip_sum.to_ne_bytes());
+    let ip = answer_header(headers, IPPROTO_TCP, 40);
     let mut reset = [0u8; 20];
     reset[0..2].copy_from_slice(&tcp[2..4]);
     reset[2..4].copy_from_slice(&tcp[0..2]);
@@ -353,16 +343,7 @@ fn unreachable(ctx: &TcContext, headers: &Headers, config: &NodeConfig, port: u3
     if unsafe { bpf_skb_change_tail(ctx.skb.skb, (L4 + ICMP_LEN) as u32, 0) } != 0 {
         return Err(());
     }
-    let (saddr, daddr) = headers.ipv4_addrs();
-    let mut ip = [0u8; IPV4_HLEN];
-    ip[0] = 0x45;
-    ip[3] = (IPV4_HLEN + ICMP_LEN) as u8;
-    ip[8] = 64;
-    ip[9] = IPPROTO_ICMP;
-    ip[12..16].copy_from_slice(&daddr.to_ne_bytes());
-    ip[16..20].copy_from_slice(&saddr.to_ne_bytes());
-    let ip_sum = fold(csum_of(&ip, 0));
-    ip[10..12].copy_from_slice(&ip_sum.to_ne_bytes());
+    let ip = answer_header(headers, IPPROTO_ICMP, (IPV4_HLEN + ICMP_LEN) as u8);
     let mut icmp = [0u8; ICMP_LEN];
     icmp[0] = ICMP_DEST_UNREACH;
     icmp[1] = ICMP_PORT_UNREACH;
@@ -374,6 +355,24 @@ fn unreachable(ctx: &TcContext, headers: &Headers, config: &NodeConfig, port: u3
     ctx.store(ETH_HLEN, &ip, 0).map_err(|_| ())?;
     ctx.store(L4, &icmp, 0).map_err(|_| ())?;
     Ok(redirect(port))
+}
+
+/// The IPv4 header of an answer to the packet of `headers`: its addresses swapped (the cluster
+/// IP as source), `protocol`, `total` bytes long, DF, TTL 64, with its checksum.
+#[inline(always)]
+fn answer_header(headers: &Headers, protocol: u8, total: u8) -> [u8; IPV4_HLEN] {
+    let (saddr, daddr) = headers.ipv4_addrs();
+    let mut ip = [0u8; IPV4_HLEN];
+    ip[0] = 0x45;
+    ip[3] = total;
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = protocol;
+    ip[12..16].copy_from_slice(&daddr.to_ne_bytes());
+    ip[16..20].copy_from_slice(&saddr.to_ne_bytes());
+    let sum = fold(csum_of(&ip, 0));
+    ip[10..12].copy_from_slice(&sum.to_ne_bytes());
+    ip
 }
 
 /// The one's-complement sum of `bytes` (a multiple of 4 long) added to `seed`.
