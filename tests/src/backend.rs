@@ -30,7 +30,8 @@ pub fn in_netns<T: Send>(ns: &Netns, work: impl FnOnce() -> T + Send) -> Result<
     })
 }
 
-/// Answers on a TCP and a UDP port of a pod with its name, until dropped.
+/// Answers on a TCP and a UDP port of a pod with its name, until dropped; on TCP `port + 1` it
+/// sends the name and closes, without a thread per connection (for connection-rate runs).
 pub struct NameServer {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -39,10 +40,11 @@ pub struct NameServer {
 impl NameServer {
     /// Serves `name` on TCP and UDP `port` of `ns` (all its addresses).
     pub fn start(ns: &Netns, port: u16, name: &str) -> Result<Self, String> {
-        let (tcp, udp) = in_netns(ns, || {
+        let (tcp, quick, udp) = in_netns(ns, || {
             let tcp = TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("TCP {port}: {e}"))?;
+            let quick = TcpListener::bind(("0.0.0.0", port + 1)).map_err(|e| format!("TCP {}: {e}", port + 1))?;
             let udp = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("UDP {port}: {e}"))?;
-            Ok::<_, String>((tcp, udp))
+            Ok::<_, String>((tcp, quick, udp))
         })??;
         let stop = Arc::new(AtomicBool::new(false));
         tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -50,10 +52,7 @@ impl NameServer {
         let (tcp_stop, udp_stop, tcp_name, udp_name) = (stop.clone(), stop.clone(), name.to_owned(), name.to_owned());
         let tcp_thread = std::thread::spawn(move || {
             while !tcp_stop.load(Ordering::Relaxed) {
-                // Waits for a connection at most 50 ms, so a stop is seen, and accepts at once.
-                let mut ready = libc::pollfd { fd: tcp.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-                // SAFETY: one pollfd that lives for the call.
-                if unsafe { libc::poll(&mut ready, 1, 50) } <= 0 {
+                if !readable(&tcp) {
                     continue;
                 }
                 if let Ok((mut stream, _)) = tcp.accept() {
@@ -66,6 +65,16 @@ impl NameServer {
                 }
             }
         });
+        let (quick_stop, quick_name) = (stop.clone(), format!("{name}\n"));
+        let quick_thread = std::thread::spawn(move || {
+            while !quick_stop.load(Ordering::Relaxed) {
+                if readable(&quick)
+                    && let Ok((mut stream, _)) = quick.accept()
+                {
+                    let _ = stream.write_all(quick_name.as_bytes());
+                }
+            }
+        });
         let udp_thread = std::thread::spawn(move || {
             let mut buf = [0u8; 1500];
             while !udp_stop.load(Ordering::Relaxed) {
@@ -74,8 +83,15 @@ impl NameServer {
                 }
             }
         });
-        Ok(Self { stop, threads: vec![tcp_thread, udp_thread] })
+        Ok(Self { stop, threads: vec![tcp_thread, quick_thread, udp_thread] })
     }
+}
+
+/// Whether `listener` has a connection to accept, waiting at most 50 ms (so a stop is seen).
+fn readable(listener: &TcpListener) -> bool {
+    let mut ready = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one pollfd that lives for the call.
+    unsafe { libc::poll(&mut ready, 1, 50) > 0 }
 }
 
 /// Echoes until the client closes or the server stops.
