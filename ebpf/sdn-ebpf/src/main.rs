@@ -151,17 +151,20 @@ fn from_pod(ctx: &TcContext) -> Result<i32, ()> {
             }
             let Some(config) = config() else { return Ok(TC_ACT_OK) };
             // A reply from a service's backend, or a packet to a service (the pod is a client).
+            // Parsed once for both; a reply goes to a client, never to a service.
             let mut headers = headers;
-            if service::reverse(ctx, &headers)? {
+            let flow = service::flow(ctx, &headers);
+            if service::reverse(ctx, flow)? {
                 headers = ctx.load(0).map_err(|_| ())?;
-            }
-            match service::forward(ctx, &headers)? {
-                Forward::Pass => {}
-                Forward::Translated => headers = ctx.load(0).map_err(|_| ())?,
-                Forward::Reject => {
-                    return Ok(service::reject(ctx, &headers, config, port).unwrap_or(TC_ACT_SHOT));
+            } else {
+                match service::forward(ctx, flow)? {
+                    Forward::Pass => {}
+                    Forward::Translated => headers = ctx.load(0).map_err(|_| ())?,
+                    Forward::Reject => {
+                        return Ok(service::reject(ctx, &headers, config, port).unwrap_or(TC_ACT_SHOT));
+                    }
+                    Forward::NoPort => return Ok(drop_packet(ctx, Decision::ServiceNoPort)),
                 }
-                Forward::NoPort => return Ok(drop_packet(ctx, Decision::ServiceNoPort)),
             }
             let (_, daddr) = headers.ipv4_addrs();
             if let Some(verdict) = to_cluster(ctx, &headers, daddr, config) {
@@ -185,7 +188,7 @@ fn from_tunnel(ctx: &TcContext) -> Result<i32, ()> {
         return Err(());
     }
     // A remote backend's reply to a client here.
-    if service::reverse(ctx, &headers)? {
+    if service::reverse(ctx, service::flow(ctx, &headers))? {
         headers = ctx.load(0).map_err(|_| ())?;
     }
     let (_, daddr) = headers.ipv4_addrs();
@@ -213,7 +216,7 @@ fn from_host(ctx: &TcContext) -> Result<i32, ()> {
     let Some(config) = config() else { return Ok(TC_ACT_OK) };
     // The node's own processes reach services too.
     let mut headers = headers;
-    match service::forward(ctx, &headers)? {
+    match service::forward(ctx, service::flow(ctx, &headers))? {
         Forward::Pass => {}
         Forward::Translated => headers = ctx.load(0).map_err(|_| ())?,
         Forward::Reject => {
@@ -236,7 +239,7 @@ fn from_underlay(ctx: &TcContext) -> Result<i32, ()> {
     let delivered = ctx
         .load::<Headers>(0)
         .map_err(|_| ())
-        .and_then(|headers| service::reverse(ctx, &headers))
+        .and_then(|headers| service::reverse(ctx, service::flow(ctx, &headers)))
         .and_then(|_| deliver_local(ctx, endpoint, config, Decision::FromTunnel));
     Ok(delivered.unwrap_or_else(|()| drop_packet(ctx, Decision::TunnelMiss)))
 }

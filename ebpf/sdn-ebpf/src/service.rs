@@ -65,7 +65,7 @@ pub enum Forward {
 /// A TCP or UDP packet's flow, and where its L4 checksum sits; `None` for anything else (other
 /// protocols, IP options, fragments), which services leave alone.
 #[inline(always)]
-fn flow(ctx: &TcContext, headers: &Headers) -> Option<(FlowKey, usize)> {
+pub fn flow(ctx: &TcContext, headers: &Headers) -> Option<(FlowKey, usize)> {
     let l3 = &headers.l3;
     let protocol = l3[9];
     let csum = match protocol {
@@ -91,9 +91,9 @@ fn flow(ctx: &TcContext, headers: &Headers) -> Option<(FlowKey, usize)> {
     Some((key, csum))
 }
 
-/// Translates a packet to a frontend: the backend its connection has, or a new one.
-pub fn forward(ctx: &TcContext, headers: &Headers) -> Result<Forward, ()> {
-    let Some((flow, csum)) = flow(ctx, headers) else { return Ok(Forward::Pass) };
+/// Translates a packet to a frontend (its [`flow`]): the backend its connection has, or a new one.
+pub fn forward(ctx: &TcContext, flow: Option<(FlowKey, usize)>) -> Result<Forward, ()> {
+    let Some((flow, csum)) = flow else { return Ok(Forward::Pass) };
     let key = ServiceKey { ip: flow.daddr, port: flow.dport, protocol: flow.protocol, _pad: 0 };
     let Some(service) = SDN_SERVICES.get_ptr_mut(key) else {
         let marker = ServiceKey { ip: flow.daddr, port: 0, protocol: 0, _pad: 0 };
@@ -242,10 +242,10 @@ fn affine_backend(client: &AffinityKey, now: u64, timeout: u32) -> Option<(Backe
     (current.ip == last.ip && current.port == last.port).then_some((current, last.slot))
 }
 
-/// Gives a service's reply the frontend back as its source (and a hairpin's its client as its
+/// Gives a service's reply (its [`flow`]) the frontend back as its source (and a hairpin's its client as its
 /// destination); `Ok(true)` when it was one.
-pub fn reverse(ctx: &TcContext, headers: &Headers) -> Result<bool, ()> {
-    let Some((mut flow, csum)) = flow(ctx, headers) else { return Ok(false) };
+pub fn reverse(ctx: &TcContext, flow: Option<(FlowKey, usize)>) -> Result<bool, ()> {
+    let Some((mut flow, csum)) = flow else { return Ok(false) };
     flow.direction = FLOW_REPLY;
     // SAFETY: the value is copied out at once.
     let Some(back) = (unsafe { SDN_CONNTRACK.get(&flow) }).copied() else { return Ok(false) };
@@ -326,11 +326,7 @@ pub fn reject(ctx: &TcContext, headers: &Headers, config: &NodeConfig, port: u32
     pseudo[11] = 20;
     let tcp_sum = fold(csum_of(&reset, csum_of(&pseudo, 0)));
     reset[16..18].copy_from_slice(&tcp_sum.to_ne_bytes());
-    let eth = crate::EthAddrs { dst: headers.src_mac(), src: config.gateway_mac };
-    ctx.store(0, &eth, 0).map_err(|_| ())?;
-    ctx.store(ETH_HLEN, &ip, 0).map_err(|_| ())?;
-    ctx.store(L4, &reset, 0).map_err(|_| ())?;
-    Ok(redirect(port))
+    send_back(ctx, headers, config, &ip, &reset, port)
 }
 
 /// ICMP destination unreachable, port unreachable (RFC 792), from the cluster IP: the original
@@ -350,10 +346,24 @@ fn unreachable(ctx: &TcContext, headers: &Headers, config: &NodeConfig, port: u3
     icmp[8..].copy_from_slice(&quoted);
     let icmp_sum = fold(csum_of(&icmp, 0));
     icmp[2..4].copy_from_slice(&icmp_sum.to_ne_bytes());
+    send_back(ctx, headers, config, &ip, &icmp, port)
+}
+
+/// Writes an answer (`ip` and `l4` after a new Ethernet header to the packet's sender, from the
+/// gateway) over the packet and sends it out of `port`.
+#[inline(always)]
+fn send_back<const N: usize>(
+    ctx: &TcContext,
+    headers: &Headers,
+    config: &NodeConfig,
+    ip: &[u8; IPV4_HLEN],
+    l4: &[u8; N],
+    port: u32,
+) -> Result<i32, ()> {
     let eth = crate::EthAddrs { dst: headers.src_mac(), src: config.gateway_mac };
     ctx.store(0, &eth, 0).map_err(|_| ())?;
-    ctx.store(ETH_HLEN, &ip, 0).map_err(|_| ())?;
-    ctx.store(L4, &icmp, 0).map_err(|_| ())?;
+    ctx.store(ETH_HLEN, ip, 0).map_err(|_| ())?;
+    ctx.store(L4, l4, 0).map_err(|_| ())?;
     Ok(redirect(port))
 }
 

@@ -24,6 +24,8 @@ pub struct ServiceSync {
     markers: BTreeSet<u32>,
     /// The table last written; empty after a start, so the first sync writes every frontend.
     written: Table,
+    /// The informer revision of the last sync: nothing can have changed while it stands.
+    synced_revision: i64,
     /// The `(key, mod revision)` of every record the last sync read: nothing to do while equal.
     seen: Vec<(String, i64)>,
     /// Records already logged as unreadable or unsupported, so each is logged once.
@@ -42,7 +44,14 @@ impl ServiceSync {
                 frontends.insert(key, (entry.id, entry.count));
             }
         }
-        Ok(Self { frontends, markers, written: Table::new(), seen: Vec::new(), reported: BTreeSet::new() })
+        Ok(Self {
+            frontends,
+            markers,
+            written: Table::new(),
+            synced_revision: -1,
+            seen: Vec::new(),
+            reported: BTreeSet::new(),
+        })
     }
 
     /// Brings the maps in line with the records in the informer's cache. Returns the number of
@@ -55,6 +64,10 @@ impl ServiceSync {
     ) -> Result<(usize, usize), BpfError> {
         let (services, endpoints) = {
             let cache = informer.read();
+            if cache.revision() == self.synced_revision {
+                return Ok(self.counts());
+            }
+            self.synced_revision = cache.revision();
             let (service_dir, endpoints_dir) = (keys.services(), keys.endpoints());
             let seen: Vec<(String, i64)> = cache
                 .range(&service_dir)
@@ -75,7 +88,11 @@ impl ServiceSync {
                 tracing::warn!("service port {port} is not load-balanced: only TCP and UDP on IPv4 cluster IPs are");
             }
         }
-        self.write(&wanted.table, dataplane)?;
+        if let Err(err) = self.write(&wanted.table, dataplane) {
+            // The next sync tries again, whether or not anything changes meanwhile.
+            (self.synced_revision, self.seen) = (-1, Vec::new());
+            return Err(err);
+        }
         Ok(self.counts())
     }
 

@@ -59,83 +59,25 @@ pub(super) struct ExpectedMap {
     settings: bool,
 }
 
+/// A map of `map_type` keyed by `K` holding `V`.
+fn map<K, V>(name: &'static str, map_type: MapType, max_entries: u32, settings: bool) -> ExpectedMap {
+    let (key_size, value_size) = (std::mem::size_of::<K>() as u32, std::mem::size_of::<V>() as u32);
+    ExpectedMap { name, map_type, key_size, value_size, max_entries, settings }
+}
+
 pub(super) fn expected_maps() -> [ExpectedMap; 9] {
-    use std::mem::size_of;
-    let u32_size = size_of::<u32>() as u32;
+    use MapType::{Array, Hash, LpmTrie, LruHash, PerCpuArray};
     [
-        ExpectedMap {
-            name: MAP_ENDPOINTS,
-            map_type: MapType::Hash,
-            key_size: u32_size,
-            value_size: size_of::<Endpoint>() as u32,
-            max_entries: MAX_ENDPOINTS,
-            settings: false,
-        },
-        ExpectedMap {
-            name: MAP_REMOTES,
-            map_type: MapType::LpmTrie,
-            key_size: size_of::<Key<u32>>() as u32,
-            value_size: size_of::<Remote>() as u32,
-            max_entries: MAX_REMOTES,
-            settings: false,
-        },
-        ExpectedMap {
-            name: MAP_CONFIG,
-            map_type: MapType::Array,
-            key_size: u32_size,
-            value_size: size_of::<NodeConfig>() as u32,
-            max_entries: 1,
-            settings: true,
-        },
-        ExpectedMap {
-            name: MAP_COUNTERS,
-            map_type: MapType::PerCpuArray,
-            key_size: u32_size,
-            value_size: size_of::<Counter>() as u32,
-            max_entries: Decision::COUNT as u32,
-            // Counts, not state: a build with other decisions starts them again.
-            settings: true,
-        },
-        ExpectedMap {
-            name: MAP_TUNNEL,
-            map_type: MapType::Array,
-            key_size: u32_size,
-            value_size: size_of::<Tunnel>() as u32,
-            max_entries: 1,
-            settings: true,
-        },
-        ExpectedMap {
-            name: MAP_SERVICES,
-            map_type: MapType::Hash,
-            key_size: size_of::<ServiceKey>() as u32,
-            value_size: size_of::<ServiceEntry>() as u32,
-            max_entries: MAX_SERVICES,
-            settings: false,
-        },
-        ExpectedMap {
-            name: MAP_BACKENDS,
-            map_type: MapType::Hash,
-            key_size: size_of::<BackendKey>() as u32,
-            value_size: size_of::<Backend>() as u32,
-            max_entries: MAX_BACKENDS,
-            settings: false,
-        },
-        ExpectedMap {
-            name: MAP_CONNTRACK,
-            map_type: MapType::LruHash,
-            key_size: size_of::<FlowKey>() as u32,
-            value_size: size_of::<Translation>() as u32,
-            max_entries: MAX_CONNTRACK,
-            settings: false,
-        },
-        ExpectedMap {
-            name: MAP_AFFINITY,
-            map_type: MapType::LruHash,
-            key_size: size_of::<AffinityKey>() as u32,
-            value_size: size_of::<Affinity>() as u32,
-            max_entries: MAX_AFFINITY,
-            settings: false,
-        },
+        map::<u32, Endpoint>(MAP_ENDPOINTS, Hash, MAX_ENDPOINTS, false),
+        map::<Key<u32>, Remote>(MAP_REMOTES, LpmTrie, MAX_REMOTES, false),
+        map::<u32, NodeConfig>(MAP_CONFIG, Array, 1, true),
+        // Counts, not state: a build with other decisions starts them again.
+        map::<u32, Counter>(MAP_COUNTERS, PerCpuArray, Decision::COUNT as u32, true),
+        map::<u32, Tunnel>(MAP_TUNNEL, Array, 1, true),
+        map::<ServiceKey, ServiceEntry>(MAP_SERVICES, Hash, MAX_SERVICES, false),
+        map::<BackendKey, Backend>(MAP_BACKENDS, Hash, MAX_BACKENDS, false),
+        map::<FlowKey, Translation>(MAP_CONNTRACK, LruHash, MAX_CONNTRACK, false),
+        map::<AffinityKey, Affinity>(MAP_AFFINITY, LruHash, MAX_AFFINITY, false),
     ]
 }
 
