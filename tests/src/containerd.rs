@@ -118,10 +118,20 @@ impl Containerd {
         self.ctr(&[&["run", "--detach", "--cni", image::IMAGE, id], cmd].concat())
     }
 
-    /// `ctr task exec` of `cmd` in container `id`.
+    /// `ctr task exec` of `cmd`, a command that prints something, in container `id`.
+    ///
+    /// containerd 1.6's `ctr` can return before it copied the output of a process that ended at
+    /// once (CI saw `ip addr` print nothing under load), so an empty output is asked again.
     pub fn exec(&self, id: &str, cmd: &[&str]) -> Result<String, String> {
-        let exec_id = format!("exec-{}", std::time::SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos()));
-        self.ctr(&[&["task", "exec", "--exec-id", &exec_id, id], cmd].concat())
+        let mut out = String::new();
+        for _ in 0..3 {
+            let exec_id = format!("exec-{}", std::time::SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos()));
+            out = self.ctr(&[&["task", "exec", "--exec-id", &exec_id, id], cmd].concat())?;
+            if !out.is_empty() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// What a user does to end a container: `ctr task kill`, `task delete`, `container delete`.
