@@ -15,6 +15,8 @@ build: setup
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd ebpf && rustup run nightly cargo fmt --all -- --check
+	cd ebpf && rustup run nightly cargo clippy --release -Z build-std=core --target bpfel-unknown-none -- -D warnings
 
 # Every test: style, unit tests of the pure cores, integration tests against
 # real etcd and master processes.

@@ -59,6 +59,13 @@ if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'
   log "adding rust-src to nightly"
   rustup component add rust-src --toolchain nightly
 fi
+# `make lint` checks the eBPF crates too, which only nightly builds.
+for component in clippy rustfmt; do
+  if ! rustup component list --toolchain nightly --installed | grep -q "^$component"; then
+    log "adding $component to nightly"
+    rustup component add "$component" --toolchain nightly
+  fi
+done
 if ! command -v bpf-linker >/dev/null; then
   log "building bpf-linker against LLVM ${LLVM_MAJOR} (about a minute)"
   LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" LLVM_SYS_221_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" \

@@ -1,41 +1,120 @@
-//! Which remote subnets the tunnel map must hold: every other node's
-//! `HostSubnet`, towards that node's IP. Pure: the agent applies the
-//! difference to the BPF map.
+//! Which other nodes this node trusts, and with what: every other node's `HostSubnet` that
+//! passes the checks below becomes a tunnel route (its subnet, towards its IP) and a tunnel
+//! sender (its IP, speaking for its subnet). Pure: the agent applies the differences to the BPF
+//! maps and the nftables set.
+//!
+//! Any node can write to the registry, so a record is checked before it is believed: a subnet
+//! outside the cluster network or of another size than the master hands out, one overlapping
+//! this node's or another node's, or a host IP that another node (or this one) holds, is
+//! refused. Of two records that collide, the one created first in etcd stays: a later write
+//! cannot take over a subnet or an address that is already in use.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::Ipv4Network;
-use sdn_cluster::HostSubnet;
+use sdn_cluster::{ClusterNetwork, HostSubnet};
 
-/// Changes that bring the map from `current` to what `subnets` call for.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RemoteChanges {
-    pub upsert: Vec<(Ipv4Network, Ipv4Addr)>,
-    pub remove: Vec<Ipv4Network>,
-    /// Nodes whose IP is not IPv4: the VXLAN underlay is IPv4 only.
-    pub skipped: Vec<String>,
+/// A `HostSubnet` with its etcd create revision (which decides who came first).
+pub type Registered = (HostSubnet, i64);
+
+/// Why a `HostSubnet` was not believed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, thiserror::Error)]
+pub enum Refusal {
+    #[error("node {node}: HostSubnet {subnet} is outside the cluster network {network}")]
+    OutsideNetwork { node: String, subnet: Ipv4Network, network: Ipv4Network },
+    #[error("node {node}: HostSubnet {subnet} is not a /{prefix}, the size the master allocates")]
+    WrongSize { node: String, subnet: Ipv4Network, prefix: u8 },
+    #[error("node {node}: HostSubnet {subnet} overlaps {other}'s {theirs}, which was there first")]
+    Overlaps { node: String, subnet: Ipv4Network, other: String, theirs: Ipv4Network },
+    #[error("node {node}: host IP {ip} is {other}'s")]
+    HostIpTaken { node: String, ip: Ipv4Addr, other: String },
+    #[error("node {node}: host IP {ip} lies in the cluster network {network}")]
+    HostIpInCluster { node: String, ip: Ipv4Addr, network: Ipv4Network },
+    #[error("node {node}: host IP {ip} is IPv6; the VXLAN underlay is IPv4 only, so it is not reachable")]
+    NotIpv4 { node: String, ip: IpAddr },
 }
 
-pub fn diff(own_node: &str, subnets: &[HostSubnet], current: &[(Ipv4Network, Ipv4Addr)]) -> RemoteChanges {
-    let mut changes = RemoteChanges::default();
-    let mut wanted = BTreeMap::new();
-    for s in subnets.iter().filter(|s| s.host != own_node) {
-        match s.host_ip {
-            IpAddr::V4(ip) => {
-                wanted.insert(s.subnet, ip);
+/// The other nodes this node believes: subnet → node IP (the tunnel routes), node IP → subnet
+/// (the tunnel senders), and the records it refused.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Peers {
+    pub routes: BTreeMap<Ipv4Network, Ipv4Addr>,
+    pub senders: BTreeMap<Ipv4Addr, Ipv4Network>,
+    pub refused: BTreeSet<Refusal>,
+}
+
+/// Checks every other node's record against the cluster network, this node's own record
+/// (`own`, with its IP `own_ip`) and the records created before it.
+pub fn admit(network: &ClusterNetwork, own: &HostSubnet, own_ip: Ipv4Addr, subnets: &[Registered]) -> Peers {
+    let mut peers = Peers::default();
+    let prefix = 32 - network.host_subnet_length;
+    let mut held: Vec<(String, Ipv4Network, Ipv4Addr)> = vec![(own.host.clone(), own.subnet, own_ip)];
+    let mut ordered: Vec<&Registered> = subnets.iter().filter(|(s, _)| s.host != own.host).collect();
+    ordered.sort_by(|(a, ra), (b, rb)| (ra, &a.host).cmp(&(rb, &b.host)));
+    for (record, _) in ordered {
+        match check(network.network, prefix, &held, record) {
+            Ok(ip) => {
+                held.push((record.host.clone(), record.subnet, ip));
+                peers.routes.insert(record.subnet, ip);
+                peers.senders.insert(ip, record.subnet);
             }
-            IpAddr::V6(_) => changes.skipped.push(s.host.clone()),
+            Err(refusal) => {
+                peers.refused.insert(refusal);
+            }
         }
     }
-    let current: BTreeMap<_, _> = current.iter().copied().collect();
-    for (subnet, ip) in &wanted {
-        if current.get(subnet) != Some(ip) {
-            changes.upsert.push((*subnet, *ip));
+    peers
+}
+
+fn check(
+    network: Ipv4Network,
+    prefix: u8,
+    held: &[(String, Ipv4Network, Ipv4Addr)],
+    record: &HostSubnet,
+) -> Result<Ipv4Addr, Refusal> {
+    let (node, subnet) = (record.host.clone(), record.subnet);
+    let ip = match record.host_ip {
+        IpAddr::V4(ip) => ip,
+        ip @ IpAddr::V6(_) => return Err(Refusal::NotIpv4 { node, ip }),
+    };
+    if !network.contains(subnet.network()) || subnet.prefix() < network.prefix() {
+        return Err(Refusal::OutsideNetwork { node, subnet, network });
+    }
+    if subnet.prefix() != prefix {
+        return Err(Refusal::WrongSize { node, subnet, prefix });
+    }
+    if network.contains(ip) {
+        return Err(Refusal::HostIpInCluster { node, ip, network });
+    }
+    for (other, theirs, their_ip) in held {
+        if overlap(subnet, *theirs) {
+            return Err(Refusal::Overlaps { node, subnet, other: other.clone(), theirs: *theirs });
+        }
+        if *their_ip == ip {
+            return Err(Refusal::HostIpTaken { node, ip, other: other.clone() });
         }
     }
-    changes.remove = current.keys().filter(|s| !wanted.contains_key(s)).copied().collect();
-    changes
+    Ok(ip)
+}
+
+fn overlap(a: Ipv4Network, b: Ipv4Network) -> bool {
+    a.contains(b.network()) || b.contains(a.network())
+}
+
+/// Changes that bring a map from `current` to `wanted`: entries to write, keys to remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes<K, V> {
+    pub upsert: Vec<(K, V)>,
+    pub remove: Vec<K>,
+}
+
+pub fn diff<K: Ord + Copy, V: PartialEq + Copy>(wanted: &BTreeMap<K, V>, current: &[(K, V)]) -> Changes<K, V> {
+    let current: BTreeMap<K, V> = current.iter().copied().collect();
+    Changes {
+        upsert: wanted.iter().filter(|(k, v)| current.get(k) != Some(v)).map(|(k, v)| (*k, *v)).collect(),
+        remove: current.keys().filter(|k| !wanted.contains_key(k)).copied().collect(),
+    }
 }
 
 #[cfg(test)]
@@ -46,28 +125,75 @@ mod tests {
         HostSubnet { host: host.into(), host_ip: ip.parse().expect("ip"), subnet: cidr.parse().expect("cidr") }
     }
 
+    fn net(cidr: &str) -> Ipv4Network {
+        cidr.parse().expect("cidr")
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().expect("ip")
+    }
+
+    fn me() -> HostSubnet {
+        hs("me", "192.0.2.1", "10.1.0.0/24")
+    }
+
     #[test]
-    fn adds_new_moves_changed_withdraws_gone_and_never_maps_itself() {
-        let subnets = [
-            hs("me", "192.0.2.1", "10.1.0.0/24"),
-            hs("b", "192.0.2.2", "10.1.1.0/24"),
-            hs("c", "192.0.2.33", "10.1.2.0/24"),
-            hs("v6", "2001:db8::1", "10.1.9.0/24"),
-        ];
-        let current = [
-            ("10.1.2.0/24".parse().expect("cidr"), "192.0.2.3".parse().expect("ip")),
-            ("10.1.5.0/24".parse().expect("cidr"), "192.0.2.5".parse().expect("ip")),
-        ];
-        let changes = diff("me", &subnets, &current);
+    fn other_nodes_become_routes_and_senders_and_this_one_neither() {
+        let subnets = [(me(), 1), (hs("b", "192.0.2.2", "10.1.1.0/24"), 2), (hs("c", "192.0.2.3", "10.1.2.0/24"), 3)];
+        let peers = admit(&ClusterNetwork::default(), &me(), ip("192.0.2.1"), &subnets);
         assert_eq!(
-            changes.upsert,
-            [
-                ("10.1.1.0/24".parse().expect("cidr"), "192.0.2.2".parse().expect("ip")),
-                ("10.1.2.0/24".parse().expect("cidr"), "192.0.2.33".parse().expect("ip")),
-            ]
+            peers.routes,
+            BTreeMap::from([(net("10.1.1.0/24"), ip("192.0.2.2")), (net("10.1.2.0/24"), ip("192.0.2.3"))])
         );
-        assert_eq!(changes.remove, ["10.1.5.0/24".parse::<Ipv4Network>().expect("cidr")]);
-        assert_eq!(changes.skipped, ["v6"]);
-        assert_eq!(diff("me", &subnets[..3], &[]).upsert.len(), 2);
+        assert_eq!(peers.senders[&ip("192.0.2.3")], net("10.1.2.0/24"));
+        assert!(peers.refused.is_empty());
+    }
+
+    #[test]
+    fn forged_records_are_refused_with_their_reason_and_the_first_holder_stays() {
+        let subnets = [
+            (me(), 1),
+            (hs("b", "192.0.2.2", "10.1.1.0/24"), 2),
+            (hs("everything", "192.0.2.9", "0.0.0.0/0"), 3),
+            (hs("big", "192.0.2.10", "10.1.0.0/16"), 4),
+            (hs("mine", "192.0.2.11", "10.1.0.0/24"), 5),
+            (hs("thief", "192.0.2.12", "10.1.1.0/24"), 6),
+            (hs("twin", "192.0.2.2", "10.1.3.0/24"), 7),
+            (hs("self-ip", "192.0.2.1", "10.1.4.0/24"), 8),
+            (hs("inside", "10.1.200.1", "10.1.5.0/24"), 9),
+            (hs("v6", "2001:db8::1", "10.1.9.0/24"), 10),
+        ];
+        let peers = admit(&ClusterNetwork::default(), &me(), ip("192.0.2.1"), &subnets);
+        assert_eq!(peers.routes, BTreeMap::from([(net("10.1.1.0/24"), ip("192.0.2.2"))]));
+        let reasons: Vec<String> = peers.refused.iter().map(ToString::to_string).collect();
+        for wanted in [
+            "node everything: HostSubnet 0.0.0.0/0 is outside the cluster network 10.1.0.0/16",
+            "node big: HostSubnet 10.1.0.0/16 is not a /24, the size the master allocates",
+            "node mine: HostSubnet 10.1.0.0/24 overlaps me's 10.1.0.0/24, which was there first",
+            "node thief: HostSubnet 10.1.1.0/24 overlaps b's 10.1.1.0/24, which was there first",
+            "node twin: host IP 192.0.2.2 is b's",
+            "node self-ip: host IP 192.0.2.1 is me's",
+            "node inside: host IP 10.1.200.1 lies in the cluster network 10.1.0.0/16",
+            "node v6: host IP 2001:db8::1 is IPv6; the VXLAN underlay is IPv4 only, so it is not reachable",
+        ] {
+            assert!(reasons.iter().any(|r| r == wanted), "{wanted} in {reasons:#?}");
+        }
+        assert_eq!(peers.refused.len(), 8);
+    }
+
+    #[test]
+    fn the_older_record_wins_whatever_the_order_read() {
+        let subnets = [(hs("late", "192.0.2.7", "10.1.1.0/24"), 9), (hs("early", "192.0.2.8", "10.1.1.0/24"), 3)];
+        let peers = admit(&ClusterNetwork::default(), &me(), ip("192.0.2.1"), &subnets);
+        assert_eq!(peers.senders.keys().collect::<Vec<_>>(), [&ip("192.0.2.8")]);
+    }
+
+    #[test]
+    fn diff_writes_new_and_changed_and_removes_gone() {
+        let wanted = BTreeMap::from([(1, 'a'), (2, 'b')]);
+        let changes = diff(&wanted, &[(2, 'x'), (3, 'c')]);
+        assert_eq!(changes.upsert, [(1, 'a'), (2, 'b')]);
+        assert_eq!(changes.remove, [3]);
+        assert!(diff(&wanted, &[(1, 'a'), (2, 'b')]).upsert.is_empty());
     }
 }

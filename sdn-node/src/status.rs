@@ -26,6 +26,8 @@ use crate::bpf::Dataplane;
 pub struct Status {
     ready: AtomicBool,
     remotes: AtomicU64,
+    tunnel_senders: AtomicU64,
+    refused_subnets: AtomicU64,
     services: AtomicU64,
     backends: AtomicU64,
     reconcile_errors: AtomicU64,
@@ -37,13 +39,21 @@ struct DecisionLabel {
     decision: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 impl Status {
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    pub fn set_remotes(&self, count: usize) {
-        self.remotes.store(count as u64, Ordering::Relaxed);
+    /// The tunnel routes and senders in the maps, and the `HostSubnet`s refused.
+    pub fn set_peers(&self, remotes: usize, senders: usize, refused: usize) {
+        self.remotes.store(remotes as u64, Ordering::Relaxed);
+        self.tunnel_senders.store(senders as u64, Ordering::Relaxed);
+        self.refused_subnets.store(refused as u64, Ordering::Relaxed);
     }
 
     /// The frontends in the service maps and the backends behind them.
@@ -73,6 +83,16 @@ impl Status {
             gauge(self.remotes.load(Ordering::Relaxed)),
         );
         registry.register(
+            "tunnel_senders",
+            "Registered nodes whose VXLAN this node accepts",
+            gauge(self.tunnel_senders.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "refused_subnets",
+            "HostSubnets in etcd this node refuses to believe (see the log for why)",
+            gauge(self.refused_subnets.load(Ordering::Relaxed)),
+        );
+        registry.register(
             "services",
             "Service frontends (cluster IP, protocol, port) in the service map",
             gauge(self.services.load(Ordering::Relaxed)),
@@ -97,17 +117,19 @@ impl Status {
             if let Ok(counters) = dp.counters() {
                 let packets = Family::<DecisionLabel, Gauge>::default();
                 let bytes = Family::<DecisionLabel, Gauge>::default();
+                let drops = Family::<ReasonLabel, Gauge>::default();
                 for (decision, counter) in Decision::ALL.iter().zip(counters.iter()) {
                     let label = DecisionLabel { decision: format!("{decision:?}") };
-                    packets.get_or_create(&label).set(i64::try_from(counter.packets).unwrap_or(i64::MAX));
-                    bytes.get_or_create(&label).set(i64::try_from(counter.bytes).unwrap_or(i64::MAX));
+                    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                    packets.get_or_create(&label).set(count(counter.packets));
+                    bytes.get_or_create(&label).set(count(counter.bytes));
+                    if decision.is_drop() {
+                        drops.get_or_create(&ReasonLabel { reason: decision.name() }).set(count(counter.packets));
+                    }
                 }
-                registry.register(
-                    "decision_packets",
-                    "Packets per dataplane decision (SpoofDrop: dropped spoofs)",
-                    packets,
-                );
+                registry.register("decision_packets", "Packets per dataplane decision", packets);
                 registry.register("decision_bytes", "Bytes per dataplane decision", bytes);
+                registry.register("dropped_packets", "Packets the dataplane dropped, per reason", drops);
             }
         }
         let mut out = String::new();

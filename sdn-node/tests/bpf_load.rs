@@ -189,7 +189,8 @@ fn setup() -> Env {
 /// attaches the three programs.
 fn bring_up(env: &Env, node: &str, gateway: Ipv4Addr, gw_mac: [u8; 6], pods: &[&str]) -> Dataplane {
     let mut dp = Dataplane::load(&env.pins(node)).unwrap_or_else(|e| panic!("loading the dataplane of {node}: {e}"));
-    let config = bpf::node_config(gateway, ifindex("vxlan-t"), ifindex("tun0-br"), gw_mac);
+    let node_ip = if node == "n1" { NODE1 } else { NODE2 };
+    let config = bpf::node_config(gateway, ifindex("vxlan-t"), ifindex("tun0-br"), gw_mac, node_ip, 4789);
     dp.set_config(config).expect("set_config");
     assert_eq!(dp.config().expect("config"), config);
     for pod in pods {
@@ -225,6 +226,7 @@ fn scenario(env: &Env) {
     let mut dp2 = bring_up(env, "n2", GATEWAY2, GW2, &["vpc"]);
     dp2.upsert_endpoint(POD_C, ifindex("vpc"), MAC_C).expect("endpoint");
     dp2.upsert_remote(subnet1, NODE1).expect("remote");
+    dp2.upsert_node(NODE1, subnet1).expect("tunnel sender");
 
     enter(&n1);
     let mut dp1 = bring_up(env, "n1", GATEWAY1, GW1, &["vpa", "vpb"]);
@@ -237,6 +239,9 @@ fn scenario(env: &Env) {
     dp1.remove_remote(net("10.1.0.0/16")).expect("remove remote");
     dp1.remove_remote(net("10.9.0.0/16")).expect("removing a missing remote is fine");
     dp1.remove_endpoint(Ipv4Addr::new(10, 1, 0, 99)).expect("removing a missing endpoint is fine");
+    dp1.upsert_node(NODE2, subnet2).expect("tunnel sender");
+    dp1.remove_node(Ipv4Addr::new(192, 0, 2, 99)).expect("removing a missing sender is fine");
+    assert_eq!(dp1.nodes().expect("senders"), [(NODE2, subnet2)]);
 
     // Read back.
     let endpoints = dp1.endpoints().expect("endpoints");
@@ -285,12 +290,28 @@ fn scenario(env: &Env) {
     assert!(!ping(env, "pc", Ipv4Addr::new(10, 1, 0, 77), None), "an unknown pod answered");
     assert!(decision_packets(&dp1, Decision::TunnelMiss) > miss);
 
-    // A spoofed source address is dropped (SpoofDrop): its ARP request, or its IPv4 packets.
+    // Through vxlan0 from a node that is not registered, or one speaking for another subnet:
+    // dropped, each under its reason.
+    dp1.remove_node(NODE2).expect("remove sender");
+    let unknown = decision_packets(&dp1, Decision::TunnelUnknownNode);
+    assert!(!ping(env, "pc", POD_A, None), "VXLAN from an unregistered node got through");
+    assert!(decision_packets(&dp1, Decision::TunnelUnknownNode) > unknown);
+    dp1.upsert_node(NODE2, net("10.1.5.0/24")).expect("sender of another subnet");
+    let foreign = decision_packets(&dp1, Decision::TunnelForeignSource);
+    assert!(!ping(env, "pc", POD_A, None), "VXLAN with a source outside the sender's subnet got through");
+    assert!(decision_packets(&dp1, Decision::TunnelForeignSource) > foreign);
+    dp1.upsert_node(NODE2, subnet2).expect("tunnel sender");
+    assert!(ping(env, "pc", POD_A, None), "the registered sender is accepted again");
+
+    // A spoofed source address is dropped: its ARP request (SpoofedArp), or its IPv4 packets
+    // (SpoofedIp).
     let spoofed = Ipv4Addr::new(10, 1, 0, 9);
     run(&["ip", "-n", &env.ns("pa"), "addr", "add", &format!("{spoofed}/24"), "dev", "eth0"]);
-    let spoof = decision_packets(&dp1, Decision::SpoofDrop);
+    let spoofs =
+        |dp: &Dataplane| decision_packets(dp, Decision::SpoofedIp) + decision_packets(dp, Decision::SpoofedArp);
+    let spoof = spoofs(&dp1);
     assert!(!ping(env, "pa", POD_B, Some(spoofed)), "a spoofed source got through");
-    assert!(decision_packets(&dp1, Decision::SpoofDrop) > spoof);
+    assert!(spoofs(&dp1) > spoof);
     run(&["ip", "-n", &env.ns("pa"), "addr", "del", &format!("{spoofed}/24"), "dev", "eth0"]);
 
     let flows = dp1.flows().expect("flows");
@@ -429,6 +450,6 @@ fn pins_of_another_layout_are_replaced_when_they_hold_settings_and_refused_other
     let dp = Dataplane::load(&pins).unwrap_or_else(|e| panic!("an old settings map is replaced: {e}"));
     let shown = Command::new("bpftool").args(["map", "show", "pinned"]).arg(maps.join("SDN_CONFIG")).output();
     let shown = String::from_utf8_lossy(&shown.expect("bpftool").stdout).into_owned();
-    assert!(shown.contains("value 20B"), "the replaced map has this build's layout: {shown}");
+    assert!(shown.contains("value 24B"), "the replaced map has this build's layout: {shown}");
     drop(dp);
 }

@@ -141,14 +141,29 @@ fn nat_table_is_ours_alone_and_replaced_whole() {
         assert!(nft(args).expect("nft").success(), "a table of someone else: nft {args:?}");
     }
     let apply = |port: u16| {
-        run_in(&ns, move || async move { sdn_node::nat::apply("10.1.0.0/16".parse().expect("cidr"), port) })
+        let nodes = ["192.0.2.2".parse().expect("ip")];
+        run_in(&ns, move || async move { sdn_node::nat::apply("10.1.0.0/16".parse().expect("cidr"), port, &nodes) })
+    };
+    let ruleset = || {
+        let list = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "ruleset"]).output().expect("nft");
+        String::from_utf8_lossy(&list.stdout).into_owned()
     };
     apply(4789).expect("first apply");
     apply(4790).expect("second apply replaces");
-    let list = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "ruleset"]).output().expect("nft");
-    let ruleset = String::from_utf8_lossy(&list.stdout);
-    assert!(ruleset.contains("table ip other"), "other tables stay:\n{ruleset}");
-    assert!(ruleset.contains("udp dport 4790 accept") && !ruleset.contains("4789"), "replaced whole:\n{ruleset}");
+    let ruleset_now = ruleset();
+    assert!(ruleset_now.contains("table ip other"), "other tables stay:\n{ruleset_now}");
+    assert!(
+        ruleset_now.contains("udp dport 4790 ip saddr @nodes accept") && !ruleset_now.contains("4789"),
+        "replaced whole:\n{ruleset_now}"
+    );
+    assert!(ruleset_now.contains("elements = { 192.0.2.2 }"), "{ruleset_now}");
+    let nodes = ["192.0.2.3".parse().expect("ip"), "192.0.2.4".parse().expect("ip")];
+    run_in(&ns, move || async move { sdn_node::nat::set_nodes(&nodes) }).expect("set nodes");
+    let ruleset_now = ruleset();
+    assert!(ruleset_now.contains("elements = { 192.0.2.3, 192.0.2.4 }"), "the set follows: {ruleset_now}");
+    run_in(&ns, || async { sdn_node::nat::set_nodes(&[]) }).expect("no nodes");
+    assert!(!ruleset().contains("elements"), "an empty set");
+    let ruleset = ruleset();
     assert!(ruleset.contains("ip saddr 10.1.0.0/16 ip daddr != 10.1.0.0/16 masquerade"), "{ruleset}");
     run_in(&ns, || async { sdn_node::nat::remove() }).expect("remove");
     run_in(&ns, || async { sdn_node::nat::remove() }).expect("remove twice");

@@ -225,10 +225,7 @@ impl NodeAgent {
 
     /// `sdn-node <verb>` (flows, cleanup) for this node; its stdout.
     pub fn command(&self, verb: &str) -> Result<String, HarnessError> {
-        let out = Command::new(bins::project("sdn-node")?)
-            .args(self.args(verb))
-            .output()
-            .map_err(HarnessError::io(format!("sdn-node {verb}")))?;
+        let out = self.command_line(verb, &[])?.output().map_err(HarnessError::io(format!("sdn-node {verb}")))?;
         if !out.status.success() {
             return Err(HarnessError::Io {
                 what: format!("sdn-node {verb} for {}", self.name),
@@ -236,6 +233,13 @@ impl NodeAgent {
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The command line of `sdn-node <verb> <extra>` for this node, to run or spawn.
+    pub fn command_line(&self, verb: &str, extra: &[&str]) -> Result<Command, HarnessError> {
+        let mut command = Command::new(bins::project("sdn-node")?);
+        command.args(self.args(verb)).args(extra);
+        Ok(command)
     }
 
     /// Attaches a new pod namespace `<node>-<pod>` through the pod API.

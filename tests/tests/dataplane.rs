@@ -157,10 +157,10 @@ async fn a_pod_cannot_send_with_another_address() {
     // a1 claims an address of another pod's subnet range and uses it.
     let spoofed = std::net::Ipv4Addr::new(a1.ip.octets()[0], a1.ip.octets()[1], a1.ip.octets()[2], 200);
     a1.ns.ip(&["addr", "add", &format!("{spoofed}/32"), "dev", "eth0"]).expect("add address");
-    let before = decision_packets(&c.nodes[0], "SpoofDrop").await;
+    let before = decision_packets(&c.nodes[0], "SpoofedIp").await;
     let out = a1.ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "-I", &spoofed.to_string(), &b1.ip.to_string()]);
     assert!(!out.status.success(), "a spoofed source got through");
-    let after = decision_packets(&c.nodes[0], "SpoofDrop").await;
+    let after = decision_packets(&c.nodes[0], "SpoofedIp").await;
     assert!(after >= before + 3, "spoofed packets counted: {before} -> {after}");
 }
 

@@ -45,12 +45,22 @@ pub const MAP_CONNTRACK: &str = "SDN_CONNTRACK";
 /// An LRU hash map.
 pub const MAP_AFFINITY: &str = "SDN_AFFINITY";
 
-/// Every map the object declares, in one list (for the agent's checks and cleanup).
-pub const MAP_NAMES: [&str; 8] =
-    [MAP_ENDPOINTS, MAP_REMOTES, MAP_CONFIG, MAP_COUNTERS, MAP_TUNNEL, MAP_SERVICES, MAP_BACKENDS, MAP_CONNTRACK];
+/// Name of the node map: a registered remote node's underlay IPv4 (`u32`, network order) →
+/// [`PeerNode`], its subnet. VXLAN is accepted only from these addresses, carrying only their
+/// subnets' sources. A hash map.
+pub const MAP_NODES: &str = "SDN_NODES";
+/// Name of the drop ring buffer: a [`DropEvent`] per dropped packet, for `sdn-node drops`.
+pub const MAP_DROPS: &str = "SDN_DROPS";
 
 /// Capacity of [`MAP_ENDPOINTS`].
 pub const MAX_ENDPOINTS: u32 = 65536;
+/// Capacity of [`MAP_NODES`].
+pub const MAX_NODES: u32 = 65536;
+/// Size in bytes of [`MAP_DROPS`] (a power of two pages): about 2,000 events unread.
+pub const DROPS_BYTES: u32 = 256 * 1024;
+/// How many leading bytes of a dropped packet a [`DropEvent`] keeps: enough for the outer and
+/// inner headers of a VXLAN frame up to the inner ports.
+pub const DROP_CAPTURE: usize = 96;
 /// Capacity of [`MAP_REMOTES`].
 pub const MAX_REMOTES: u32 = 65536;
 
@@ -116,9 +126,8 @@ pub struct Remote {
 
 /// The node's own settings, read by every program from index 0 of [`MAP_CONFIG`].
 ///
-/// Layout (20 bytes, align 4): three `u32` 0..12, `gateway_mac` 12..18, `_pad` 18..20. The
-/// `_pad` rounds the size up to the 4-byte alignment (C layout would add the same two bytes as
-/// trailing padding, invisibly).
+/// Layout (24 bytes, align 4): three `u32` 0..12, `gateway_mac` 12..18, `vxlan_port` 18..20,
+/// `node_ip` 20..24.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeConfig {
@@ -130,8 +139,50 @@ pub struct NodeConfig {
     pub tun_br_ifindex: u32,
     /// MAC address of `tun0`, the source MAC of packets the programs deliver.
     pub gateway_mac: [u8; 6],
-    /// Explicit trailing padding; always zero.
-    pub _pad: [u8; 2],
+    /// The VXLAN UDP port, network byte order: pods may not send to it at a node.
+    pub vxlan_port: u16,
+    /// The node's underlay IPv4 address, network byte order.
+    pub node_ip: u32,
+}
+
+/// A registered remote node, keyed by its underlay address in [`MAP_NODES`]: the subnet whose
+/// sources its VXLAN packets may carry.
+///
+/// Layout (8 bytes, align 4): `subnet` 0..4, `mask` 4..8.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerNode {
+    /// The subnet's network address, network byte order.
+    pub subnet: u32,
+    /// The subnet's mask, network byte order.
+    pub mask: u32,
+}
+
+impl PeerNode {
+    /// Whether `ip` (network order) lies in the node's subnet.
+    #[inline(always)]
+    pub fn owns(&self, ip: u32) -> bool {
+        ip & self.mask == self.subnet
+    }
+}
+
+/// A dropped packet, as the programs write it to [`MAP_DROPS`].
+///
+/// Layout (112 bytes, align 4): `reason` 0..4, `ifindex` 4..8, `len` 8..12, `captured` 12..16,
+/// `bytes` 16..112.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropEvent {
+    /// The [`Decision`] index: why it was dropped.
+    pub reason: u32,
+    /// The interface it arrived on (as the node's namespace numbers them).
+    pub ifindex: u32,
+    /// Its length (`skb->len`).
+    pub len: u32,
+    /// How many of `bytes` hold the packet's first bytes.
+    pub captured: u32,
+    /// The packet's first bytes, from its Ethernet header on.
+    pub bytes: [u8; DROP_CAPTURE],
 }
 
 /// How the programs send and receive VXLAN themselves, read from index 0 of [`MAP_TUNNEL`].
@@ -319,8 +370,8 @@ pub enum Decision {
     FromTunnel = 2,
     /// Passed towards the host (`tun0`).
     ToHost = 3,
-    /// Dropped: the source did not match the endpoint on that port, or not ARP/IPv4.
-    SpoofDrop = 4,
+    /// Dropped: from a pod, with a source IPv4 address that is not the pod's on that port.
+    SpoofedIp = 4,
     /// Dropped: arrived from the tunnel for no local pod and not the gateway.
     TunnelMiss = 5,
     /// Sent to a service: its destination translated to a backend.
@@ -331,23 +382,48 @@ pub enum Decision {
     ServiceRejected = 8,
     /// Dropped: to a cluster IP on a port its service does not have.
     ServiceNoPort = 9,
+    /// Dropped: from a pod, with its address but another source MAC.
+    SpoofedMac = 10,
+    /// Dropped: an ARP packet from a pod whose sender is not that pod's address and MAC.
+    SpoofedArp = 11,
+    /// Dropped: from a pod, neither IPv4, IPv6 nor ARP.
+    NotIpv4 = 12,
+    /// Dropped: IPv6 from a pod (neighbour discovery included): the cluster network is IPv4.
+    /// Not a spoof.
+    Ipv6 = 13,
+    /// Dropped: VXLAN from an address that is no registered node's.
+    TunnelUnknownNode = 14,
+    /// Dropped: VXLAN from a registered node, carrying a source outside that node's subnet.
+    TunnelForeignSource = 15,
+    /// Dropped: from a pod, UDP to a node's VXLAN port (a pod could wrap a forged packet).
+    PodToTunnel = 16,
+    /// Dropped: too short or otherwise unreadable where a program had to read it.
+    Malformed = 17,
 }
 
 impl Decision {
     /// Number of decisions: the size of [`MAP_COUNTERS`].
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 18;
     /// Every decision, in index order.
     pub const ALL: [Decision; Decision::COUNT] = [
         Decision::LocalDeliver,
         Decision::ToRemote,
         Decision::FromTunnel,
         Decision::ToHost,
-        Decision::SpoofDrop,
+        Decision::SpoofedIp,
         Decision::TunnelMiss,
         Decision::ServiceTranslated,
         Decision::ServiceReplied,
         Decision::ServiceRejected,
         Decision::ServiceNoPort,
+        Decision::SpoofedMac,
+        Decision::SpoofedArp,
+        Decision::NotIpv4,
+        Decision::Ipv6,
+        Decision::TunnelUnknownNode,
+        Decision::TunnelForeignSource,
+        Decision::PodToTunnel,
+        Decision::Malformed,
     ];
 
     /// The index into [`MAP_COUNTERS`].
@@ -362,13 +438,40 @@ impl Decision {
             Decision::ToRemote => "to-remote",
             Decision::FromTunnel => "from-tunnel",
             Decision::ToHost => "to-host",
-            Decision::SpoofDrop => "spoof-drop",
+            Decision::SpoofedIp => "spoofed-ip",
             Decision::TunnelMiss => "tunnel-miss",
             Decision::ServiceTranslated => "service-translated",
             Decision::ServiceReplied => "service-replied",
             Decision::ServiceRejected => "service-rejected",
             Decision::ServiceNoPort => "service-no-port",
+            Decision::SpoofedMac => "spoofed-mac",
+            Decision::SpoofedArp => "spoofed-arp",
+            Decision::NotIpv4 => "not-ipv4",
+            Decision::Ipv6 => "ipv6",
+            Decision::TunnelUnknownNode => "tunnel-unknown-node",
+            Decision::TunnelForeignSource => "tunnel-foreign-source",
+            Decision::PodToTunnel => "pod-to-tunnel-port",
+            Decision::Malformed => "malformed",
         }
+    }
+
+    /// Whether the packet was dropped: the decisions a drop reason names.
+    pub const fn is_drop(self) -> bool {
+        !matches!(
+            self,
+            Decision::LocalDeliver
+                | Decision::ToRemote
+                | Decision::FromTunnel
+                | Decision::ToHost
+                | Decision::ServiceTranslated
+                | Decision::ServiceReplied
+                | Decision::ServiceRejected
+        )
+    }
+
+    /// The decision of index `index`, if there is one.
+    pub const fn from_index(index: u32) -> Option<Decision> {
+        if (index as usize) < Decision::COUNT { Some(Decision::ALL[index as usize]) } else { None }
     }
 }
 
@@ -378,11 +481,12 @@ const _: () = {
     assert!(size_of::<Endpoint>() == 32 && align_of::<Endpoint>() == 8);
     assert!(offset_of!(Endpoint, mac) == 4 && offset_of!(Endpoint, packets) == 16);
     assert!(size_of::<Remote>() == 24 && offset_of!(Remote, packets) == 8);
-    assert!(size_of::<NodeConfig>() == 20 && offset_of!(NodeConfig, gateway_mac) == 12);
+    assert!(size_of::<NodeConfig>() == 24 && offset_of!(NodeConfig, vxlan_port) == 18);
+    assert!(size_of::<PeerNode>() == 8 && size_of::<DropEvent>() == 112);
     assert!(size_of::<Counter>() == 16);
     assert!(size_of::<Tunnel>() == 12 && offset_of!(Tunnel, port) == 8);
     assert!(Decision::ALL.len() == Decision::COUNT);
-    assert!(Decision::ServiceNoPort as usize == Decision::COUNT - 1);
+    assert!(Decision::Malformed as usize == Decision::COUNT - 1);
     assert!(size_of::<ServiceKey>() == 8 && offset_of!(ServiceKey, protocol) == 6);
     assert!(size_of::<ServiceEntry>() == 32 && offset_of!(ServiceEntry, packets) == 16);
     assert!(size_of::<AffinityKey>() == 8 && size_of::<Affinity>() == 24 && offset_of!(Affinity, used_ns) == 16);
@@ -419,3 +523,7 @@ unsafe impl aya::Pod for Translation {}
 unsafe impl aya::Pod for AffinityKey {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Affinity {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for PeerNode {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for DropEvent {}

@@ -8,6 +8,8 @@
 //! - [`sdn_from_underlay`] on the ingress of the underlay interface: VXLAN for a local pod,
 //!   stripped and delivered (see [`vxlan`]).
 //!
+//! Who may send what (anti-spoofing, the tunnel's senders) is [`guard`]'s, and so is every drop.
+//!
 //! The maps are declared pinned by name: the agent loads this object with a pin directory, so a
 //! restarted agent reuses the maps (and their entries) of the one before.
 //!
@@ -21,6 +23,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod guard;
 mod service;
 mod vxlan;
 
@@ -32,17 +35,19 @@ use aya_ebpf::{
         BPF_F_ZERO_CSUM_TX, TC_ACT_OK, TC_ACT_SHOT, bpf_tunnel_key, bpf_tunnel_key__bindgen_ty_1,
         bpf_tunnel_key__bindgen_ty_2, bpf_tunnel_key__bindgen_ty_3,
     },
-    helpers::{bpf_map_lookup_elem, bpf_redirect, bpf_redirect_peer, bpf_skb_set_tunnel_key},
+    helpers::{bpf_map_lookup_elem, bpf_redirect, bpf_redirect_peer, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
     macros::{classifier, map},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::TcContext,
 };
+use guard::drop_packet;
 use sdn_ebpf_common::{Counter, Decision, Endpoint, MAX_ENDPOINTS, MAX_REMOTES, NodeConfig, Remote};
 use service::Forward;
+use vxlan::Arrival;
 
 /// Pod IPv4 (network order) → the pod's port and MAC, with delivery counters.
 #[map]
-static SDN_ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0);
+pub static SDN_ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0);
 
 /// Remote node subnet → the node's underlay IPv4, with counters. `LpmTrie` adds
 /// `BPF_F_NO_PREALLOC`, which the kernel requires for LPM tries.
@@ -62,6 +67,7 @@ const ETH_SRC: usize = 6;
 const ETH_PROTO: usize = 12;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
 const IPV4_HLEN: usize = 20;
 /// TTL of the outer IPv4 header of tunnelled packets.
 const TUNNEL_TTL: u8 = 64;
@@ -69,13 +75,13 @@ const TUNNEL_TTL: u8 = 64;
 /// Ingress of each pod's host-side veth.
 #[classifier]
 pub fn sdn_from_pod(ctx: TcContext) -> i32 {
-    from_pod(&ctx).unwrap_or_else(|()| drop_packet(&ctx, Decision::SpoofDrop))
+    from_pod(&ctx).unwrap_or_else(|reason| drop_packet(&ctx, reason))
 }
 
 /// Ingress of `vxlan0`.
 #[classifier]
 pub fn sdn_from_tunnel(ctx: TcContext) -> i32 {
-    from_tunnel(&ctx).unwrap_or_else(|()| drop_packet(&ctx, Decision::TunnelMiss))
+    from_tunnel(&ctx).unwrap_or_else(|reason| drop_packet(&ctx, reason))
 }
 
 /// Ingress of `tun0-br`.
@@ -96,7 +102,12 @@ pub fn sdn_from_underlay(ctx: TcContext) -> i32 {
 
 /// The Ethernet header and the 20 bytes after it (an IPv4 header without options, or the start
 /// of an ARP packet), read with one helper call.
-#[repr(C)]
+///
+/// Aligned to 8 (so 40 bytes are read: every IPv4 packet with a transport header, and every ARP
+/// packet, is longer): as a struct of byte arrays it would be copied byte by byte, each byte
+/// spilled to a stack slot of its own, and the programs' frames would outgrow the verifier's
+/// 512 bytes.
+#[repr(C, align(8))]
 #[derive(Clone, Copy)]
 struct Headers {
     eth: [u8; ETH_HLEN],
@@ -129,81 +140,119 @@ impl Headers {
     }
 }
 
-fn from_pod(ctx: &TcContext) -> Result<i32, ()> {
+fn from_pod(ctx: &TcContext) -> Result<i32, Decision> {
     let port = ingress_ifindex(ctx);
-    let headers: Headers = ctx.load(0).map_err(|_| ())?;
-    let eth_src = headers.src_mac();
+    let headers: Headers = ctx.load(0).map_err(|_| Decision::Malformed)?;
     match headers.proto() {
         ETH_P_ARP => {
-            // The ARP sender (and the frame's source) must be the endpoint on this port.
-            let a = &headers.l3;
-            let sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
-            if !mac_eq(&sha, &eth_src) || !is_endpoint_on(headers.word(14), port, &eth_src) {
-                return Err(());
-            }
+            guard::pod_arp(&headers, port)?;
             // On to the bridge: ARP between pods and for the gateway is answered there.
             Ok(TC_ACT_OK)
         }
         ETH_P_IP => {
-            let (saddr, _) = headers.ipv4_addrs();
-            if !is_endpoint_on(saddr, port, &eth_src) {
-                return Err(());
+            // An array's one entry always exists (zero until the agent writes it).
+            let config = config().ok_or(Decision::Malformed)?;
+            guard::pod_ipv4(ctx, &headers, port, config)?;
+            // A verdict, or a drop with its reason as a negative number (one register back).
+            match pod_onward(ctx, config, port) {
+                verdict @ 0.. => Ok(verdict as i32),
+                reason => Err(Decision::from_index(reason.unsigned_abs() as u32 - 1).unwrap_or(Decision::Malformed)),
             }
-            let Some(config) = config() else { return Ok(TC_ACT_OK) };
-            // A reply from a service's backend, or a packet to a service (the pod is a client).
-            // Parsed once for both; a reply goes to a client, never to a service.
-            let mut headers = headers;
-            let flow = service::flow(ctx, &headers);
-            if service::reverse(ctx, flow)? {
-                headers = ctx.load(0).map_err(|_| ())?;
-            } else {
-                match service::forward(ctx, flow)? {
-                    Forward::Pass => {}
-                    Forward::Translated => headers = ctx.load(0).map_err(|_| ())?,
-                    Forward::Reject => {
-                        return Ok(service::reject(ctx, &headers, config, port).unwrap_or(TC_ACT_SHOT));
-                    }
-                    Forward::NoPort => return Ok(drop_packet(ctx, Decision::ServiceNoPort)),
-                }
-            }
-            let (_, daddr) = headers.ipv4_addrs();
-            if let Some(verdict) = to_cluster(ctx, &headers, daddr, config) {
-                return verdict;
-            }
-            // Not in the cluster's tables: straight to the host through `tun0-br`'s egress
-            // (`tun0`'s ingress), addressed to the gateway. Not through the bridge: with
-            // br_netfilter loaded, a bridged packet would meet the NAT hooks before routing and
-            // get its masquerade decision there, where it cannot apply.
-            ctx.store(0, &config.gateway_mac, 0).map_err(|_| ())?;
-            count(Decision::ToHost, packet_len(ctx));
-            Ok(redirect(config.tun_br_ifindex))
         }
-        _ => Err(()),
+        // The cluster network is IPv4 only; a pod's IPv6 (its neighbour discovery, too) is not
+        // a spoof.
+        ETH_P_IPV6 => Err(Decision::Ipv6),
+        _ => Err(Decision::NotIpv4),
     }
 }
 
-fn from_tunnel(ctx: &TcContext) -> Result<i32, ()> {
-    let mut headers: Headers = ctx.load(0).map_err(|_| ())?;
-    if headers.proto() != ETH_P_IP {
-        return Err(());
+/// Where an IPv4 packet from a pod goes once its source is checked: a service's translation,
+/// then a local pod, a remote subnet or the host. Returns the TC verdict, or for a drop the
+/// negated reason index less one.
+///
+/// A function of its own (a BPF-to-BPF call): the checks before it, the service programs it
+/// calls and the tunnel headers would not fit the verifier's 512 bytes of stack in one frame.
+#[inline(never)]
+fn pod_onward(ctx: &TcContext, config: &NodeConfig, port: u32) -> i64 {
+    match pod_onward_result(ctx, config, port) {
+        Ok(verdict) => i64::from(verdict),
+        Err(reason) => -(i64::from(reason.index()) + 1),
     }
-    // A remote backend's reply to a client here.
-    if service::reverse(ctx, service::flow(ctx, &headers))? {
-        headers = ctx.load(0).map_err(|_| ())?;
+}
+
+#[inline(always)]
+fn pod_onward_result(ctx: &TcContext, config: &NodeConfig, port: u32) -> Result<i32, Decision> {
+    let malformed = |()| Decision::Malformed;
+    let mut headers: Headers = ctx.load(0).map_err(|_| Decision::Malformed)?;
+    // A reply from a service's backend, or a packet to a service (the pod is a client). Parsed
+    // once for both; a reply goes to a client, never to a service.
+    let flow = service::flow(ctx, &headers);
+    if service::reverse(ctx, flow).map_err(malformed)? {
+        headers = ctx.load(0).map_err(|_| Decision::Malformed)?;
+    } else {
+        match service::forward(ctx, flow).map_err(malformed)? {
+            Forward::Pass => {}
+            Forward::Translated => headers = ctx.load(0).map_err(|_| Decision::Malformed)?,
+            Forward::Reject => return Ok(service::reject(ctx, &headers, config, port).unwrap_or(TC_ACT_SHOT)),
+            Forward::NoPort => return Err(Decision::ServiceNoPort),
+        }
     }
     let (_, daddr) = headers.ipv4_addrs();
-    let config = config().ok_or(())?;
+    if let Some(verdict) = to_cluster(ctx, &headers, daddr, config) {
+        return verdict.map_err(malformed);
+    }
+    // Not in the cluster's tables: straight to the host through `tun0-br`'s egress (`tun0`'s
+    // ingress), addressed to the gateway. Not through the bridge: with br_netfilter loaded, a
+    // bridged packet would meet the NAT hooks before routing and get its masquerade decision
+    // there, where it cannot apply.
+    ctx.store(0, &config.gateway_mac, 0).map_err(|_| Decision::Malformed)?;
+    count(Decision::ToHost, packet_len(ctx));
+    Ok(redirect(config.tun_br_ifindex))
+}
+
+/// The underlay address (network order) a packet that `vxlan0` received came from.
+#[inline(always)]
+fn tunnel_sender(ctx: &TcContext) -> Option<u32> {
+    // Every byte is written, as in `via_vxlan0`.
+    let mut key = bpf_tunnel_key {
+        tunnel_id: 0,
+        __bindgen_anon_1: bpf_tunnel_key__bindgen_ty_1 { remote_ipv6: [0; 4] },
+        tunnel_tos: 0,
+        tunnel_ttl: 0,
+        __bindgen_anon_2: bpf_tunnel_key__bindgen_ty_2 { tunnel_ext: 0 },
+        tunnel_label: 0,
+        __bindgen_anon_3: bpf_tunnel_key__bindgen_ty_3 { local_ipv6: [0; 4] },
+    };
+    // SAFETY: the key lives on the stack for the call; the size is the struct's.
+    let ret = unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb, &mut key, size_of::<bpf_tunnel_key>() as u32, 0) };
+    // SAFETY: the helper filled the IPv4 member (flags 0), in host byte order.
+    (ret == 0).then(|| u32::to_be(unsafe { key.__bindgen_anon_1.remote_ipv4 }))
+}
+
+fn from_tunnel(ctx: &TcContext) -> Result<i32, Decision> {
+    let mut headers: Headers = ctx.load(0).map_err(|_| Decision::Malformed)?;
+    if headers.proto() != ETH_P_IP {
+        return Err(Decision::TunnelMiss);
+    }
+    let sender = tunnel_sender(ctx).ok_or(Decision::TunnelUnknownNode)?;
+    guard::tunnel_source(sender, headers.ipv4_addrs().0)?;
+    // A remote backend's reply to a client here.
+    if service::reverse(ctx, service::flow(ctx, &headers)).map_err(|()| Decision::Malformed)? {
+        headers = ctx.load(0).map_err(|_| Decision::Malformed)?;
+    }
+    let (_, daddr) = headers.ipv4_addrs();
+    let config = config().ok_or(Decision::TunnelMiss)?;
     if let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) {
-        return deliver_local(ctx, endpoint, config, Decision::FromTunnel);
+        return deliver_local(ctx, endpoint, config, Decision::FromTunnel).map_err(|()| Decision::Malformed);
     }
     if daddr == config.gateway_ip && config.gateway_ip != 0 {
         // To the host: make the frame `tun0`'s and hand it to `tun0-br`'s egress, which is
         // `tun0`'s ingress (`bpf_redirect_peer` cannot target the same namespace).
-        ctx.store(0, &config.gateway_mac, 0).map_err(|_| ())?;
+        ctx.store(0, &config.gateway_mac, 0).map_err(|_| Decision::Malformed)?;
         count(Decision::ToHost, packet_len(ctx));
         return Ok(redirect(config.tun_br_ifindex));
     }
-    Err(())
+    Err(Decision::TunnelMiss)
 }
 
 fn from_host(ctx: &TcContext) -> Result<i32, ()> {
@@ -230,7 +279,16 @@ fn from_host(ctx: &TcContext) -> Result<i32, ()> {
 
 fn from_underlay(ctx: &TcContext) -> Result<i32, ()> {
     let tunnel = vxlan::tunnel().ok_or(())?;
-    let daddr = vxlan::inner_destination(ctx, tunnel).ok_or(())?;
+    let daddr = match vxlan::arrival(ctx, tunnel) {
+        Arrival::Other => return Ok(TC_ACT_OK),
+        // `vxlan0` takes it, and `sdn_from_tunnel` checks its inner source.
+        Arrival::ForVxlan0 { sender } if guard::is_node(sender) => return Ok(TC_ACT_OK),
+        Arrival::ForVxlan0 { .. } => return Ok(drop_packet(ctx, Decision::TunnelUnknownNode)),
+        Arrival::Strippable { sender, source, destination } => match guard::tunnel_source(sender, source) {
+            Ok(()) => destination,
+            Err(reason) => return Ok(drop_packet(ctx, reason)),
+        },
+    };
     let endpoint = SDN_ENDPOINTS.get_ptr_mut(daddr).ok_or(())?;
     let config = config().ok_or(())?;
     vxlan::decap(ctx)?;
@@ -320,16 +378,6 @@ struct EthAddrs {
     src: [u8; 6],
 }
 
-/// Whether `ip` (network order) is an endpoint on port `ifindex` with MAC `mac`.
-#[inline(always)]
-fn is_endpoint_on(ip: u32, ifindex: u32, mac: &[u8; 6]) -> bool {
-    match SDN_ENDPOINTS.get_ptr(ip) {
-        // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
-        Some(endpoint) => unsafe { (*endpoint).ifindex == ifindex && mac_eq(&(*endpoint).mac, mac) },
-        None => false,
-    }
-}
-
 /// Longest-prefix match of `ip` (network order) in the remote subnets.
 #[inline(always)]
 fn lookup_remote(ip: u32) -> Option<*mut Remote> {
@@ -351,12 +399,12 @@ fn config() -> Option<&'static NodeConfig> {
 
 /// Compares MACs byte by byte (`==` on arrays may become a `bcmp` call, which BPF lacks).
 #[inline(always)]
-fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
+pub fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
     (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5]) == 0
 }
 
 #[inline(always)]
-fn ingress_ifindex(ctx: &TcContext) -> u32 {
+pub fn ingress_ifindex(ctx: &TcContext) -> u32 {
     // SAFETY: the context pointer is the program's `__sk_buff`, readable for the whole run.
     unsafe { (*ctx.skb.skb).ifindex }
 }
@@ -398,12 +446,6 @@ fn count(decision: Decision, len: u64) {
             (*counter).bytes += len;
         }
     }
-}
-
-#[inline(always)]
-fn drop_packet(ctx: &TcContext, decision: Decision) -> i32 {
-    count(decision, packet_len(ctx));
-    TC_ACT_SHOT
 }
 
 // Never reached: the programs do not panic, and a panic path the optimiser could not remove would

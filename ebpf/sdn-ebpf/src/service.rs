@@ -27,21 +27,21 @@ static SDN_SERVICES: HashMap<ServiceKey, ServiceEntry> = HashMap::pinned(MAX_SER
 #[map]
 static SDN_BACKENDS: HashMap<BackendKey, Backend> = HashMap::pinned(MAX_BACKENDS, 0);
 
-/// Tracked flows, both ways, → what their packets become.
 /// (client, frontend id) → the backend of the client's last new connection, for `ClientIP`
 /// affinity.
 #[map]
 static SDN_AFFINITY: LruHashMap<AffinityKey, Affinity> = LruHashMap::pinned(MAX_AFFINITY, 0);
 
+/// Tracked flows, both ways, → what their packets become.
 #[map]
 static SDN_CONNTRACK: LruHashMap<FlowKey, Translation> = LruHashMap::pinned(MAX_CONNTRACK, 0);
 
 const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMP: u8 = 1;
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_PORT_UNREACH: u8 = 3;
-const L4: usize = ETH_HLEN + IPV4_HLEN;
+pub const L4: usize = ETH_HLEN + IPV4_HLEN;
 const IP_CSUM: usize = ETH_HLEN + 10;
 const IP_SADDR: usize = ETH_HLEN + 12;
 const IP_DADDR: usize = ETH_HLEN + 16;
@@ -92,6 +92,7 @@ pub fn flow(ctx: &TcContext, headers: &Headers) -> Option<(FlowKey, usize)> {
 }
 
 /// Translates a packet to a frontend (its [`flow`]): the backend its connection has, or a new one.
+#[inline(never)]
 pub fn forward(ctx: &TcContext, flow: Option<(FlowKey, usize)>) -> Result<Forward, ()> {
     let Some((flow, csum)) = flow else { return Ok(Forward::Pass) };
     let key = ServiceKey { ip: flow.daddr, port: flow.dport, protocol: flow.protocol, _pad: 0 };
@@ -127,7 +128,7 @@ pub fn forward(ctx: &TcContext, flow: Option<(FlowKey, usize)>) -> Result<Forwar
             if affinity != 0 {
                 let (backend, slot) = chosen;
                 let entry = Affinity { ip: backend.ip, port: backend.port, _pad: 0, slot, _pad2: 0, used_ns: now };
-                SDN_AFFINITY.insert(&client, &entry, 0).map_err(|_| ())?;
+                SDN_AFFINITY.insert(client, entry, 0).map_err(|_| ())?;
             }
             chosen
         }
@@ -154,8 +155,8 @@ pub fn forward(ctx: &TcContext, flow: Option<(FlowKey, usize)>) -> Result<Forwar
             id,
             slot,
         };
-        SDN_CONNTRACK.insert(&flow, &there, 0).map_err(|_| ())?;
-        SDN_CONNTRACK.insert(&back_key, &back, 0).map_err(|_| ())?;
+        SDN_CONNTRACK.insert(flow, there, 0).map_err(|_| ())?;
+        SDN_CONNTRACK.insert(back_key, back, 0).map_err(|_| ())?;
     }
     let udp = flow.protocol == IPPROTO_UDP;
     rewrite_addr(ctx, IP_DADDR, csum, flow.daddr, backend.ip, udp)?;
@@ -190,12 +191,12 @@ fn forget_stale_reply(ctx: &TcContext, flow: &FlowKey) {
         _pad: [0; 2],
     };
     // SAFETY: the value is copied out at once.
-    let Some(back) = (unsafe { SDN_CONNTRACK.get(&reply) }).copied() else { return };
-    let _ = SDN_CONNTRACK.remove(&reply);
+    let Some(back) = (unsafe { SDN_CONNTRACK.get(reply) }).copied() else { return };
+    let _ = SDN_CONNTRACK.remove(reply);
     // And the old way there, so the client's next packet to the service is tracked afresh, both
     // ways.
     let there = FlowKey { daddr: back.ip, dport: back.port, direction: FLOW_TO_SERVICE, ..*flow };
-    let _ = SDN_CONNTRACK.remove(&there);
+    let _ = SDN_CONNTRACK.remove(there);
 }
 
 /// Whether the packet is a TCP SYN without ACK: the start of a connection.
@@ -244,11 +245,12 @@ fn affine_backend(client: &AffinityKey, now: u64, timeout: u32) -> Option<(Backe
 
 /// Gives a service's reply (its [`flow`]) the frontend back as its source (and a hairpin's its client as its
 /// destination); `Ok(true)` when it was one.
+#[inline(never)]
 pub fn reverse(ctx: &TcContext, flow: Option<(FlowKey, usize)>) -> Result<bool, ()> {
     let Some((mut flow, csum)) = flow else { return Ok(false) };
     flow.direction = FLOW_REPLY;
     // SAFETY: the value is copied out at once.
-    let Some(back) = (unsafe { SDN_CONNTRACK.get(&flow) }).copied() else { return Ok(false) };
+    let Some(back) = (unsafe { SDN_CONNTRACK.get(flow) }).copied() else { return Ok(false) };
     let udp = flow.protocol == IPPROTO_UDP;
     rewrite_addr(ctx, IP_SADDR, csum, flow.saddr, back.ip, udp)?;
     rewrite_port(ctx, L4, csum, flow.sport, back.port, udp)?;
@@ -284,6 +286,7 @@ fn rewrite_port(ctx: &TcContext, offset: usize, csum: usize, old: u16, new: u16,
 /// the kernel answer a closed port: a TCP reset, or for UDP an ICMP port unreachable (see
 /// [`unreachable`]). Made of the packet itself and sent back the way it came, out of `port` (the
 /// pod's host-side veth, or `tun0-br` towards the host).
+#[inline(never)]
 pub fn reject(ctx: &TcContext, headers: &Headers, config: &NodeConfig, port: u32) -> Result<i32, ()> {
     count(Decision::ServiceRejected, packet_len(ctx));
     if flow(ctx, headers).is_none() {

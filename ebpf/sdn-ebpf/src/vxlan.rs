@@ -184,32 +184,48 @@ struct Encapsulated {
     inner_ip: [u8; IPV4_HLEN],
 }
 
-/// If the frame is VXLAN for this node carrying IPv4, the inner destination address (network
-/// order). Anything else (including IP options and fragments, which `vxlan0` reassembles) is
-/// `None`, and goes on up the stack unchanged.
+/// What a frame that arrived on the underlay interface is to the tunnel.
+pub enum Arrival {
+    /// Not VXLAN for this node, as far as can be told here (fragments and IP options included,
+    /// which the kernel reassembles or parses for `vxlan0`): on up the stack unchanged.
+    Other,
+    /// VXLAN for this node that `vxlan0` must take (a checked outer UDP checksum, a VNI flag
+    /// missing, an inner frame that is not IPv4), from underlay address `sender`.
+    ForVxlan0 { sender: u32 },
+    /// VXLAN for this node carrying IPv4, which the program strips itself. Addresses in
+    /// network order.
+    Strippable { sender: u32, source: u32, destination: u32 },
+}
+
+/// Classifies a frame from the underlay (see [`Arrival`]).
 #[inline(always)]
-pub fn inner_destination(ctx: &TcContext, tunnel: &Tunnel) -> Option<u32> {
-    let frame: Encapsulated = ctx.load(0).ok()?;
+pub fn arrival(ctx: &TcContext, tunnel: &Tunnel) -> Arrival {
+    let Ok(frame) = ctx.load::<Encapsulated>(0) else { return Arrival::Other };
     let (eth, outer, udp, vxlan) = (&frame.eth, &frame.headers.ip, &frame.headers.udp, &frame.headers.vxlan);
     let inner_eth = &frame.headers.inner_eth;
     let ipv4 = ETH_P_IP.to_be_bytes();
     let is_ipv4 = |eth: &[u8; ETH_HLEN]| eth[ETH_PROTO] == ipv4[0] && eth[ETH_PROTO + 1] == ipv4[1];
     let fragment = (outer[6] & 0x3f) | outer[7];
+    let saddr = u32::from_ne_bytes([outer[12], outer[13], outer[14], outer[15]]);
     let daddr = u32::from_ne_bytes([outer[16], outer[17], outer[18], outer[19]]);
     let dport = u16::from_ne_bytes([udp[2], udp[3]]);
     if !is_ipv4(eth) || outer[0] != 0x45 || outer[9] != IPPROTO_UDP || fragment != 0 || daddr != tunnel.node_ip {
-        return None;
+        return Arrival::Other;
+    }
+    if dport != tunnel.port {
+        return Arrival::Other;
     }
     // A sender that sets the outer UDP checksum wants it checked: `vxlan0` does that.
     let checksummed = (udp[6] | udp[7]) != 0;
-    if dport != tunnel.port || checksummed || vxlan[0] & VXLAN_FLAG_VNI == 0 || (vxlan[4] | vxlan[5] | vxlan[6]) != 0 {
-        return None;
-    }
-    if !is_ipv4(inner_eth) {
-        return None;
+    if checksummed || vxlan[0] & VXLAN_FLAG_VNI == 0 || (vxlan[4] | vxlan[5] | vxlan[6]) != 0 || !is_ipv4(inner_eth) {
+        return Arrival::ForVxlan0 { sender: saddr };
     }
     let ip = &frame.inner_ip;
-    Some(u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]))
+    Arrival::Strippable {
+        sender: saddr,
+        source: u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]),
+        destination: u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]),
+    }
 }
 
 /// Strips the outer IPv4, UDP and VXLAN headers and the inner Ethernet header, leaving the outer

@@ -22,8 +22,9 @@ pub struct BuiltNode {
     pub dataplane: Arc<Mutex<Dataplane>>,
 }
 
-/// Builds (or adopts) the node for `network` and `subnet`, inside the
-/// node's namespace.
+/// Builds (or adopts) the node for `network` and `subnet`, inside the node's namespace,
+/// accepting VXLAN from the nodes at `senders` (the registry keeps that set up to date later;
+/// a restarted agent must not refuse its peers in between).
 pub async fn build_node(
     ns: &NodeNamespace,
     config: &NodeConfig,
@@ -31,6 +32,7 @@ pub async fn build_node(
     subnet: &HostSubnet,
     underlay: &Link,
     node_ip: Ipv4Addr,
+    senders: Vec<Ipv4Addr>,
 ) -> Result<BuiltNode, AgentError> {
     let layout = NodeLayout::new(network, subnet, underlay.mtu)?;
     crate::bpffs::ensure(&config.bpffs)?;
@@ -47,7 +49,7 @@ pub async fn build_node(
             underlay.mtu
         );
     }
-    let tunnel = Underlay { link: underlay.clone(), node_ip, native: fits && !config.kernel_vxlan };
+    let tunnel = Underlay { link: underlay.clone(), node_ip, native: fits && !config.kernel_vxlan, senders };
     ns.run(move || async move { build_in_namespace(&in_ns, &pin_dir, &state_dir, tunnel).await }).await?
 }
 
@@ -57,6 +59,7 @@ struct Underlay {
     link: Link,
     node_ip: Ipv4Addr,
     native: bool,
+    senders: Vec<Ipv4Addr>,
 }
 
 /// Where the agent keeps the forwarding setting it found, so that cleanup
@@ -80,17 +83,19 @@ async fn build_in_namespace(
     }
     let nl = Netlink::connect()?;
     let devices = net::build(&nl, layout).await?;
-    nat::apply(layout.cluster_network, layout.vxlan_port)?;
+    let Underlay { link, node_ip, native, senders } = underlay;
+    nat::apply(layout.cluster_network, layout.vxlan_port, &senders)?;
     let mut dataplane = Dataplane::load(pin_dir)?;
     dataplane.set_config(bpf::node_config(
         layout.gateway,
         devices.vxlan0.index,
         devices.tun0_br.index,
         devices.tun0.mac,
+        node_ip,
+        layout.vxlan_port,
     ))?;
     dataplane.attach(Program::FromTunnel, VXLAN0)?;
     dataplane.attach(Program::FromHost, TUN0_BR)?;
-    let Underlay { link, node_ip, native } = underlay;
     if native {
         // Other nodes may send this one VXLAN from any moment on; what the program leaves
         // (and everything before it is attached) goes to vxlan0.

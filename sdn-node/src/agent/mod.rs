@@ -133,10 +133,12 @@ pub async fn run(
         informer: store.informer(),
         keys: store.keys().clone(),
         node: node.name.clone(),
+        node_ip: ip,
         status: status.clone(),
     };
     let Some((network, subnet)) = registry.wait_for_subnet(&mut shutdown).await else { return Ok(()) };
-    let built = build_node(&ns, &config, &network, &subnet, &underlay_link, ip).await?;
+    let senders = registry.peers(&subnet).map(|p| p.senders.into_keys().collect()).unwrap_or_default();
+    let built = build_node(&ns, &config, &network, &subnet, &underlay_link, ip, senders).await?;
     tracing::info!(
         "node {} built: subnet {}, gateway {} on tun0, pod MTU {}",
         node.name,

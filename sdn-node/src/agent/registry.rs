@@ -1,6 +1,8 @@
 //! Following the registry: this node's `HostSubnet`, every other node's (the tunnel map), and
 //! the services the cluster DNS serves, from one informer of the prefix, until the agent stops.
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use sdn_cluster::informer::Informer;
@@ -13,8 +15,9 @@ use super::services::ServiceSync;
 use super::{AgentError, PodApi};
 use crate::bpf::{self, BpfError, Dataplane};
 use crate::dns::ClusterDns;
+use crate::nat;
 use crate::netns::NodeNamespace;
-use crate::remotes;
+use crate::remotes::{self, Peers, Refusal};
 use crate::status::Status;
 
 /// The cluster as this node's informer holds it.
@@ -23,6 +26,8 @@ pub struct Registry {
     pub keys: Keys,
     /// This node's name.
     pub node: String,
+    /// This node's underlay address.
+    pub node_ip: Ipv4Addr,
     pub status: Arc<Status>,
 }
 
@@ -58,6 +63,7 @@ impl Registry {
         let mut changes = self.informer.subscribe();
         let status = &self.status;
         let mut own_subnet_missing = false;
+        let mut trust = Trust::default();
         let mut services = match ServiceSync::adopt(&crate::locked(&built.dataplane)) {
             Ok(services) => Some(services),
             Err(err) => {
@@ -80,11 +86,13 @@ impl Registry {
                     }
                 }
             }
-            match sync_remotes(&built.dataplane, &self.node, &all_subnets(&self.informer, &self.keys)) {
-                Ok(count) => status.set_remotes(count),
-                Err(err) => {
-                    status.reconcile_error();
-                    tracing::error!("updating the tunnel map: {err}");
+            if let Some(peers) = self.peers(&subnet) {
+                match trust.sync(&built.dataplane, ns, &peers).await {
+                    Ok((routes, senders)) => status.set_peers(routes, senders, peers.refused.len()),
+                    Err(err) => {
+                        status.reconcile_error();
+                        tracing::error!("updating the tunnel map: {err}");
+                    }
                 }
             }
             let missing =
@@ -129,28 +137,77 @@ fn own_subnet(informer: &Informer, keys: &Keys, name: &str) -> Option<(ClusterNe
     Some((network, subnet))
 }
 
-/// Every readable `HostSubnet` in the cache.
-fn all_subnets(informer: &Informer, keys: &Keys) -> Vec<HostSubnet> {
+/// Every readable `HostSubnet` in the cache, with its create revision.
+fn all_subnets(informer: &Informer, keys: &Keys) -> Vec<remotes::Registered> {
     let cache = informer.read();
-    cache.range(&keys.subnets()).filter_map(|(key, entry)| decode(key, &entry.value).ok()).collect()
+    cache
+        .range(&keys.subnets())
+        .filter_map(|(key, entry)| decode(key, &entry.value).ok().map(|s| (s, entry.create_revision)))
+        .collect()
 }
 
-/// Brings the tunnel map in line with the cluster's subnets.
-fn sync_remotes(dataplane: &Mutex<Dataplane>, own: &str, subnets: &[HostSubnet]) -> Result<usize, BpfError> {
+impl Registry {
+    /// The other nodes this one believes, checked against the cluster network and `own`; `None`
+    /// while the cache lacks the network.
+    pub fn peers(&self, own: &HostSubnet) -> Option<Peers> {
+        let network = own_subnet(&self.informer, &self.keys, &self.node).map(|(network, _)| network)?;
+        Some(remotes::admit(&network, own, self.node_ip, &all_subnets(&self.informer, &self.keys)))
+    }
+}
+
+/// What the follow loop last made of the registry: refusals already logged, and the tunnel
+/// senders the nftables set holds.
+#[derive(Default)]
+struct Trust {
+    logged: BTreeSet<Refusal>,
+    in_nftables: Option<BTreeSet<Ipv4Addr>>,
+}
+
+impl Trust {
+    /// Brings the tunnel maps and the nftables set in line with `peers`; the routes and
+    /// senders now in the maps.
+    async fn sync(
+        &mut self,
+        dataplane: &Mutex<Dataplane>,
+        ns: &NodeNamespace,
+        peers: &Peers,
+    ) -> Result<(usize, usize), AgentError> {
+        for refusal in peers.refused.difference(&self.logged) {
+            tracing::warn!("refusing {refusal}");
+        }
+        self.logged = peers.refused.clone();
+        let counts = sync_maps(dataplane, peers)?;
+        let senders: BTreeSet<Ipv4Addr> = peers.senders.keys().copied().collect();
+        if self.in_nftables.as_ref() != Some(&senders) {
+            let list: Vec<Ipv4Addr> = senders.iter().copied().collect();
+            ns.run(move || async move { nat::set_nodes(&list) }).await??;
+            self.in_nftables = Some(senders);
+        }
+        Ok(counts)
+    }
+}
+
+/// Brings the tunnel routes and senders in the maps in line with `peers`.
+fn sync_maps(dataplane: &Mutex<Dataplane>, peers: &Peers) -> Result<(usize, usize), BpfError> {
     let mut dp = crate::locked(dataplane);
     let current: Vec<_> =
         dp.remotes()?.into_iter().map(|(subnet, remote)| (subnet, bpf::key_ip(remote.node_ip))).collect();
-    let changes = remotes::diff(own, subnets, &current);
-    for node in &changes.skipped {
-        tracing::warn!("node {node} has an IPv6 address; the VXLAN underlay is IPv4 only, so it is not reachable");
+    let routes = remotes::diff(&peers.routes, &current);
+    // Senders first: a new node's packets are accepted before this node sends it any.
+    let senders = remotes::diff(&peers.senders, &dp.nodes()?);
+    for (ip, subnet) in &senders.upsert {
+        dp.upsert_node(*ip, *subnet)?;
     }
-    for (subnet, ip) in &changes.upsert {
+    for (subnet, ip) in &routes.upsert {
         dp.upsert_remote(*subnet, *ip)?;
         tracing::info!("remote subnet {subnet} via {ip}");
     }
-    for subnet in &changes.remove {
+    for subnet in &routes.remove {
         dp.remove_remote(*subnet)?;
         tracing::info!("remote subnet {subnet} withdrawn");
     }
-    Ok(dp.remotes()?.len())
+    for ip in &senders.remove {
+        dp.remove_node(*ip)?;
+    }
+    Ok((dp.remotes()?.len(), dp.nodes()?.len()))
 }

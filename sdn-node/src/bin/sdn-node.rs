@@ -30,6 +30,46 @@ enum Command {
     Cleanup(NodeArgs),
     /// Print the flow table with counters, like `ovs-ofctl dump-flows`.
     Flows(NodeArgs),
+    /// Follow the packets the dataplane drops, one line each, with the reason (like `cilium
+    /// monitor --type drop`).
+    Drops(DropsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DropsArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Stop after this many drops.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Show only drops for this reason (as `sdn-node flows` names them: spoofed-ip,
+    /// pod-to-tunnel-port, ...); repeatable.
+    #[arg(long = "reason", value_parser = parse_reason)]
+    reasons: Vec<bpf::Decision>,
+}
+
+fn parse_reason(name: &str) -> Result<bpf::Decision, String> {
+    let drops = || bpf::Decision::ALL.into_iter().filter(|d| d.is_drop());
+    drops().find(|d| d.name() == name).ok_or_else(|| {
+        let names: Vec<&str> = drops().map(bpf::Decision::name).collect();
+        format!("no drop reason {name:?}; the reasons are {}", names.join(", "))
+    })
+}
+
+/// Enters the node's namespace (where the maps' interface indexes mean something) and
+/// resolves the node's configuration.
+fn in_node(args: NodeArgs) -> anyhow::Result<sdn_node::config::NodeConfig> {
+    if let Some(path) = &args.netns {
+        sdn_node::netns::enter(path)?;
+    }
+    let config = args.resolve()?;
+    if !config.pin_dir.join("maps").is_dir() {
+        anyhow::bail!("no flow tables under {}: is the agent running on this node?", config.pin_dir.display());
+    }
+    Ok(config)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -53,19 +93,40 @@ fn main() -> anyhow::Result<()> {
             let config = args.resolve()?;
             runtime()?.block_on(cleanup(config, ns))
         }
+        Command::Drops(args) => drops(args),
         Command::Flows(args) => {
-            // In the node's namespace, where the underlay's interface index means something.
-            if let Some(path) = &args.netns {
-                sdn_node::netns::enter(path)?;
-            }
-            let config = args.resolve()?;
-            if !config.pin_dir.join("maps").is_dir() {
-                anyhow::bail!("no flow tables under {}: is the agent running on this node?", config.pin_dir.display());
-            }
+            let config = in_node(args)?;
             let dataplane = bpf::Dataplane::load(&config.pin_dir)
                 .with_context(|| format!("reading the flow maps under {}", config.pin_dir.display()))?;
             print!("{}", dataplane.flows()?);
             Ok(())
+        }
+    }
+}
+
+fn drops(args: DropsArgs) -> anyhow::Result<()> {
+    let config = in_node(args.node)?;
+    let mut reader = bpf::drops::DropReader::open(&config.pin_dir)?;
+    let deadline = args.seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    let mut seen = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) || args.count.is_some_and(|c| seen >= c) {
+            return Ok(());
+        }
+        let wait = left.unwrap_or(std::time::Duration::from_secs(1)).min(std::time::Duration::from_secs(1));
+        let shown = |event: &sdn_node::bpf::DropEvent| {
+            args.reasons.is_empty() || args.reasons.iter().any(|r| r.index() == event.reason)
+        };
+        for event in reader.wait(wait)?.into_iter().filter(shown) {
+            use std::io::Write as _;
+            writeln!(out, "{}", bpf::drops::describe(&event, bpf::interface_name)).context("writing to stdout")?;
+            out.flush().context("writing to stdout")?;
+            seen += 1;
+            if args.count.is_some_and(|c| seen >= c) {
+                return Ok(());
+            }
         }
     }
 }

@@ -5,11 +5,37 @@ use std::net::Ipv4Addr;
 
 use aya::maps::lpm_trie::Key;
 use ipnetwork::Ipv4Network;
-use sdn_ebpf_common::{Endpoint, NodeConfig, Remote};
+use sdn_ebpf_common::{Endpoint, NodeConfig, PeerNode, Remote};
 
 /// Builds the node configuration the programs read, converting addresses to network order.
-pub fn node_config(gateway_ip: Ipv4Addr, vxlan_ifindex: u32, tun_br_ifindex: u32, gateway_mac: [u8; 6]) -> NodeConfig {
-    NodeConfig { gateway_ip: ip_key(gateway_ip), vxlan_ifindex, tun_br_ifindex, gateway_mac, _pad: [0; 2] }
+pub fn node_config(
+    gateway_ip: Ipv4Addr,
+    vxlan_ifindex: u32,
+    tun_br_ifindex: u32,
+    gateway_mac: [u8; 6],
+    node_ip: Ipv4Addr,
+    vxlan_port: u16,
+) -> NodeConfig {
+    NodeConfig {
+        gateway_ip: ip_key(gateway_ip),
+        vxlan_ifindex,
+        tun_br_ifindex,
+        gateway_mac,
+        vxlan_port: vxlan_port.to_be(),
+        node_ip: ip_key(node_ip),
+    }
+}
+
+/// A tunnel sender's entry: its subnet as network address and mask, in network order.
+pub fn peer_node(subnet: Ipv4Network) -> PeerNode {
+    PeerNode { subnet: ip_key(subnet.network()), mask: ip_key(subnet.mask()) }
+}
+
+/// The subnet of a tunnel sender's entry, if its mask is one.
+pub fn peer_subnet(node: PeerNode) -> Option<Ipv4Network> {
+    let mask = Ipv4Addr::from(node.mask.to_ne_bytes());
+    let prefix = ipnetwork::ipv4_mask_to_prefix(mask).ok()?;
+    Ipv4Network::new(key_ip(node.subnet), prefix).ok()
 }
 
 /// An address as the maps store it: a `u32` whose memory holds the octets in network order.
@@ -80,9 +106,17 @@ mod tests {
 
     #[test]
     fn node_config_is_in_network_order() {
-        let config = node_config(Ipv4Addr::new(10, 1, 0, 1), 7, 8, [2, 0, 0, 0, 0, 1]);
+        let config =
+            node_config(Ipv4Addr::new(10, 1, 0, 1), 7, 8, [2, 0, 0, 0, 0, 1], Ipv4Addr::new(192, 0, 2, 1), 4789);
         assert_eq!(config.gateway_ip.to_ne_bytes(), [10, 1, 0, 1]);
         assert_eq!((config.vxlan_ifindex, config.tun_br_ifindex), (7, 8));
+        assert_eq!((config.node_ip.to_ne_bytes(), config.vxlan_port.to_ne_bytes()), ([192, 0, 2, 1], [0x12, 0xb5]));
+        let subnet: Ipv4Network = "10.1.2.0/24".parse().expect("cidr");
+        let node = peer_node(subnet);
+        assert_eq!((node.subnet.to_ne_bytes(), node.mask.to_ne_bytes()), ([10, 1, 2, 0], [255, 255, 255, 0]));
+        assert!(node.owns(ip_key(Ipv4Addr::new(10, 1, 2, 77))) && !node.owns(ip_key(Ipv4Addr::new(10, 1, 3, 1))));
+        assert_eq!(peer_subnet(node), Some(subnet));
+        assert_eq!(peer_subnet(PeerNode { subnet: 0, mask: ip_key(Ipv4Addr::new(255, 0, 255, 0)) }), None);
     }
 
     #[test]

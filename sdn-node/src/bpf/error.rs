@@ -119,4 +119,10 @@ pub enum BpfError {
         /// What is wrong.
         detail: String,
     },
+    /// A map the command reads is not pinned: no agent of this build ran the node.
+    #[error("{} does not exist: no agent of this version has run this node (check --node and --bpffs)", path.display())]
+    NoPin {
+        /// The missing pin.
+        path: std::path::PathBuf,
+    },
 }

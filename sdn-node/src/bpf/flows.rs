@@ -9,8 +9,10 @@ use super::key_ip;
 use super::services::key_parts;
 
 /// Renders the flow tables like `ovs-ofctl dump-flows`: one line per local endpoint
-/// (`table=local`), per remote subnet (`table=remote`), then the decisions that have no entry:
-/// traffic to the host (`table=default`), tunnel misses and spoofed packets (both dropped).
+/// (`table=local`), per remote subnet (`table=remote`), per node whose VXLAN is accepted
+/// (`table=tunnel-in`, with the sources it may carry), then the decisions that have no entry:
+/// traffic to the host (`table=default`), service replies and rejects, and the drops, one line
+/// per reason (`table=drop`).
 /// Tunnelled packets leave through `tunnel_out`: `vxlan0`, or the underlay interface when the
 /// programs wrap them themselves.
 /// `name` gives an interface index's name, as the node's namespace knows it (the index itself
@@ -18,6 +20,7 @@ use super::services::key_parts;
 pub fn render_flows(
     endpoints: &[(Ipv4Addr, Endpoint)],
     remotes: &[(Ipv4Network, Remote)],
+    senders: &[(Ipv4Addr, Ipv4Network)],
     counters: &[Counter; Decision::COUNT],
     tunnel_out: &str,
     name: impl Fn(u32) -> Option<String>,
@@ -42,15 +45,17 @@ pub fn render_flows(
             key_ip(remote.node_ip)
         );
     }
+    for (node, subnet) in senders {
+        let _ = writeln!(out, " table=tunnel-in, ip,tun_src={node},nw_src={subnet} actions=accept");
+    }
     let rows = [
-        ("default", Decision::ToHost, "ip", "output:tun0"),
-        ("tunnel", Decision::TunnelMiss, "in_port=vxlan0", "drop"),
-        ("spoof", Decision::SpoofDrop, "in_port=pod", "drop"),
-        ("service", Decision::ServiceReplied, "ct_state=+rpl", "mod_nw_src:frontend"),
-        ("service", Decision::ServiceRejected, "no backends", "reject"),
-        ("service", Decision::ServiceNoPort, "ip,nw_dst=cluster-ip", "drop"),
+        ("default", Decision::ToHost, "ip".to_owned(), "output:tun0"),
+        ("service", Decision::ServiceReplied, "ct_state=+rpl".to_owned(), "mod_nw_src:frontend"),
+        ("service", Decision::ServiceRejected, "no backends".to_owned(), "reject"),
     ];
-    for (table, decision, matches, actions) in rows {
+    let drops =
+        Decision::ALL.into_iter().filter(|d| d.is_drop()).map(|d| ("drop", d, format!("reason={}", d.name()), "drop"));
+    for (table, decision, matches, actions) in rows.into_iter().chain(drops) {
         let counter = counters[decision.index() as usize];
         let _ = writeln!(
             out,
@@ -122,24 +127,34 @@ mod tests {
         )];
         let mut counters = [Counter::default(); Decision::COUNT];
         counters[Decision::ToHost as usize] = Counter { packets: 7, bytes: 700 };
-        counters[Decision::SpoofDrop as usize] = Counter { packets: 1, bytes: 42 };
+        counters[Decision::SpoofedIp as usize] = Counter { packets: 1, bytes: 42 };
+        let senders = [(Ipv4Addr::new(192, 0, 2, 12), "10.1.1.0/24".parse().expect("test network"))];
         let expected = [
             " table=local, n_packets=12, n_bytes=1176, ip,nw_dst=10.1.0.2 \
              actions=mod_dl_dst:aa:bb:cc:00:01:02,output:veth1a2b3c4d",
             " table=remote, n_packets=3, n_bytes=294, ip,nw_dst=10.1.1.0/24 \
              actions=set_field:192.0.2.12->tun_dst,output:eth0",
+            " table=tunnel-in, ip,tun_src=192.0.2.12,nw_src=10.1.1.0/24 actions=accept",
             " table=default, n_packets=7, n_bytes=700, ip actions=output:tun0",
-            " table=tunnel, n_packets=0, n_bytes=0, in_port=vxlan0 actions=drop",
-            " table=spoof, n_packets=1, n_bytes=42, in_port=pod actions=drop",
             " table=service, n_packets=0, n_bytes=0, ct_state=+rpl actions=mod_nw_src:frontend",
             " table=service, n_packets=0, n_bytes=0, no backends actions=reject",
-            " table=service, n_packets=0, n_bytes=0, ip,nw_dst=cluster-ip actions=drop",
+            " table=drop, n_packets=1, n_bytes=42, reason=spoofed-ip actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=tunnel-miss actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=service-no-port actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=spoofed-mac actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=spoofed-arp actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=not-ipv4 actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=ipv6 actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=tunnel-unknown-node actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=tunnel-foreign-source actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=pod-to-tunnel-port actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=malformed actions=drop",
             "",
         ]
         .join("\n");
         let name = |ifindex| (ifindex == 5).then(|| "veth1a2b3c4d".to_owned());
-        assert_eq!(render_flows(&endpoints, &remotes, &counters, "eth0", name), expected);
-        let unnamed = render_flows(&endpoints, &remotes, &counters, "eth0", |_| None);
+        assert_eq!(render_flows(&endpoints, &remotes, &senders, &counters, "eth0", name), expected);
+        let unnamed = render_flows(&endpoints, &remotes, &senders, &counters, "eth0", |_| None);
         assert!(unnamed.contains("output:5\n"), "an index without a name stays a number: {unnamed}");
     }
 

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! <pin_dir>/maps/SDN_ENDPOINTS, SDN_REMOTES, SDN_CONFIG, SDN_COUNTERS, SDN_TUNNEL,
-//!                SDN_SERVICES, SDN_BACKENDS, SDN_CONNTRACK   the maps
+//!                SDN_SERVICES, SDN_BACKENDS, SDN_CONNTRACK, SDN_AFFINITY,
+//!                SDN_NODES, SDN_DROPS                        the maps
 //! <pin_dir>/links/<iface>            one TCX ingress link per device (vxlan0, tun0-br, underlay)
 //! ```
 //!
@@ -18,6 +19,7 @@
 //! `pins.rs`, pod-port filters in `filter.rs`. Loading and attaching are tested as root in
 //! `tests/bpf_load.rs`.
 
+pub mod drops;
 mod entries;
 mod error;
 mod filter;
@@ -43,12 +45,12 @@ use aya::{
 };
 use ipnetwork::Ipv4Network;
 use sdn_ebpf_common::{
-    Backend, BackendKey, MAP_BACKENDS, MAP_CONFIG, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAP_SERVICES, MAP_TUNNEL,
-    ServiceEntry, ServiceKey,
+    Backend, BackendKey, MAP_BACKENDS, MAP_CONFIG, MAP_COUNTERS, MAP_ENDPOINTS, MAP_NODES, MAP_REMOTES, MAP_SERVICES,
+    MAP_TUNNEL, PeerNode, ServiceEntry, ServiceKey,
 };
-pub use sdn_ebpf_common::{Counter, Decision, Endpoint, NodeConfig, Remote, Tunnel};
+pub use sdn_ebpf_common::{Counter, Decision, DropEvent, Endpoint, NodeConfig, Remote, Tunnel};
 
-use entries::{endpoint_update, remote_update};
+use entries::{endpoint_update, peer_node, remote_update};
 pub use entries::{ip_key, key_ip, key_network, node_config, remote_key};
 pub use error::BpfError;
 pub use flows::render_flows;
@@ -97,6 +99,7 @@ pub struct Dataplane {
     tunnel: Array<MapData, Tunnel>,
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
     backends: HashMap<MapData, BackendKey, Backend>,
+    nodes: HashMap<MapData, u32, PeerNode>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -134,7 +137,19 @@ impl Dataplane {
         let tunnel = take_map(&mut ebpf, MAP_TUNNEL, Array::try_from)?;
         let services = take_map(&mut ebpf, MAP_SERVICES, HashMap::try_from)?;
         let backends = take_map(&mut ebpf, MAP_BACKENDS, HashMap::try_from)?;
-        Ok(Self { ebpf, pin_dir: pin_dir.to_owned(), endpoints, remotes, config, counters, tunnel, services, backends })
+        let nodes = take_map(&mut ebpf, MAP_NODES, HashMap::try_from)?;
+        Ok(Self {
+            ebpf,
+            pin_dir: pin_dir.to_owned(),
+            endpoints,
+            remotes,
+            config,
+            counters,
+            tunnel,
+            services,
+            backends,
+            nodes,
+        })
     }
 
     /// Attaches `program` to the ingress of `iface` as a TCX link pinned at
@@ -280,6 +295,31 @@ impl Dataplane {
         optional(self.remotes.remove(&remote_key(subnet))).map(drop).map_err(map_err(MAP_REMOTES))
     }
 
+    /// Makes `ip` a tunnel sender that speaks for `subnet`.
+    pub fn upsert_node(&mut self, ip: Ipv4Addr, subnet: Ipv4Network) -> Result<(), BpfError> {
+        self.nodes.insert(ip_key(ip), peer_node(subnet), 0).map_err(map_err(MAP_NODES))
+    }
+
+    /// Removes the tunnel sender `ip`; a missing one is fine.
+    pub fn remove_node(&mut self, ip: Ipv4Addr) -> Result<(), BpfError> {
+        optional(self.nodes.remove(&ip_key(ip))).map(drop).map_err(map_err(MAP_NODES))
+    }
+
+    /// Every tunnel sender and its subnet, sorted by address.
+    pub fn nodes(&self) -> Result<Vec<(Ipv4Addr, Ipv4Network)>, BpfError> {
+        let mut all = Vec::new();
+        for entry in self.nodes.iter() {
+            let (key, value) = entry.map_err(map_err(MAP_NODES))?;
+            let subnet = entries::peer_subnet(value).ok_or_else(|| BpfError::InvalidEntry {
+                map: MAP_NODES,
+                detail: format!("mask {:#x}", u32::from_be(value.mask)),
+            })?;
+            all.push((key_ip(key), subnet));
+        }
+        all.sort();
+        Ok(all)
+    }
+
     /// Every endpoint, sorted by address.
     pub fn endpoints(&self) -> Result<Vec<(Ipv4Addr, Endpoint)>, BpfError> {
         let mut all = Vec::new();
@@ -337,7 +377,14 @@ impl Dataplane {
             frontends.push(flows::FrontendFlows { key, entry, backends });
         }
         frontends.sort_by_key(|f| services::key_parts(&f.key));
-        let table = render_flows(&self.endpoints()?, &self.remotes()?, &self.counters()?, &tunnel_out, interface_name);
+        let table = render_flows(
+            &self.endpoints()?,
+            &self.remotes()?,
+            &self.nodes()?,
+            &self.counters()?,
+            &tunnel_out,
+            interface_name,
+        );
         Ok(table + &flows::render_services(&frontends))
     }
 
@@ -364,7 +411,7 @@ impl Dataplane {
     }
 }
 
-/// The name of interface `ifindex` in the calling thread's namespace.
+/// The index of interface `name` in the calling thread's namespace.
 fn interface_index(name: &str) -> Option<u32> {
     let name = std::ffi::CString::new(name).ok()?;
     // SAFETY: a NUL-terminated string that outlives the call.
@@ -372,7 +419,8 @@ fn interface_index(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
-fn interface_name(ifindex: u32) -> Option<String> {
+/// The name of interface `ifindex` in the calling thread's namespace.
+pub fn interface_name(ifindex: u32) -> Option<String> {
     let mut buf = [0u8; libc::IF_NAMESIZE];
     // SAFETY: the buffer holds IF_NAMESIZE bytes, as the call requires; it writes a C string.
     let name = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr().cast()) };

@@ -5,10 +5,10 @@ use std::{fs, io, path::Path};
 
 use aya::maps::{MapInfo, MapType, lpm_trie::Key};
 use sdn_ebpf_common::{
-    Affinity, AffinityKey, Backend, BackendKey, Counter, Decision, Endpoint, FlowKey, MAP_AFFINITY, MAP_BACKENDS,
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_REMOTES, MAP_SERVICES, MAP_TUNNEL, MAX_AFFINITY,
-    MAX_BACKENDS, MAX_CONNTRACK, MAX_ENDPOINTS, MAX_REMOTES, MAX_SERVICES, NodeConfig, Remote, ServiceEntry,
-    ServiceKey, Translation, Tunnel,
+    Affinity, AffinityKey, Backend, BackendKey, Counter, DROPS_BYTES, Decision, Endpoint, FlowKey, MAP_AFFINITY,
+    MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DROPS, MAP_ENDPOINTS, MAP_NODES, MAP_REMOTES,
+    MAP_SERVICES, MAP_TUNNEL, MAX_AFFINITY, MAX_BACKENDS, MAX_CONNTRACK, MAX_ENDPOINTS, MAX_NODES, MAX_REMOTES,
+    MAX_SERVICES, NodeConfig, PeerNode, Remote, ServiceEntry, ServiceKey, Translation, Tunnel,
 };
 
 use super::BpfError;
@@ -65,8 +65,8 @@ fn map<K, V>(name: &'static str, map_type: MapType, max_entries: u32, settings: 
     ExpectedMap { name, map_type, key_size, value_size, max_entries, settings }
 }
 
-pub(super) fn expected_maps() -> [ExpectedMap; 9] {
-    use MapType::{Array, Hash, LpmTrie, LruHash, PerCpuArray};
+pub(super) fn expected_maps() -> [ExpectedMap; 11] {
+    use MapType::{Array, Hash, LpmTrie, LruHash, PerCpuArray, RingBuf};
     [
         map::<u32, Endpoint>(MAP_ENDPOINTS, Hash, MAX_ENDPOINTS, false),
         map::<Key<u32>, Remote>(MAP_REMOTES, LpmTrie, MAX_REMOTES, false),
@@ -78,6 +78,10 @@ pub(super) fn expected_maps() -> [ExpectedMap; 9] {
         map::<BackendKey, Backend>(MAP_BACKENDS, Hash, MAX_BACKENDS, false),
         map::<FlowKey, Translation>(MAP_CONNTRACK, LruHash, MAX_CONNTRACK, false),
         map::<AffinityKey, Affinity>(MAP_AFFINITY, LruHash, MAX_AFFINITY, false),
+        // Rebuilt from the registry on every start.
+        map::<u32, PeerNode>(MAP_NODES, Hash, MAX_NODES, true),
+        // Events nobody may have read yet: losing them on an upgrade is fine.
+        map::<(), ()>(MAP_DROPS, RingBuf, DROPS_BYTES, true),
     ]
 }
 
