@@ -6,6 +6,7 @@
 //! are thin adapters: [`etcd`] connects, [`informer`] keeps a list+watch cache
 //! of a key prefix, [`store`] does the typed reads and transactions.
 
+pub mod access;
 pub mod etcd;
 pub mod informer;
 pub mod keys;

@@ -4,6 +4,7 @@
 //! writers (several masters, agents and admins) can never store two nodes with
 //! one IP or lose an update. Services and endpoints are in `store/services.rs`.
 
+mod access;
 mod services;
 
 use std::net::IpAddr;
@@ -37,6 +38,9 @@ pub enum StoreError {
     Corrupt { key: String, source: serde_json::Error },
     #[error("{what}: other writers kept changing the same keys; gave up after {ATTEMPTS} attempts")]
     Contention { what: String },
+    /// etcd's auth API refused or failed (the client needs etcd's root role for it).
+    #[error("etcd auth, {what}: {}", crate::etcd::concise(source))]
+    Auth { what: String, source: etcd_client::Error },
 }
 
 /// What a registration changed.

@@ -1,11 +1,10 @@
 //! Installs what container runtimes need to attach pods through the agent:
 //! the `sdn-cni` binary in the CNI bin directory and a network
 //! configuration list in the CNI config directory. Both are written to a
-//! temporary file and renamed into place, so a runtime never reads half a
-//! file, and left alone when already up to date, so a runtime watching the
+//! synced temporary file and renamed into place ([`crate::durable`]), so a
+//! runtime never reads half a file, not even after a power cut, and left alone when already up to date, so a runtime watching the
 //! directory sees no change on an agent restart.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -56,16 +55,7 @@ fn replace(path: &Path, contents: &[u8], mode: u32) -> Result<bool, InstallError
     let failed = |source| InstallError::Write { path: path.to_owned(), source };
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(failed)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // A dot-name, so runtimes that load every file of the directory skip it meanwhile.
-    let temporary = dir.join(format!(".{name}.{}", std::process::id()));
-    std::fs::write(&temporary, contents)
-        .and_then(|()| std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode)))
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|source| {
-            let _ = std::fs::remove_file(&temporary);
-            failed(source)
-        })?;
+    crate::durable::replace(path, contents, mode).map_err(failed)?;
     Ok(true)
 }
 
@@ -120,7 +110,8 @@ mod tests {
         let (bin, list) = (dir.join("bin"), dir.join("net.d").join("10-sdn.conflist"));
         install(&plugin, &bin, &list, &conflist(&[])).expect("install");
         assert_eq!(std::fs::read(bin.join(PLUGIN)).expect("installed"), b"binary");
-        let mode = std::fs::metadata(bin.join(PLUGIN)).expect("meta").permissions().mode();
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(bin.join(PLUGIN)).expect("meta").permissions());
         assert_eq!(mode & 0o777, 0o755);
         assert!(!replace(&list, conflist(&[]).render().as_bytes(), 0o644).expect("same"), "unchanged");
         assert!(replace(&list, b"{}", 0o644).expect("differs"));

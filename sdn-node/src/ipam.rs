@@ -2,14 +2,14 @@
 //!
 //! The choice is pure ([`next_free`]); the record is a directory with one
 //! file per address (named by the address, holding its owner's record, which
-//! this module keeps opaque but for the key the caller derives from it), created with
-//! `O_EXCL`, as the reference `host-local` plugin does. The directory is the
+//! this module keeps opaque but for the key the caller derives from it), created
+//! exclusively, as the reference `host-local` plugin does with `O_EXCL`, and whole
+//! (see [`crate::durable::create_new`]), so a power cut leaves no half-written owner. The directory is the
 //! truth: it survives agent restarts, and no address is handed to two live
 //! pods because a second create of the same file fails.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -88,7 +88,13 @@ impl IpamStore {
         let mut records = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
-            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A record staged by an agent that stopped before linking it: never handed out.
+                std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+                continue;
+            }
+            let Ok(ip) = name.parse::<Ipv4Addr>() else { continue };
             let owner = std::fs::read_to_string(entry.path()).map_err(io(&entry.path()))?;
             let owner = owner.trim();
             if owner.is_empty() {
@@ -142,11 +148,8 @@ impl IpamStore {
             let used = |ip: &Ipv4Addr| state.records.contains_key(ip) || skipped.contains(ip);
             let ip = next_free(self.subnet, self.gateway, used, after).ok_or(IpamError::Exhausted(self.subnet))?;
             let path = self.dir.join(ip.to_string());
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut file) => {
-                    // No fsync: the record must outlive the agent, not the machine, whose
-                    // pods die with it.
-                    file.write_all(owner.as_bytes()).map_err(io(&path))?;
+            match crate::durable::create_new(&path, owner.as_bytes()) {
+                Ok(()) => {
                     state.records.insert(ip, owner.to_owned());
                     state.by_key.insert(key.to_owned(), ip);
                     state.last = Some(ip);

@@ -21,6 +21,7 @@ pub mod bpffs;
 pub mod cni;
 pub mod config;
 pub mod dns;
+pub mod durable;
 pub mod install;
 pub mod ipam;
 pub mod nat;

@@ -45,10 +45,42 @@ impl ControlPlane {
         Ok(Self { dir, etcd, masters: started, store, network })
     }
 
+    /// As [`ControlPlane::start_in`], with etcd as in production: TLS, client certificates, and
+    /// authentication on. The masters are etcd's `root` (they allocate, and create the nodes'
+    /// roles); each of `nodes` gets a client certificate whose common name is its name, and
+    /// nothing more until the master authorizes it (`sdnctl nodes authorize`).
+    pub async fn start_secure(
+        dir: Arc<RunDir>,
+        name: &str,
+        network: ClusterNetwork,
+        masters: usize,
+        nodes: &[&str],
+    ) -> Result<Self, HarnessError> {
+        let pki_dir = dir.path().join("pki");
+        std::fs::create_dir_all(&pki_dir).map_err(HarnessError::io("creating the PKI directory"))?;
+        let users: Vec<&str> = std::iter::once("root").chain(nodes.iter().copied()).collect();
+        let pki = crate::pki::Pki::generate_with(&pki_dir, &users)?;
+        let mut etcd = Etcd::start_tls(dir.clone(), pki).await?;
+        etcd.enable_auth().await?;
+        let mut started = Vec::new();
+        for i in 0..masters {
+            let mut options = MasterOptions::new(&format!("{name}-m{i}"), &etcd.endpoint());
+            options.network = network.clone();
+            options.extra_args = etcd.tls_flags("root");
+            started.push(Master::start(dir.clone(), options).await?);
+        }
+        let store = Store::open(&etcd.config("/sdn")).await.map_err(|e| HarnessError::Io {
+            what: "connecting to etcd as root".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(Self { dir, etcd, masters: started, store, network })
+    }
+
     /// Options for one more master on this control plane.
     pub fn master_options(&self, name: &str) -> MasterOptions {
         let mut options = MasterOptions::new(name, &self.etcd.endpoint());
         options.network = self.network.clone();
+        options.extra_args = self.etcd.tls_flags("root");
         options
     }
 

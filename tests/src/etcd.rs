@@ -23,6 +23,8 @@ pub struct Etcd {
     dir: std::sync::Arc<RunDir>,
     /// Serve clients over TLS and require client certificates.
     tls: Option<Pki>,
+    /// Authentication is on: clients are the users their certificates name.
+    auth: bool,
 }
 
 impl Etcd {
@@ -45,6 +47,7 @@ impl Etcd {
             peer_port: free_port()?,
             dir,
             tls,
+            auth: false,
         };
         etcd.resume().await?;
         Ok(etcd)
@@ -55,13 +58,52 @@ impl Etcd {
         format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
-    /// How a client reaches this etcd, certificates included.
+    /// How a client reaches this etcd, certificates included: as `root` once [`Etcd::enable_auth`]
+    /// ran, else with the plain client certificate.
     pub fn config(&self, prefix: &str) -> EtcdConfig {
+        self.config_as(prefix, if self.auth { "root" } else { "" })
+    }
+
+    /// As [`Etcd::config`], with the client certificate of etcd user `user` (its common name).
+    pub fn config_as(&self, prefix: &str, user: &str) -> EtcdConfig {
         let tls = self.tls.as_ref().map(|pki| EtcdTls {
             ca_file: pki.ca.clone(),
-            client: Some((pki.client_cert.clone(), pki.client_key.clone())),
+            client: Some(pki.user(user).unwrap_or_else(|| (pki.client_cert.clone(), pki.client_key.clone()))),
         });
         EtcdConfig { endpoints: vec![self.endpoint()], prefix: prefix.into(), tls }
+    }
+
+    /// The CA, certificate and key files of user `user`, as `--etcd-*-file` flags.
+    pub fn tls_flags(&self, user: &str) -> Vec<String> {
+        let Some(EtcdTls { ca_file, client }) = self.config_as("/", user).tls else { return Vec::new() };
+        let mut flags = vec![format!("--etcd-ca-file={}", ca_file.display())];
+        if let Some((cert, key)) = client {
+            flags.push(format!("--etcd-cert-file={}", cert.display()));
+            flags.push(format!("--etcd-key-file={}", key.display()));
+        }
+        flags
+    }
+
+    /// Turns etcd's authentication on, as an admin does before the first master starts:
+    /// user `root` (no password: its certificate's common name says who it is) with the `root`
+    /// role. Needs TLS with a `root` client certificate ([`Pki::generate_with`]).
+    pub async fn enable_auth(&mut self) -> Result<(), HarnessError> {
+        let client = self.config_as("/", "root").connect().await.map_err(|e| HarnessError::Io {
+            what: "connecting to etcd as root".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let mut auth = client.auth_client();
+        let failed = |what: &str| {
+            let what = what.to_owned();
+            move |e: etcd_client::Error| HarnessError::Io { what, source: std::io::Error::other(e.to_string()) }
+        };
+        auth.user_add("root", "", Some(etcd_client::UserAddOptions::new().with_no_pwd()))
+            .await
+            .map_err(failed("adding etcd user root"))?;
+        auth.user_grant_role("root", "root").await.map_err(failed("granting root the root role"))?;
+        auth.auth_enable().await.map_err(failed("enabling etcd auth"))?;
+        self.auth = true;
+        Ok(())
     }
 
     pub fn port(&self) -> u16 {

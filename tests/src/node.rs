@@ -51,6 +51,8 @@ pub struct NodeAgent {
     /// Further flags for `sdn-node run`, taken by the next (re)start.
     pub extra_args: Vec<String>,
     etcd_endpoint: String,
+    /// `--etcd-ca-file`, `--etcd-cert-file`, `--etcd-key-file` when etcd is served over TLS.
+    etcd_flags: Vec<String>,
     dir: Arc<RunDir>,
 }
 
@@ -65,6 +67,7 @@ impl NodeAgent {
             format!("--cni-conflist={}", self.cni_conflist.display()),
             format!("--cni-bin-dir={}", self.cni_bin_dir.display()),
         ];
+        args.extend(self.etcd_flags.iter().cloned());
         if verb == "run" {
             if self.explicit_ip {
                 args.push(format!("--node-ip={}", self.ip));
@@ -117,6 +120,8 @@ impl NodeAgent {
             extra_args: Vec::new(),
             metrics_port: free_port()?,
             etcd_endpoint: cp.etcd.endpoint(),
+            // Its own certificate, whose common name is its etcd user, when etcd has them.
+            etcd_flags: cp.etcd.tls_flags(name),
             dir,
         };
         node.launch()?;
@@ -362,6 +367,34 @@ impl Cluster {
         for i in 0..nodes {
             let ip = Ipv4Addr::new(192, 0, 2, 11 + i as u8);
             started.push(NodeAgent::start(cp.dir.clone(), &cp, &underlay, &format!("{prefix}-n{i}"), ip).await?);
+        }
+        Ok(Self { cp, underlay, nodes: started, external })
+    }
+
+    /// As [`Cluster::start`], with etcd as in production (see [`ControlPlane::start_secure`]):
+    /// each node is authorized by the master (`sdnctl nodes authorize`) before its agent starts
+    /// with its own certificate.
+    pub async fn start_secure(tag: &str, nodes: usize) -> Result<Self, HarnessError> {
+        let dir = Arc::new(RunDir::new(tag)?);
+        let prefix = format!("{tag}-{}", std::process::id());
+        let names: Vec<String> = (0..nodes).map(|i| format!("{prefix}-n{i}")).collect();
+        let users: Vec<&str> = names.iter().map(String::as_str).collect();
+        let network = sdn_cluster::ClusterNetwork::default();
+        let cp = ControlPlane::start_secure(dir, &prefix, network, 1, &users).await?;
+        let underlay = Underlay::new(cp.dir.clone(), &format!("{prefix}-sw"))?;
+        let external = Netns::create(cp.dir.clone(), &format!("{prefix}-ext"))?;
+        underlay.plug(&external, Self::EXTERNAL_IP)?;
+        let mut started = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let ip = Ipv4Addr::new(192, 0, 2, 11 + i as u8);
+            let authorized = cp.masters[0].sdnctl(&["nodes", "authorize", name, "--ip", &ip.to_string()])?;
+            if !authorized.0 {
+                return Err(HarnessError::Io {
+                    what: format!("sdnctl nodes authorize {name}"),
+                    source: std::io::Error::other(format!("{}{}", authorized.1, authorized.2)),
+                });
+            }
+            started.push(NodeAgent::start(cp.dir.clone(), &cp, &underlay, name, ip).await?);
         }
         Ok(Self { cp, underlay, nodes: started, external })
     }

@@ -490,6 +490,13 @@ fn malformed_input_gets_a_cni_error_naming_what_is_wrong() {
             code: 1,
             says: "GC",
         },
+        Bad {
+            what: "GC without the attachments to keep",
+            env: env("GC", ""),
+            stdin: good.clone(),
+            code: 7,
+            says: "cni.dev/valid-attachments",
+        },
         Bad { what: "no agent", env: env("ADD", ""), stdin: good.clone(), code: 11, says: "not reachable" },
         Bad { what: "no agent, STATUS", env: env("STATUS", ""), stdin: good.clone(), code: 50, says: "not reachable" },
     ];

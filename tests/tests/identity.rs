@@ -196,3 +196,30 @@ async fn forged_host_subnets_are_refused_by_every_agent() {
     assert!(a1.ns.ping(b1.ip, 1, 56, false), "after a restart\n{}", c.logs());
     assert_eq!(refused_subnets(&c.nodes[0]).await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_whose_veth_name_is_taken_gets_an_error_and_the_owner_keeps_its_veth() {
+    let c = cluster("veth-taken", 1).await;
+    let node = &c.nodes[0];
+    let first = node.attach_pod("x").await.expect("pod x");
+    let attached = node.attachments().await;
+    let veth = attached[0]["hostVeth"].as_str().expect("a host veth").to_owned();
+    assert_eq!(veth.len(), 15, "a 44-bit name: {veth}");
+    node.detach_pod(&first).await.expect("detach");
+    node.wait_pod_veths(0).await;
+    // Another pod's veth under the name pod x will get (as a colliding hash would make it).
+    let owner_mac = "02:00:00:00:be:ef";
+    node.ns
+        .ip(&["link", "add", &veth, "address", owner_mac, "type", "veth", "peer", "name", "owner-peer"])
+        .expect("veth");
+    let ns = Netns::create(c.cp.dir.clone(), &format!("{}-x2", node.name)).expect("ns");
+    let body = format!(r#"{{"id":"x","netns":"{}"}}"#, ns.path().display());
+    let (status, text) =
+        sdn_tests::node::unix_http(&node.socket, "POST", "/v1/pods", Some(&body)).await.expect("pod API");
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains(&format!("the host veth {veth} that pod x would get belongs to another pod")), "{text}");
+    let shown = node.ns.exec(&["ip", "-o", "link", "show", &veth]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains(owner_mac) && !shown.contains("master br0"), "the owner's veth is untouched: {shown}");
+    assert!(node.attachments().await.is_empty(), "no address kept for the refused pod");
+}

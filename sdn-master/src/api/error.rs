@@ -39,7 +39,9 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateIp { .. } => ApiError::Conflict { field: Some("ip".into()), message: err.to_string() },
             StoreError::NodeNotFound(_) => ApiError::NotFound(err.to_string()),
             StoreError::Contention { .. } => ApiError::Conflict { field: None, message: err.to_string() },
-            StoreError::Etcd(_) | StoreError::Corrupt { .. } => ApiError::Unavailable(err.to_string()),
+            StoreError::Etcd(_) | StoreError::Corrupt { .. } | StoreError::Auth { .. } => {
+                ApiError::Unavailable(err.to_string())
+            }
         }
     }
 }

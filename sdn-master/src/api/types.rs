@@ -14,6 +14,21 @@ pub struct RegisterNode {
     pub ip: IpAddr,
 }
 
+/// Body of `PUT /api/v1/nodes/{name}/access`: the node's IP, whose claim key it may write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAccessRequest {
+    pub ip: IpAddr,
+}
+
+/// A node's etcd user and role, and the keys it may write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAccessView {
+    pub user: String,
+    pub role: String,
+    pub writes: Vec<String>,
+}
+
 /// Whether a node has its subnet yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {

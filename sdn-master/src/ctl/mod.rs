@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub use self::client::{Client, CtlError};
 pub use self::output::ServiceDetail;
 pub use self::services::{EndpointsCommand, ServiceRef, ServicesCommand};
-use crate::api::types::RegisterNode;
+use crate::api::types::{NodeAccessRequest, NodeAccessView, RegisterNode};
 
 #[derive(Debug, Parser)]
 #[command(name = "sdnctl", version, about = "Administer an sdn cluster through a master's admin API")]
@@ -90,6 +90,17 @@ pub enum NodesCommand {
     },
     /// Delete a node; its subnet is released for reuse.
     Delete { name: String },
+    /// Give a node its etcd user and role: it may then connect with a client certificate whose
+    /// common name is its name, read what agents read and write only its own keys. The master
+    /// must be etcd's root.
+    Authorize {
+        name: String,
+        /// The node's underlay address, whose claim it may write.
+        #[arg(long)]
+        ip: std::net::IpAddr,
+    },
+    /// Delete a node's etcd user and role.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +164,21 @@ pub async fn run(cli: Cli) -> Result<String, CtlError> {
             let name = node_name(name)?;
             client.delete(&format!("/api/v1/nodes/{name}")).await?;
             if json { String::new() } else { format!("node {name} deleted\n") }
+        }
+        Command::Nodes(NodesCommand::Authorize { name, ip }) => {
+            let name = node_name(name)?;
+            let view: NodeAccessView =
+                client.put(&format!("/api/v1/nodes/{name}/access"), &NodeAccessRequest { ip }).await?;
+            if json {
+                serde_json::to_string_pretty(&view).unwrap_or_default() + "\n"
+            } else {
+                format!("node {name}: etcd user {}, role {}, writes {}\n", view.user, view.role, view.writes.join(" "))
+            }
+        }
+        Command::Nodes(NodesCommand::Revoke { name }) => {
+            let name = node_name(name)?;
+            client.delete(&format!("/api/v1/nodes/{name}/access")).await?;
+            if json { String::new() } else { format!("node {name}: etcd user and role deleted\n") }
         }
         Command::Subnets(SubnetsCommand::List) => {
             output::subnets(&client.get::<Vec<_>>("/api/v1/subnets").await?, json)

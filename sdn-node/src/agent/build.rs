@@ -78,7 +78,7 @@ async fn build_in_namespace(
     if !record.exists() {
         let found = crate::net::netlink::sysctl("net.ipv4.ip_forward")?;
         std::fs::create_dir_all(state_dir)
-            .and_then(|()| std::fs::write(&record, found))
+            .and_then(|()| crate::durable::replace(&record, found.as_bytes(), 0o600))
             .map_err(|source| AgentError::State { path: record.clone(), source })?;
     }
     let nl = Netlink::connect()?;

@@ -192,8 +192,16 @@ async fn check<A: PodApi>(
 }
 
 async fn gc<A: PodApi>(conf: NetConf, connect: impl FnOnce(&Path) -> A) -> Result<String, CniError> {
+    // Without the list, "every attachment not in it" would be every pod of the network.
+    let valid = conf.valid_attachments.ok_or_else(|| {
+        CniError::InvalidConfig(
+            "GC needs cni.dev/valid-attachments (the attachments to keep; [] keeps none): refusing to \
+             take its absence as \"release every pod\""
+                .into(),
+        )
+    })?;
     let api = connect(&conf.socket);
-    let request = GcRequest { network: conf.name, valid: conf.valid_attachments };
+    let request = GcRequest { network: conf.name, valid };
     api.gc(&request).await.map_err(|e| agent_error(e, Command::Gc))?;
     Ok(String::new())
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::podapi::{AttachmentKey, DEFAULT_SOCKET, name_chars};
+use crate::podapi::{AttachmentKey, DEFAULT_SOCKET};
 
 /// A CNI specification version sdn-cni speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -274,7 +274,7 @@ pub fn container(env: &HashMap<String, String>, command: Command) -> Result<Cont
         problems.push("CNI_CONTAINERID is missing".to_owned());
     } else if id.len() > 128 {
         problems.push(format!("CNI_CONTAINERID is {} bytes, more than 128", id.len()));
-    } else if !name_chars(id) || !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+    } else if !crate::podapi::container_id_ok(id) {
         // The specification wants an alphanumeric first character; it also keeps "." and ".." out of the API's paths.
         problems.push(format!("CNI_CONTAINERID {id:?} must start with a letter or digit and hold only {NAME_CHARS}"));
     }
@@ -294,7 +294,7 @@ pub fn container(env: &HashMap<String, String>, command: Command) -> Result<Cont
         problems.push("CNI_IFNAME is missing".to_owned());
     } else if ifname.len() > 15 {
         problems.push(format!("CNI_IFNAME {ifname:?} is {} bytes, more than 15", ifname.len()));
-    } else if !name_chars(ifname) || ifname == "." || ifname == ".." {
+    } else if !crate::podapi::ifname_ok(ifname) {
         problems.push(format!("CNI_IFNAME {ifname:?} must hold only {NAME_CHARS}, and not be \".\" or \"..\""));
     }
     let args = match env.get("CNI_ARGS") {
@@ -428,8 +428,8 @@ pub struct NetConf {
     /// The agent's pod API socket.
     pub socket: PathBuf,
     pub prev_result: Option<Map<String, Value>>,
-    /// GC's `cni.dev/valid-attachments`.
-    pub valid_attachments: Vec<AttachmentKey>,
+    /// GC's `cni.dev/valid-attachments`; `None` when the configuration has none.
+    pub valid_attachments: Option<Vec<AttachmentKey>>,
 }
 
 #[derive(Deserialize)]
@@ -478,10 +478,7 @@ pub fn netconf(stdin: &[u8]) -> Result<NetConf, CniError> {
     };
     let prev_result = take(&mut map, "prevResult")?;
     let valid_attachments = take::<Vec<ValidAttachment>>(&mut map, "cni.dev/valid-attachments")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| AttachmentKey { id: v.container_id, ifname: v.ifname })
-        .collect();
+        .map(|valid| valid.into_iter().map(|v| AttachmentKey { id: v.container_id, ifname: v.ifname }).collect());
     Ok(NetConf { version, name, socket, prev_result, valid_attachments })
 }
 

@@ -541,8 +541,10 @@ async fn agent_errors_map_to_cni_codes() {
 #[tokio::test]
 async fn an_unreachable_agent_is_try_again_later() {
     let fake = Fake::failing(Fail::Unreachable);
+    let gc_conf = conf_with("1.1.0", "cni.dev/valid-attachments", json!([]));
     for command in ["ADD", "DEL", "CHECK", "GC"] {
-        let outcome = call(&fake, &env(command), &conf("1.1.0")).await;
+        let conf = if command == "GC" { gc_conf.clone() } else { conf("1.1.0") };
+        let outcome = call(&fake, &env(command), &conf).await;
         let (code, msg, _) = error_of(&outcome);
         assert_eq!(code, 11, "{command}");
         assert!(msg.contains("not reachable on /run/test.sock") && msg.contains("try again"), "{msg}");
@@ -657,7 +659,12 @@ async fn gc_sends_the_valid_attachments_of_the_network() {
     let conf = conf_with("1.1.0", "cni.dev/valid-attachments", valid);
     // GC needs no container environment.
     silent_success(&call(&fake, &HashMap::from([("CNI_COMMAND".into(), "GC".into())]), &conf).await);
-    silent_success(&call(&fake, &env("GC"), &self::conf("1.1.0")).await);
+    let none_kept = conf_with("1.1.0", "cni.dev/valid-attachments", json!([]));
+    silent_success(&call(&fake, &env("GC"), &none_kept).await);
+    // Without the field, GC changes nothing: it would otherwise release every pod.
+    let (code, msg, _) = error_of(&call(&fake, &env("GC"), &self::conf("1.1.0")).await);
+    assert_eq!(code, 7, "{msg}");
+    assert!(msg.contains("cni.dev/valid-attachments"), "{msg}");
     let key = |id: &str, ifname: &str| AttachmentKey { id: id.into(), ifname: ifname.into() };
     assert_eq!(
         *fake.collected.lock().unwrap(),
@@ -667,7 +674,7 @@ async fn gc_sends_the_valid_attachments_of_the_network() {
         ]
     );
     let fake = Fake::failing(Fail::Api(ErrorKind::Internal));
-    assert_eq!(error_of(&call(&fake, &env("GC"), &self::conf("1.1.0")).await).0, 102);
+    assert_eq!(error_of(&call(&fake, &env("GC"), &none_kept).await).0, 102);
 }
 
 #[tokio::test]

@@ -326,6 +326,18 @@ impl Netlink {
         self.settle(name, mtu).await
     }
 
+    /// Renames `link` to `name`, taking it down for the rename (Linux renames no interface that
+    /// is up) and up again.
+    pub async fn rename_down(&self, link: &Link, name: &str) -> Result<(), NetError> {
+        let what = || format!("renaming {} to {name}", link.name);
+        let down = LinkUnspec::new_with_index(link.index).down().build();
+        self.handle.link().set(down).execute().await.map_err(failed(what()))?;
+        let renamed = LinkUnspec::new_with_index(link.index).name(name.to_owned()).build();
+        self.handle.link().set(renamed).execute().await.map_err(failed(what()))?;
+        let up = LinkUnspec::new_with_index(link.index).up().build();
+        self.handle.link().set(up).execute().await.map_err(failed(what()))
+    }
+
     /// Configures a pod interface made a moment ago: brings it and `lo` up, adds `ip/prefix` and
     /// the default route via `gateway`; nothing is listed first, as nothing can be there.
     pub async fn configure_fresh_pod(

@@ -53,6 +53,18 @@ pub fn name_chars(value: &str) -> bool {
     value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// A container ID as the CNI specification has them: 1 to 128 of [`name_chars`], the first a
+/// letter or digit (which also keeps "." and ".." out of paths made of it). `sdn-cni` and the
+/// agent check the same.
+pub fn container_id_ok(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && name_chars(id) && id.starts_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// An interface name Linux takes: 1 to 15 of [`name_chars`], not "." or "..".
+pub fn ifname_ok(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 15 && name_chars(name) && name != "." && name != ".."
+}
+
 pub fn default_ifname() -> String {
     "eth0".into()
 }

@@ -37,7 +37,7 @@ impl IntoResponse for PodError {
             PodError::BadId(_) | PodError::BadIfname(_) | PodError::Netns { .. } => ErrorKind::Invalid,
             PodError::Ipam(IpamError::Exhausted(_)) => ErrorKind::Exhausted,
             PodError::Unknown { .. } => ErrorKind::Unknown,
-            PodError::Differs { .. } => ErrorKind::Differs,
+            PodError::Differs { .. } | PodError::VethTaken { .. } => ErrorKind::Differs,
             _ => ErrorKind::Internal,
         };
         if kind == ErrorKind::Internal {
@@ -112,19 +112,37 @@ async fn status(State(pods): State<Arc<Pods>>) -> Response {
     .into_response()
 }
 
-/// Binds the pod API's socket, readable and writable by root alone.
+/// Binds the pod API's socket, readable and writable by root alone from the moment it can be
+/// reached. A missing directory is made, mode 0700, and is the API's; an existing one is left as
+/// it is (`--socket /run/sdn.sock` must not take `/run` from everyone else). The socket is bound
+/// in a private directory of its own, made 0600 there, and renamed into place, so no umask and no
+/// moment between `bind` and `chmod` lets anyone else connect.
 pub fn bind(socket: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.exists() {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => return Err(err),
+            _ => {}
+        }
     }
-    // A socket left by a killed agent would make bind fail.
-    match std::fs::remove_file(socket) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
-        _ => {}
-    }
-    let listener = std::os::unix::net::UnixListener::bind(socket)?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    let private = dir.join(format!(".sdn-bind-{}", std::process::id()));
+    // Left by an agent of the same pid that died binding: its contents are a socket at most.
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let bound = (|| -> std::io::Result<std::os::unix::net::UnixListener> {
+        let staged = private.join("socket");
+        let listener = std::os::unix::net::UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        // Replaces a socket left by a killed agent, which would make a plain bind fail.
+        std::fs::rename(&staged, socket)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    let listener = bound?;
     listener.set_nonblocking(true)?;
     tracing::info!("pod API on {}", socket.display());
     Ok(listener)
@@ -162,4 +180,33 @@ async fn serve(listener: UnixListener, pods: Arc<Pods>, mut shutdown: watch::Rec
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_socket_is_root_only_and_a_directory_not_made_here_keeps_its_mode() {
+        let root = std::env::temp_dir().join(format!("sdn-podapi-bind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("temp dir");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let shared = root.join("api.sock");
+        let listener = bind(&shared).expect("bind in an existing directory");
+        assert_eq!((mode(&root), mode(&shared)), (0o755, 0o600));
+        drop(listener);
+        // Again over the socket a killed agent left.
+        bind(&shared).expect("bind over a stale socket");
+        let own = root.join("made/here/api.sock");
+        bind(&own).expect("bind in a new directory");
+        assert_eq!((mode(own.parent().expect("dir")), mode(&own)), (0o700, 0o600));
+        let leftovers: Vec<_> = std::fs::read_dir(&root).expect("list").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 2, "no staging directory stays: {leftovers:?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

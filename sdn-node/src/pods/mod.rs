@@ -29,10 +29,15 @@ use record::{host_veth, ipam_key, mac_string};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
-    #[error("id: {0:?} must be 1 to 128 characters of letters, digits, '-', '_' or '.'")]
+    #[error("id: {0:?} must be 1 to 128 characters of letters, digits, '-', '_' or '.', the first a letter or digit")]
     BadId(String),
-    #[error("ifname: {0:?} must be 1 to 15 characters of letters, digits, '-', '_' or '.'")]
+    #[error("ifname: {0:?} must be 1 to 15 characters of letters, digits, '-', '_' or '.', and not \".\" or \"..\"")]
     BadIfname(String),
+    #[error(
+        "the host veth {veth} that pod {id} would get belongs to another pod (its names collide); \
+         the other pod is left alone"
+    )]
+    VethTaken { veth: String, id: String },
     #[error("netns: {path}: {source}")]
     Netns { path: PathBuf, source: std::io::Error },
     #[error("no pod {id} with interface {ifname} on this node")]
@@ -51,15 +56,12 @@ pub enum PodError {
     Interrupted(String),
 }
 
-fn name_ok(value: &str, max: usize) -> bool {
-    !value.is_empty() && value.len() <= max && crate::podapi::name_chars(value)
-}
-
+/// The agent checks keys as strictly as `sdn-cni` does: the API is reachable without it.
 fn check_key(key: &AttachmentKey) -> Result<(), PodError> {
-    if !name_ok(&key.id, 128) {
+    if !crate::podapi::container_id_ok(&key.id) {
         return Err(PodError::BadId(key.id.clone()));
     }
-    if !name_ok(&key.ifname, 15) {
+    if !crate::podapi::ifname_ok(&key.ifname) {
         return Err(PodError::BadIfname(key.ifname.clone()));
     }
     Ok(())
@@ -150,9 +152,17 @@ impl Pods {
         self.changed.notify_one();
         let stored = self.record(&key).map_or(request, |(_, stored)| stored);
         let result = self.plumb(&stored, ip, pod_ns).await;
-        if result.is_err() {
+        match &result {
+            Ok(_) => {}
+            // Another pod's veth: it keeps it, and its program and flow entry.
+            Err(PodError::VethTaken { .. }) => {
+                let _ = self.ipam.release(&ipam_key(&key));
+                self.changed.notify_one();
+            }
             // Nothing half-made stays: the address and any veth go again.
-            let _ = self.detach_held(&key).await;
+            Err(_) => {
+                let _ = self.detach_held(&key).await;
+            }
         }
         result
     }
@@ -203,8 +213,12 @@ impl Pods {
             let (controller, kind) = (Some(self.br0.index), Some("veth".to_owned()));
             Link { name: host.clone(), index, mtu, mac: host_mac, controller, kind, up: true }
         } else {
-            // A pair made by an earlier request for this pod is kept.
+            // A pair made by an earlier request for this pod is kept; its host end has the MAC
+            // of this pod's address. Any other is a pod whose name collides with this one's.
             let link = nl.require(&host).await?;
+            if link.mac != host_mac {
+                return Err(PodError::VethTaken { veth: host, id: request.id.clone() });
+            }
             nl.attach(&link, &self.br0).await?;
             link
         };
@@ -384,7 +398,10 @@ impl Pods {
         self.ns
             .run(move || async move {
                 let nl = Netlink::connect()?;
-                let hosts: HashSet<String> = records.iter().map(|(_, r)| host_veth(&record::key(r))).collect();
+                let hosts: HashSet<String> = records
+                    .iter()
+                    .flat_map(|(_, r)| [host_veth(&record::key(r)), record::legacy_host_veth(&record::key(r))])
+                    .collect();
                 let mut stray = 0;
                 for link in nl.links().await? {
                     let pod_port = link.controller == Some(br0) && link.kind.as_deref() == Some("veth");
@@ -396,6 +413,14 @@ impl Pods {
                 let mut adopted = 0;
                 for (ip, request) in records {
                     let host = host_veth(&record::key(&request));
+                    // An earlier build's shorter name takes this build's (down for a moment:
+                    // Linux renames no interface that is up).
+                    let legacy = record::legacy_host_veth(&record::key(&request));
+                    if nl.link(&host).await?.is_none()
+                        && let Some(old) = nl.link(&legacy).await?
+                    {
+                        nl.rename_down(&old, &host).await?;
+                    }
                     let Some(link) = nl.link(&host).await? else { continue };
                     let mut dp = crate::locked(&dataplane);
                     let mac = dp.endpoints()?.into_iter().find(|(e, _)| *e == ip).map(|(_, e)| e.mac);

@@ -39,17 +39,28 @@ pub fn record_ipam_key(record: &str) -> String {
     ipam_key(&key(&decode(record)))
 }
 
-/// The host-side veth name of an attachment: stable, unique per key, at most 15 bytes.
+/// The host-side veth name of an attachment: stable, 15 bytes (Linux's most), 44 bits of hash.
+/// Names can still collide (and a caller choosing container IDs could make them): attaching
+/// checks that an existing veth of that name is this pod's before taking it.
 pub fn host_veth(key: &AttachmentKey) -> String {
-    // FNV-1a: stable across builds, unlike std's hasher.
-    let bytes = key.id.bytes().chain(std::iter::once(b'/')).chain(key.ifname.bytes());
-    let hash = bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("veth{:08x}", hash as u32)
+    format!("veth{:011x}", fnv(key) >> 20)
 }
 
-/// Whether `name` has the shape of [`host_veth`]'s names.
+/// The 8-hex-digit name earlier builds gave, which the agent renames on adoption.
+pub fn legacy_host_veth(key: &AttachmentKey) -> String {
+    format!("veth{:08x}", fnv(key) as u32)
+}
+
+/// FNV-1a of `<id>/<ifname>`: stable across builds, unlike std's hasher.
+fn fnv(key: &AttachmentKey) -> u64 {
+    let bytes = key.id.bytes().chain(std::iter::once(b'/')).chain(key.ifname.bytes());
+    bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Whether `name` has the shape of [`host_veth`]'s names (or [`legacy_host_veth`]'s).
 pub fn is_host_veth(name: &str) -> bool {
-    name.strip_prefix("veth").is_some_and(|hash| hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+    name.strip_prefix("veth")
+        .is_some_and(|hash| matches!(hash.len(), 8 | 11) && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The MACs of a fresh pair for the pod at `ip`, both locally administered unicast: the pod's
@@ -77,7 +88,10 @@ mod tests {
     fn veth_names_are_stable_short_and_distinct() {
         let a = host_veth(&key("0123456789abcdef0123456789abcdef", "eth0"));
         assert_eq!(a, host_veth(&key("0123456789abcdef0123456789abcdef", "eth0")));
-        assert!(a.len() <= 15 && a.starts_with("veth"));
+        assert!(a.len() == 15 && a.starts_with("veth") && is_host_veth(&a), "{a}");
+        let legacy = legacy_host_veth(&key("0123456789abcdef0123456789abcdef", "eth0"));
+        assert!(legacy.len() == 12 && is_host_veth(&legacy), "{legacy}");
+        assert!(!is_host_veth("veth0123456789") && !is_host_veth("vethxyz01234"));
         assert_ne!(a, host_veth(&key("0123456789abcdef0123456789abcdee", "eth0")));
         assert_ne!(a, host_veth(&key("0123456789abcdef0123456789abcdef", "eth1")));
     }
