@@ -376,11 +376,16 @@ impl Cluster {
     /// with its own certificate.
     pub async fn start_secure(tag: &str, nodes: usize) -> Result<Self, HarnessError> {
         let dir = Arc::new(RunDir::new(tag)?);
-        let prefix = format!("{tag}-{}", std::process::id());
+        Self::start_secure_in(dir, &format!("{tag}-{}", std::process::id()), nodes).await
+    }
+
+    /// As [`Cluster::start_secure`], in a run directory of the caller's (the lab's), with names
+    /// `<prefix>-n<i>`.
+    pub async fn start_secure_in(dir: Arc<RunDir>, prefix: &str, nodes: usize) -> Result<Self, HarnessError> {
         let names: Vec<String> = (0..nodes).map(|i| format!("{prefix}-n{i}")).collect();
         let users: Vec<&str> = names.iter().map(String::as_str).collect();
         let network = sdn_cluster::ClusterNetwork::default();
-        let cp = ControlPlane::start_secure(dir, &prefix, network, 1, &users).await?;
+        let cp = ControlPlane::start_secure(dir, prefix, network, 1, &users).await?;
         let underlay = Underlay::new(cp.dir.clone(), &format!("{prefix}-sw"))?;
         let external = Netns::create(cp.dir.clone(), &format!("{prefix}-ext"))?;
         underlay.plug(&external, Self::EXTERNAL_IP)?;

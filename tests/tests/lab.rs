@@ -34,9 +34,16 @@ fn lab_up_then_down() {
         panic!("lab up failed:\n{out}");
     }
     let p = prefix();
-    for expected in
-        [&format!("{p}-n0"), "10.1.0.0/24", &format!("{p}-n1"), "10.1.1.0/24", "10.1.1.2", "sdnctl nodes list"]
-    {
+    for expected in [
+        &format!("{p}-n0"),
+        "10.1.0.0/24",
+        &format!("{p}-n1"),
+        "10.1.1.0/24",
+        "10.1.1.2",
+        "sdnctl nodes list",
+        "etcd     https://127.0.0.1:",
+        "a role that writes only its own keys",
+    ] {
         assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
     }
     assert_eq!(pids.len(), 6, "etcd, the master, two agents and two web servers run");

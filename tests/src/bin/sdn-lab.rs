@@ -42,7 +42,8 @@ fn down(dir: &Path) {
 async fn up(dir: &Path, prefix: &str) -> anyhow::Result<()> {
     down(dir);
     let run = Arc::new(RunDir::persistent(dir.to_owned())?);
-    let cluster = Cluster::start_in(run.clone(), prefix, 2).await.context("starting the lab cluster")?;
+    // etcd as in production: TLS, client certificates, auth on, a role per node.
+    let cluster = Cluster::start_secure_in(run.clone(), prefix, 2).await.context("starting the lab cluster")?;
     let mut pods = Vec::new();
     for node in &cluster.nodes {
         for pod in ["pod-a", "pod-b"] {
@@ -73,7 +74,12 @@ async fn up(dir: &Path, prefix: &str) -> anyhow::Result<()> {
     let nodes: Vec<NodeView> = master.client().get("/api/v1/nodes").await?;
 
     println!("sdn lab is up ({})", run.path().display());
-    println!("  etcd     {}", cluster.cp.etcd.endpoint());
+    println!(
+        "  etcd     {}   (TLS, client certificates in {}/pki, auth on: each node is the etcd user its \
+         certificate names, with a role that writes only its own keys)",
+        cluster.cp.etcd.endpoint(),
+        run.path().display()
+    );
     println!("  master   {}   (token in {})", master.url(), token_file.display());
     println!("  logs     {}/*.log\n", run.path().display());
     println!("nodes (network namespaces <node>-ns, underlay 192.0.2.0/24):");
