@@ -81,6 +81,18 @@ async fn vxlan_wrapped_packets_from_pods_and_strangers_are_not_delivered_and_are
     let (n0, n1) = (c.nodes[0].ip, c.nodes[1].ip);
     let gateway0 = Ipv4Addr::new(a1.ip.octets()[0], a1.ip.octets()[1], a1.ip.octets()[2], 1);
 
+    // A pod's IPv6 (neighbour discovery too) is dropped as such, never counted as a spoof.
+    let _ = a1.ns.exec(&["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", "ff02::1%eth0"]);
+    let ipv6 = sdn_tests::wait::until(Duration::from_secs(3), || async {
+        let counted = dropped(&c.nodes[0], "ipv6").await;
+        if counted > 0 { Ok(()) } else { Err("no IPv6 drop counted".to_owned()) }
+    })
+    .await;
+    assert!(ipv6.is_ok(), "{ipv6:?}");
+    for spoof in ["spoofed-ip", "spoofed-mac", "spoofed-arp"] {
+        assert_eq!(dropped(&c.nodes[0], spoof).await, 0, "honest pods counted as {spoof}");
+    }
+
     // The control: the same datagram sent straight to the pod arrives.
     let direct = arrives(&a2.ns, || send_udp(&a1.ns, SocketAddrV4::new(a2.ip, 7777), b"hello"));
     assert_eq!(direct, Ok(Some(b"hello".to_vec())), "the listener works");
