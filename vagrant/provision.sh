@@ -141,6 +141,8 @@ prefix = "/sdn"
 
 [api]
 listen = "0.0.0.0:$API_PORT"
+# Plain HTTP on the lab's private host-only network: the master refuses it elsewhere without TLS.
+insecure-listen = true
 token-file = "$TOKEN_FILE"
 EOF
   put_file /etc/systemd/system/sdn-master.service 644 <<EOF

@@ -2,7 +2,8 @@
 //! environment variables), then validated as a whole. Every refusal names the
 //! field and where it came from.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,6 +16,23 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8440));
 pub const DEFAULT_TOKEN_FILE: &str = "/etc/sdn/admin-token";
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
+/// Time a client has to send a request's header (and, with TLS, to finish
+/// the handshake before that). Nothing is authenticated until the header is
+/// in, so this bounds how long an unknown client holds a connection.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time from a complete header to the complete response: a slow body, or a
+/// handler stuck on etcd, ends with 408.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; further ones wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// A header timeout of minutes no longer stops a slow client.
+const HEADER_READ_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
+/// At least 3 s: a node registration waits up to 2 s for its subnet, and a
+/// shorter timeout would cut it off.
+const REQUEST_TIMEOUT_SECS: RangeInclusive<u64> = 3..=3600;
+/// Up to the kernel's default `fs.nr_open`: no process gets more descriptors.
+const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=1_048_576;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -31,6 +49,11 @@ pub enum ConfigError {
     Invalid { field: &'static str, reason: String },
     #[error(transparent)]
     Etcd(#[from] EtcdConfigError),
+    #[error(
+        "token file {path} has mode {mode:04o}: group or others may read or change it; \
+         make it the owner's alone with `chmod 600 {path}`"
+    )]
+    TokenMode { path: PathBuf, mode: u32 },
 }
 
 /// The config-file key of a `ClusterNetwork` field.
@@ -85,6 +108,19 @@ pub struct MasterArgs {
     /// Key of --tls-cert-file.
     #[arg(long, value_name = "FILE")]
     pub tls_key_file: Option<PathBuf>,
+    /// Serve plain HTTP on an address that is not loopback (the token then
+    /// crosses the network in clear text).
+    #[arg(long)]
+    pub insecure_listen: bool,
+    /// Seconds a client has to send a request header [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds from a request's header to its response [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<u64>,
+    /// Connections the admin API serves at once [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Seconds a dead leader blocks the standbys [default: 5].
     #[arg(long, value_name = "SECONDS")]
     pub lease_ttl: Option<u64>,
@@ -120,6 +156,10 @@ struct FileApi {
     token_file: Option<PathBuf>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    insecure_listen: Option<bool>,
+    header_read_timeout: Option<u64>,
+    request_timeout: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// The admin API's listener.
@@ -129,6 +169,73 @@ pub struct ApiConfig {
     pub token_file: PathBuf,
     /// Certificate and key for TLS; plain HTTP without.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP on an address that is not loopback was asked for.
+    pub insecure_listen: bool,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            token_file: DEFAULT_TOKEN_FILE.into(),
+            tls: None,
+            insecure_listen: false,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Checks the settings that do not need the files they name.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let seconds = |field, value: Duration, range: RangeInclusive<u64>| {
+            if range.contains(&value.as_secs()) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    field,
+                    reason: format!("{} s; must be {} to {} seconds", value.as_secs(), range.start(), range.end()),
+                })
+            }
+        };
+        seconds("api.header-read-timeout (--header-read-timeout)", self.header_read_timeout, HEADER_READ_TIMEOUT_SECS)?;
+        seconds("api.request-timeout (--request-timeout)", self.request_timeout, REQUEST_TIMEOUT_SECS)?;
+        if !MAX_CONNECTIONS.contains(&self.max_connections) {
+            return Err(ConfigError::Invalid {
+                field: "api.max-connections (--max-connections)",
+                reason: format!(
+                    "{}; must be {} to {}",
+                    self.max_connections,
+                    MAX_CONNECTIONS.start(),
+                    MAX_CONNECTIONS.end()
+                ),
+            });
+        }
+        // The bearer token travels in every request: in clear text it may only
+        // stay on this host, unless the operator says the network is trusted.
+        if self.tls.is_none() && !is_loopback(self.listen.ip()) && !self.insecure_listen {
+            return Err(ConfigError::Invalid {
+                field: "api.listen (--listen)",
+                reason: format!(
+                    "{} is not a loopback address, and without TLS the admin token would cross the network in \
+                     clear text; give api.tls-cert-file and api.tls-key-file (--tls-cert-file, --tls-key-file), \
+                     or set api.insecure-listen = true (--insecure-listen) on a network you trust",
+                    self.listen
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Loopback, also as an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`).
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
 }
 
 /// The validated configuration of one master.
@@ -186,7 +293,19 @@ impl MasterConfig {
                 ("api.tls-cert-file", args.tls_cert_file.or(file.api.tls_cert_file)),
                 ("api.tls-key-file", args.tls_key_file.or(file.api.tls_key_file)),
             )?,
+            // A bare flag can only switch it on; the file may say either.
+            insecure_listen: args.insecure_listen || file.api.insecure_listen.unwrap_or(false),
+            header_read_timeout: args
+                .header_read_timeout
+                .or(file.api.header_read_timeout)
+                .map_or(DEFAULT_HEADER_READ_TIMEOUT, Duration::from_secs),
+            request_timeout: args
+                .request_timeout
+                .or(file.api.request_timeout)
+                .map_or(DEFAULT_REQUEST_TIMEOUT, Duration::from_secs),
+            max_connections: args.max_connections.or(file.api.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
         };
+        api.validate()?;
         let lease_ttl = args.lease_ttl.or(file.lease_ttl).map_or(DEFAULT_LEASE_TTL, Duration::from_secs);
         if !(Duration::from_secs(2)..=Duration::from_secs(300)).contains(&lease_ttl) {
             return Err(ConfigError::Invalid { field: "lease-ttl", reason: "must be 2 to 300 seconds".into() });
@@ -199,20 +318,25 @@ impl MasterConfig {
     }
 }
 
+/// Refuses a token file whose mode gives group or others any access: who can
+/// read the token administers the cluster, and who can write it can lock the
+/// operators out at the next start.
+pub fn check_token_mode(path: &Path, mode: u32) -> Result<(), ConfigError> {
+    if mode & 0o077 == 0 { Ok(()) } else { Err(ConfigError::TokenMode { path: path.to_owned(), mode: mode & 0o7777 }) }
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
 }
 
 /// Reads the admin token: the file's content less surrounding white space.
-/// A token file others may read is taken, with a warning.
+/// A token file group or others may read is refused (see [`check_token_mode`]).
 pub fn read_token(path: &Path) -> Result<String, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!("token file {} is readable by other users; chmod 600 it", path.display());
-    }
+    // metadata follows a symbolic link, so the mode is that of the file read.
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    check_token_mode(path, meta.permissions().mode())?;
     let token = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let token = token.trim().to_owned();
     if token.len() < 16 {
@@ -241,8 +365,123 @@ mod tests {
         let c = MasterConfig::load(MasterArgs::default()).expect("defaults load");
         assert_eq!(c.network, ClusterNetwork::default());
         assert_eq!(c.etcd.prefix, "/sdn");
+        assert_eq!(c.api, ApiConfig::default());
         assert_eq!(c.api.listen.to_string(), "127.0.0.1:8440");
+        assert_eq!(c.api.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.api.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.api.max_connections, 1024);
         assert_eq!(c.lease_ttl, DEFAULT_LEASE_TTL);
+    }
+
+    #[test]
+    fn api_limits_from_the_file_and_flags() {
+        let f = file(
+            "[api]\nlisten = \"0.0.0.0:8440\"\ninsecure-listen = true\nheader-read-timeout = 5\nrequest-timeout = 60\nmax-connections = 64\n",
+        );
+        let args = MasterArgs { config: Some(f.path().into()), request_timeout: Some(20), ..Default::default() };
+        let api = MasterConfig::load(args).expect("loads").api;
+        assert!(api.insecure_listen);
+        assert_eq!(api.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(api.request_timeout, Duration::from_secs(20), "the flag wins");
+        assert_eq!(api.max_connections, 64);
+
+        let args = MasterArgs {
+            listen: Some("[::]:8440".parse().expect("addr")),
+            insecure_listen: true,
+            ..Default::default()
+        };
+        assert!(MasterConfig::load(args).expect("the flag allows it").api.insecure_listen);
+    }
+
+    fn api(listen: &str) -> ApiConfig {
+        ApiConfig { listen: listen.parse().expect("addr"), ..Default::default() }
+    }
+
+    fn refusal(api: &ApiConfig) -> String {
+        api.validate().expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn api_limits_out_of_range_name_the_field() {
+        let secs = Duration::from_secs;
+        let cases = [
+            (
+                ApiConfig { header_read_timeout: secs(0), ..Default::default() },
+                "api.header-read-timeout (--header-read-timeout): 0 s; must be 1 to 300",
+            ),
+            (ApiConfig { header_read_timeout: secs(301), ..Default::default() }, "api.header-read-timeout"),
+            (
+                ApiConfig { request_timeout: secs(2), ..Default::default() },
+                "api.request-timeout (--request-timeout): 2 s; must be 3 to 3600",
+            ),
+            (ApiConfig { request_timeout: secs(3601), ..Default::default() }, "api.request-timeout"),
+            (
+                ApiConfig { max_connections: 0, ..Default::default() },
+                "api.max-connections (--max-connections): 0; must be 1 to",
+            ),
+            (ApiConfig { max_connections: 1 << 21, ..Default::default() }, "api.max-connections"),
+        ];
+        for (api, expected) in cases {
+            let err = refusal(&api);
+            assert!(err.starts_with(expected), "{err:?} should start with {expected:?}");
+        }
+        for api in [
+            ApiConfig {
+                header_read_timeout: secs(1),
+                request_timeout: secs(3),
+                max_connections: 1,
+                ..Default::default()
+            },
+            ApiConfig {
+                header_read_timeout: secs(300),
+                request_timeout: secs(3600),
+                max_connections: 1_048_576,
+                ..Default::default()
+            },
+        ] {
+            api.validate().expect("the bounds are allowed");
+        }
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_the_flag() {
+        for listen in ["0.0.0.0:8440", "192.0.2.1:8440", "[::]:8440", "[2001:db8::1]:8440", "[::ffff:192.0.2.1]:8440"] {
+            let err = refusal(&api(listen));
+            assert!(err.starts_with("api.listen (--listen): "), "{err}");
+            assert!(
+                err.contains(listen) && err.contains("--tls-cert-file") && err.contains("--insecure-listen"),
+                "{err}"
+            );
+            ApiConfig { insecure_listen: true, ..api(listen) }.validate().expect("allowed with the flag");
+            ApiConfig { tls: Some(("/c.pem".into(), "/k.pem".into())), ..api(listen) }
+                .validate()
+                .expect("allowed with TLS");
+        }
+        for listen in ["127.0.0.1:8440", "127.1.2.3:8440", "[::1]:8440", "[::ffff:127.0.0.1]:8440"] {
+            api(listen).validate().expect("loopback needs neither");
+        }
+    }
+
+    #[test]
+    fn token_file_others_may_access_is_refused() {
+        let path = Path::new("/etc/sdn/admin-token");
+        for mode in [0o100600, 0o100400, 0o100700] {
+            check_token_mode(path, mode).expect("owner only");
+        }
+        for (mode, shown) in [(0o100640, "0640"), (0o100604, "0604"), (0o100620, "0620"), (0o104644, "4644")] {
+            let err = check_token_mode(path, mode).expect_err("refused").to_string();
+            assert!(err.contains("/etc/sdn/admin-token") && err.contains(shown), "{err}");
+            assert!(err.contains("chmod 600 /etc/sdn/admin-token"), "{err}");
+        }
+    }
+
+    #[test]
+    fn read_token_checks_the_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = file("0123456789abcdef0123\n");
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let err = read_token(f.path()).expect_err("group-readable");
+        assert!(matches!(err, ConfigError::TokenMode { mode: 0o640, .. }), "{err}");
     }
 
     #[test]
@@ -259,7 +498,7 @@ mod tests {
 
     #[test]
     fn refusals_name_the_field() {
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 12] = [
             (
                 "[network]\nhost-subnet-length = 20\n",
                 "network.host-subnet-length (--host-subnet-length): hostSubnetLength",
@@ -272,6 +511,9 @@ mod tests {
             ("[etcd]\nendpoints = [\"127.0.0.1:2379\"]\n", "etcd.endpoints"),
             ("[etcd]\ncert-file = \"/c.pem\"\n", "etcd.key-file"),
             ("[etcd]\nendpoints = [\"https://127.0.0.1:2379\"]\n", "etcd.endpoints"),
+            ("[api]\nlisten = \"0.0.0.0:8440\"\n", "api.listen (--listen)"),
+            ("[api]\nmax-connections = 0\n", "api.max-connections (--max-connections)"),
+            ("[api]\nheader-read-timeout = 0\n", "api.header-read-timeout (--header-read-timeout)"),
         ];
         for (text, field) in cases {
             let f = file(text);

@@ -1,10 +1,12 @@
 //! The admin API and `sdnctl` against a real master: bad input is refused
 //! with the field named and nothing written, tokens are required, TLS works
-//! for the API and towards etcd, bad configuration stops the master.
+//! for the API and towards etcd, bad configuration stops the master, slow
+//! clients are cut off and connections are bounded.
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sdn_cluster::ClusterNetwork;
 use sdn_cluster::store::Store;
@@ -14,7 +16,10 @@ use sdn_tests::cluster::ControlPlane;
 use sdn_tests::etcd::Etcd;
 use sdn_tests::master::{Master, MasterOptions, TOKEN};
 use sdn_tests::pki::Pki;
+use sdn_tests::process::Process;
 use sdn_tests::rundir::RunDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 async fn start(name: &str) -> ControlPlane {
     match ControlPlane::start(name, ClusterNetwork::default(), 1).await {
@@ -257,12 +262,16 @@ async fn master_uses_etcd_over_tls_with_client_certificates() {
 async fn bad_configuration_stops_the_master_with_the_field_named() {
     let dir = Arc::new(RunDir::new("badconfig").expect("run dir"));
     let token = dir.path().join("token");
-    std::fs::write(&token, TOKEN).expect("token");
+    write_with_mode(&token, TOKEN, 0o600);
+    let readable = dir.path().join("readable-token");
+    write_with_mode(&readable, TOKEN, 0o640);
     let config = dir.path().join("master.toml");
     std::fs::write(&config, "[network]\ncluster-network = \"10.1.0.0/16\"\nhost-subnet-length = 17\n").expect("config");
     let unknown = dir.path().join("unknown.toml");
     std::fs::write(&unknown, "[network]\nclustr-network = \"10.1.0.0/16\"\n").expect("config");
     let token_arg = format!("--token-file={}", token.display());
+    let mode_refused = format!("token file {} has mode 0640", readable.display());
+    let chmod_told = format!("chmod 600 {}", readable.display());
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec![format!("--config={}", config.display()), token_arg.clone()], "hostSubnetLength"),
         (vec![format!("--config={}", unknown.display()), token_arg.clone()], "unknown field `clustr-network`"),
@@ -272,14 +281,158 @@ async fn bad_configuration_stops_the_master_with_the_field_named() {
         (vec!["--etcd-endpoints=127.0.0.1:2379".into(), token_arg.clone()], "etcd.endpoints"),
         (vec!["--token-file=/nonexistent/token".into()], "/nonexistent/token"),
         (vec!["--tls-cert-file=/c.pem".into(), token_arg.clone()], "api.tls-key-file"),
+        (
+            vec!["--listen=0.0.0.0:8440".into(), token_arg.clone()],
+            "api.listen (--listen): 0.0.0.0:8440 is not a loopback",
+        ),
+        (vec!["--listen=[::]:8440".into(), token_arg.clone()], "--insecure-listen"),
+        (vec!["--max-connections=0".into(), token_arg.clone()], "api.max-connections (--max-connections)"),
+        (vec!["--header-read-timeout=0".into(), token_arg.clone()], "api.header-read-timeout (--header-read-timeout)"),
+        (vec!["--request-timeout=1".into(), token_arg.clone()], "api.request-timeout (--request-timeout)"),
+        (vec![format!("--token-file={}", readable.display())], &mode_refused),
+        (vec![format!("--token-file={}", readable.display())], &chmod_told),
     ];
-    for (args, expected) in cases {
-        let out = Command::new(bins::project("sdn-master").expect("sdn-master built"))
-            .args(&args)
-            .output()
-            .expect("run sdn-master");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} must fail");
-        assert!(stderr.contains(expected), "{args:?}: {stderr:?} should name {expected}");
+    for (i, (args, expected)) in cases.iter().enumerate() {
+        // Bounded: a refusal that went missing leaves a master running, and
+        // the test must fail rather than wait for it.
+        let log = exit_log(&dir, &format!("badconfig-{i}"), args).await;
+        assert!(log.contains(expected), "{args:?}: {log:?} should name {expected}");
+    }
+}
+
+/// Writes `content` to a file created with `mode` (set again, as the umask
+/// may have taken bits away).
+fn write_with_mode(path: &Path, content: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Runs `sdn-master args`, which must exit with a failure within 10 s, and
+/// returns its output.
+async fn exit_log(dir: &RunDir, name: &str, args: &[String]) -> String {
+    let mut command = Command::new(bins::project("sdn-master").expect("sdn-master built"));
+    command.args(args);
+    let mut process = Process::spawn(name, command, dir).expect("spawn sdn-master");
+    let status = process.wait_exit(Duration::from_secs(10)).await;
+    let log = process.log();
+    match status {
+        Some(status) => assert!(!status.success(), "{args:?} must fail: {log}"),
+        None => panic!("{args:?}: still running after 10 s instead of refusing to start: {log}"),
+    }
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_listen_serves_plain_http_off_loopback_when_asked() {
+    let dir = Arc::new(RunDir::new("insecurelisten").expect("run dir"));
+    let token = dir.path().join("token");
+    write_with_mode(&token, TOKEN, 0o600);
+    let port = sdn_tests::free_port().expect("port");
+    let mut command = Command::new(bins::project("sdn-master").expect("sdn-master built"));
+    // No etcd is needed: /healthz answers while the master waits for one.
+    command.args([
+        format!("--listen=0.0.0.0:{port}"),
+        "--insecure-listen".into(),
+        format!("--token-file={}", token.display()),
+        format!("--etcd-endpoints=http://127.0.0.1:{}", sdn_tests::free_port().expect("port")),
+    ]);
+    let process = Process::spawn("insecure", command, &dir).expect("spawn");
+    let healthz = sdn_tests::wait::until(Duration::from_secs(20), || async {
+        let resp = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.map_err(|e| e.to_string())?;
+        if resp.status() == 200 { Ok(()) } else { Err(resp.status().to_string()) }
+    })
+    .await;
+    assert!(healthz.is_ok(), "the master serves on 0.0.0.0 with --insecure-listen: {}", process.log());
+}
+
+/// The master's API address, `127.0.0.1:<port>`.
+fn address(master: &Master) -> String {
+    master.url().trim_start_matches("http://").to_owned()
+}
+
+/// A connection that sent half a request header and then nothing, as a
+/// slowloris client does.
+async fn half_header(master: &Master) -> TcpStream {
+    let mut stream = TcpStream::connect(address(master)).await.expect("connect");
+    stream.write_all(b"GET /api/v1/nodes HTTP/1.1\r\nHost: master\r\nAuthori").await.expect("write");
+    stream
+}
+
+/// Everything the master sends on `stream` until it closes it, and when
+/// that was; `None` if it is still open after `limit`.
+async fn until_closed(stream: &mut TcpStream, limit: Duration) -> Option<(String, Instant)> {
+    let mut received = Vec::new();
+    let mut buf = [0; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            // A reset closes as much as an orderly end.
+            Ok(Ok(0) | Err(_)) => return Some((String::from_utf8_lossy(&received).into_owned(), Instant::now())),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_while_others_are_served() {
+    let mut cp = ControlPlane::start("slowloris", ClusterNetwork::default(), 0).await.expect("control plane");
+    let mut options = cp.master_options("slowloris-m");
+    options.extra_args = vec!["--header-read-timeout=2".into(), "--request-timeout=3".into()];
+    cp.masters.push(Master::start(cp.dir.clone(), options).await.expect("master"));
+    let master = &cp.masters[0];
+
+    // Half a header: the connection is closed at the header timeout, and
+    // meanwhile another client is served.
+    let started = Instant::now();
+    let mut slow = half_header(master).await;
+    let nodes = master.client().get::<Vec<NodeView>>("/api/v1/nodes").await;
+    assert!(nodes.is_ok(), "served while a slow client holds a connection: {nodes:?}");
+    let (sent, closed) = until_closed(&mut slow, Duration::from_secs(6)).await.expect("cut off within the timeout");
+    assert!(sent.is_empty(), "nothing is answered to half a header: {sent:?}");
+    let held = closed - started;
+    assert!(held >= Duration::from_millis(1500), "cut at the timeout, not at once: {held:?}");
+
+    // The wait for the next request on a kept-alive connection has the same bound.
+    let mut idle = TcpStream::connect(address(master)).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: master\r\n\r\n").await.expect("write");
+    let (sent, _) = until_closed(&mut idle, Duration::from_secs(6)).await.expect("an idle connection is closed");
+    assert!(sent.starts_with("HTTP/1.1 200"), "{sent:?}");
+
+    // A complete header with a body that never comes: 408 at the request timeout.
+    let mut slow_body = TcpStream::connect(address(master)).await.expect("connect");
+    let started = Instant::now();
+    let head = format!(
+        "POST /api/v1/nodes HTTP/1.1\r\nHost: master\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\""
+    );
+    slow_body.write_all(head.as_bytes()).await.expect("write");
+    let (sent, closed) = until_closed(&mut slow_body, Duration::from_secs(8)).await.expect("cut off");
+    assert!(sent.starts_with("HTTP/1.1 408"), "{sent:?}");
+    assert!(sent.contains(r#"{"error":"#), "a JSON error body: {sent:?}");
+    assert!(closed - started >= Duration::from_millis(2500), "at the request timeout: {:?}", closed - started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_wait_for_a_free_one() {
+    let mut cp = ControlPlane::start("connlimit", ClusterNetwork::default(), 0).await.expect("control plane");
+    let mut options = cp.master_options("connlimit-m");
+    options.extra_args = vec!["--max-connections=2".into(), "--header-read-timeout=3".into()];
+    cp.masters.push(Master::start(cp.dir.clone(), options).await.expect("master"));
+    let master = &cp.masters[0];
+
+    let mut holders = vec![half_header(master).await, half_header(master).await];
+    // Both are accepted and hold their permits before the third comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let mut third = TcpStream::connect(address(master)).await.expect("connect: the backlog takes it");
+    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: master\r\nConnection: close\r\n\r\n").await.expect("write");
+    let (sent, answered) = until_closed(&mut third, Duration::from_secs(10)).await.expect("answered in the end");
+    assert!(sent.starts_with("HTTP/1.1 200"), "{sent:?}");
+    let waited = answered - started;
+    assert!(waited >= Duration::from_secs(2), "served only once a slow connection was cut: {waited:?}");
+    for holder in &mut holders {
+        assert!(until_closed(holder, Duration::from_secs(1)).await.is_some(), "the holders were cut off");
     }
 }

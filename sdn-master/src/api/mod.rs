@@ -4,9 +4,16 @@
 //! Reads come from the informer's cache; writes go to etcd and return once
 //! the cache has caught up with them, so a client reads its own writes.
 //! Everything but the two probes needs the bearer token.
+//!
+//! Before a request is authenticated a client only costs a connection, so
+//! the listener bounds those: a time to send the header (and finish TLS), a
+//! time for the whole request, and a number served at once (see
+//! `docs/master.md`, "Admin API").
 
+mod access;
 mod error;
 mod handlers;
+mod limit;
 mod services;
 pub mod types;
 
@@ -16,19 +23,22 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use axum_server::{Handle, Server};
+use hyper_util::rt::TokioTimer;
 use sdn_cluster::informer::Informer;
 use sdn_cluster::store::Store;
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
+use tower_http::timeout::TimeoutLayer;
 
 pub use self::error::ApiError;
+use self::limit::ConnectionLimit;
 use crate::config::ApiConfig;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
@@ -55,10 +65,14 @@ pub enum ServeError {
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
-pub fn router(state: AppState) -> Router {
+/// The routes; a request not answered within `request_timeout` of its
+/// header gets 408 (a JSON body on the API's routes, as its other errors).
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout);
     let api = Router::new()
         .route("/api/v1/nodes", get(handlers::list_nodes).post(handlers::register_node))
         .route("/api/v1/nodes/{name}", get(handlers::get_node).delete(handlers::delete_node))
+        .route("/api/v1/nodes/{name}/access", put(access::authorize_node).delete(access::revoke_node))
         .route("/api/v1/subnets", get(handlers::list_subnets))
         .route("/api/v1/subnets/{node}", get(handlers::get_subnet))
         .route("/api/v1/pods", get(handlers::list_pods))
@@ -70,8 +84,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(timeout)
         .layer(middleware::map_response(json_errors));
-    let probes = Router::new().route("/healthz", get(handlers::healthz)).route("/readyz", get(handlers::readyz));
+    let probes =
+        Router::new().route("/healthz", get(handlers::healthz)).route("/readyz", get(handlers::readyz)).layer(timeout);
     api.merge(probes).layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state)
 }
 
@@ -113,7 +129,7 @@ async fn json_errors(response: Response) -> Response {
 
 /// Serves until `shutdown` fires, then drains requests for up to 5 s.
 pub async fn serve(config: &ApiConfig, state: AppState, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
-    let app = router(state).into_make_service();
+    let app = ConnectionLimit::new(router(state, config.request_timeout).into_make_service(), config.max_connections);
     let handle = Handle::new();
     let drain = handle.clone();
     tokio::spawn(async move {
@@ -129,12 +145,32 @@ pub async fn serve(config: &ApiConfig, state: AppState, mut shutdown: watch::Rec
                 key: key.clone(),
                 source,
             })?;
+            // axum-server offers h2 in ALPN; the connection is HTTP/1.1 only
+            // (see `hardened`), so a client that took h2 would fail.
+            let mut rustls = (*tls.get_inner()).clone();
+            rustls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let tls = RustlsConfig::from_config(Arc::new(rustls));
+            // The handshake comes before the header and is as unauthenticated.
+            let acceptor = RustlsAcceptor::new(tls).handshake_timeout(config.header_read_timeout);
             tracing::info!("admin API on https://{addr}");
-            axum_server::bind_rustls(addr, tls).handle(handle).serve(app).await.map_err(listen_error)
+            let server = hardened(axum_server::bind(addr).acceptor(acceptor), config);
+            server.handle(handle).serve(app).await.map_err(listen_error)
         }
         None => {
             tracing::info!("admin API on http://{addr}");
-            axum_server::bind(addr).handle(handle).serve(app).await.map_err(listen_error)
+            hardened(axum_server::bind(addr), config).handle(handle).serve(app).await.map_err(listen_error)
         }
     }
+}
+
+/// HTTP/1.1 with a header-read timeout. hyper has the timeout, but it only
+/// runs with a timer, which axum-server does not set; it also covers the
+/// wait for the next request on a kept-alive connection. HTTP/2 has no such
+/// timeout in hyper (a client could open a stream and never finish its
+/// headers), and sdnctl speaks HTTP/1.1, so HTTP/2 is not served.
+/// `acceptor` resets the protocol choice, so this comes after it.
+fn hardened<A>(server: Server<SocketAddr, A>, config: &ApiConfig) -> Server<SocketAddr, A> {
+    let mut server = server.http1_only();
+    server.http_builder().http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+    server
 }
