@@ -13,6 +13,7 @@
 //! - `answer`: the records of a name, NXDOMAIN/NODATA with the SOA, or "not ours".
 //! - `wire`: reading queries (FORMERR, NOTIMP, drop), header flags, OPT.
 //! - `truncate`: encoding within the client's size.
+//! - [`rrl`]: response rate limiting for UDP (the accounts; the caller passes the time in).
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ mod config;
 mod index;
 mod names;
 mod reverse;
+pub mod rrl;
 mod truncate;
 mod wire;
 

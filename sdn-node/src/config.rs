@@ -82,6 +82,43 @@ pub struct DnsArgs {
     /// TTL of negative answers (NXDOMAIN, NODATA), in seconds.
     #[arg(long, default_value_t = sdn_dns::DEFAULT_NEGATIVE_TTL, value_name = "SECONDS")]
     pub dns_negative_ttl: u32,
+    /// TCP connections one client address may hold open at once (1 to 256, the server's
+    /// total); more are closed at once.
+    #[arg(long, default_value_t = 16, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=crate::dns::server::TCP_CONNECTIONS as i64))]
+    pub dns_tcp_connections_per_client: u32,
+    /// Queries of one client address that may be upstream at once (1 to 512, the server's
+    /// total); more get SERVFAIL at once.
+    #[arg(long, default_value_t = 32, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=crate::dns::server::FORWARDS as i64))]
+    pub dns_forwards_per_client: u32,
+    /// UDP response rate limiting: identical responses a second to one client network (/24,
+    /// /56); 0 turns it off.
+    #[arg(long, default_value_t = sdn_dns::rrl::DEFAULT_RESPONSES_PER_SECOND, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(sdn_dns::rrl::MAX_RESPONSES_PER_SECOND)))]
+    pub dns_rrl_responses_per_second: u32,
+    /// How long a client network that went over the rate stays limited after it stopped, at
+    /// most (1 to 3600 seconds).
+    #[arg(long, default_value_t = sdn_dns::rrl::DEFAULT_WINDOW_SECONDS, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(sdn_dns::rrl::MAX_WINDOW_SECONDS)))]
+    pub dns_rrl_window: u32,
+    /// Every N-th response over the rate is sent truncated (the client retries over TCP), the
+    /// others dropped; 0 drops all, 1 truncates all (0 to 10).
+    #[arg(long, default_value_t = sdn_dns::rrl::DEFAULT_SLIP, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(sdn_dns::rrl::MAX_SLIP)))]
+    pub dns_rrl_slip: u32,
+}
+
+impl DnsArgs {
+    /// The rate limiting settings of the flags (checked again by `sdn_dns`).
+    pub fn rrl(&self) -> sdn_dns::rrl::RrlConfig {
+        sdn_dns::rrl::RrlConfig {
+            responses_per_second: self.dns_rrl_responses_per_second,
+            window_seconds: self.dns_rrl_window,
+            slip: self.dns_rrl_slip,
+            ..sdn_dns::rrl::RrlConfig::default()
+        }
+    }
 }
 
 /// An upstream resolver: `IP:PORT`, or an `IP` on port 53.
@@ -240,5 +277,33 @@ mod tests {
         assert!(err.to_string().contains("neither IP nor IP:PORT"), "{err}");
         let both = Cli::try_parse_from(["sdn-node", "--dns-upstream", "192.0.2.53", "--no-dns-upstream"]);
         assert!(both.is_err(), "an upstream and none at once");
+    }
+
+    #[test]
+    fn dns_limits_default_and_bounds() {
+        let dns = |args: &[&str]| Cli::try_parse_from([&["sdn-node"], args].concat()).map(|cli| cli.args.dns);
+        let defaults = dns(&[]).expect("parse");
+        assert_eq!((defaults.dns_tcp_connections_per_client, defaults.dns_forwards_per_client), (16, 32));
+        assert_eq!(defaults.rrl(), sdn_dns::rrl::RrlConfig::default(), "100/s, 15 s window, slip 2");
+        let off = dns(&["--dns-rrl-responses-per-second", "0"]).expect("0 is off");
+        assert!(!off.rrl().enabled());
+        let set = dns(&["--dns-rrl-window", "3600", "--dns-rrl-slip", "0", "--dns-forwards-per-client", "512"]);
+        let set = set.expect("the bounds themselves");
+        assert_eq!((set.rrl().window_seconds, set.rrl().slip, set.dns_forwards_per_client), (3600, 0, 512));
+        for (flag, value) in [
+            ("--dns-tcp-connections-per-client", "0"),
+            ("--dns-tcp-connections-per-client", "257"),
+            ("--dns-forwards-per-client", "0"),
+            ("--dns-forwards-per-client", "513"),
+            ("--dns-rrl-responses-per-second", "1000001"),
+            ("--dns-rrl-responses-per-second", "-1"),
+            ("--dns-rrl-window", "0"),
+            ("--dns-rrl-window", "3601"),
+            ("--dns-rrl-slip", "11"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let err = dns(&[&arg]).err().unwrap_or_else(|| panic!("{arg} accepted")).to_string();
+            assert!(err.contains(flag), "{flag} {value}: {err}");
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! The cluster DNS of the node agents, asked with `dig` from pods, the node and an outside host:
 //! services and endpoints created through the master's API, every record kind, the negative
 //! answers, truncation and the TCP retry, updates, forwarding to an upstream of the test's,
-//! refusal of outsiders, and a pod resolving a short name through its CNI `resolv.conf`.
+//! refusal of outsiders, a pod resolving a short name through its CNI `resolv.conf`, and the
+//! limits that keep one pod from starving the others: TCP connections and forwards per client,
+//! UDP response rate limiting, clients that never read.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use sdn_tests::cni::{Attachment, Runtime};
-use sdn_tests::dns::{Dig, FakeUpstream, dig};
+use sdn_tests::dns::{Dig, FakeUpstream, dig, hold_tcp, never_reading, still_open, udp_flood};
 use sdn_tests::netns::Netns;
 use sdn_tests::node::Cluster;
 use serde_json::{Value, json};
@@ -265,4 +267,144 @@ async fn a_pod_resolves_a_service_by_its_short_name_through_its_cni_resolv_conf(
     .await;
     let resolved = resolved.unwrap_or_else(|e| panic!("`web` from the pod with\n{resolv}\ngave: {e}"));
     assert!(resolved.contains("web.shop.svc.cluster.local"), "found by the search list: {resolved}");
+}
+
+/// The gateway's DNS address, from one of its pods.
+fn dns_at(pod_ip: Ipv4Addr) -> SocketAddr {
+    let [a, b, c, _] = pod_ip.octets();
+    SocketAddr::from((Ipv4Addr::new(a, b, c, 1), 53))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pod_flooding_tcp_and_slow_forwards_leaves_another_answered() {
+    let mut c = cluster("dns-lim").await;
+    // Names `slow*` take the upstream 3 s, past the agent's 2 s: each holds its forward slot
+    // for the whole timeout.
+    let upstream =
+        FakeUpstream::start_slow(&c.external, SocketAddr::from((Cluster::EXTERNAL_IP, 53)), Duration::from_secs(3))
+            .expect("a resolver on the external host");
+    // Rate limiting off: this test is about the slots, not about how many replies get out.
+    c.nodes[0].extra_args =
+        vec![format!("--dns-upstream={}", Cluster::EXTERNAL_IP), "--dns-rrl-responses-per-second=0".into()];
+    c.nodes[0].restart().await.expect("restart with an upstream");
+    let flooder = c.nodes[0].attach_pod("flood").await.expect("pod");
+    let other = c.nodes[0].attach_pod("other").await.expect("pod");
+    let server = dns_at(flooder.ip);
+    let at = format!("@{}", server.ip());
+    let web = post(
+        &c,
+        "/api/v1/services",
+        json!({ "namespace": "shop", "name": "web", "ports": [{ "name": "http", "port": 80 }] }),
+    )
+    .await;
+    let web_ip = web["clusterIP"].as_str().expect("cluster IP").to_owned();
+    answered(&other.ns, &[&at, "web.shop.svc.cluster.local"], |d| !d.answer.is_empty()).await;
+
+    // 300 connections from one pod, more than the 256 the server holds: it keeps 16 of them
+    // and closes the rest at once, and the other pod's TCP query is answered.
+    let held = hold_tcp(&flooder.ns, server, 300).expect("connections");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let open = still_open(&held);
+    assert_eq!(open, 16, "connections of the flooding pod left open");
+    let tcp = dig(&other.ns, &[&at, "+tcp", "web.shop.svc.cluster.local"]);
+    assert_eq!(tcp.data("A"), [web_ip.as_str()], "the other pod over TCP: {}", tcp.raw);
+    drop(held);
+
+    // 600 names the upstream is slow with, more than the 512 forwards the server holds: 32
+    // go upstream, the others get SERVFAIL at once, and the other pod's name is forwarded.
+    let names: Vec<String> = (0..600).map(|i| format!("{}-{i}.example.test", FakeUpstream::SLOW)).collect();
+    let flood = udp_flood(&flooder.ns, server, &names, 10_000, Duration::from_millis(300)).expect("flood");
+    let asked = upstream.queries.load(std::sync::atomic::Ordering::Relaxed);
+    println!("600 slow names from one pod: {asked} forwarded, {flood:?}");
+    let fast = dig(&other.ns, &[&at, "fast.example.test"]);
+    assert_eq!(fast.data("A"), [FakeUpstream::ADDRESS.to_string()], "the other pod's name: {}", fast.raw);
+    assert!((1..=32).contains(&asked), "{asked} of the flooding pod's queries went upstream");
+    assert!(flood.servfail >= 500, "SERVFAIL at once for those over the pod's limit: {flood:?}");
+    assert_eq!(flood.answered, 0, "nothing came back from the upstream within 2 s: {flood:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_flood_is_rate_limited_while_other_clients_are_answered() {
+    let mut c = cluster("dns-rrl").await;
+    let node_ip = c.nodes[0].ip.to_string();
+    // The node's own address: a client of another network than the pods' /24.
+    c.nodes[0].extra_args = vec![format!("--dns-address={node_ip}")];
+    c.nodes[0].restart().await.expect("restart with the node's address");
+    let flooder = c.nodes[0].attach_pod("flood").await.expect("pod");
+    let other = c.nodes[0].attach_pod("other").await.expect("pod");
+    let server = dns_at(flooder.ip);
+    let at = format!("@{}", server.ip());
+    for name in ["web", "db"] {
+        post(
+            &c,
+            "/api/v1/services",
+            json!({ "namespace": "shop", "name": name, "ports": [{ "name": "http", "port": 80 }] }),
+        )
+        .await;
+    }
+    answered(&other.ns, &[&at, "db.shop.svc.cluster.local"], |d| !d.answer.is_empty()).await;
+    answered(&c.nodes[0].ns, &[&format!("@{node_ip}"), "web.shop.svc.cluster.local"], |d| !d.answer.is_empty()).await;
+
+    // 3,000 queries in a second for one name from one pod, with the defaults (100/s, slip 2):
+    // the first second's 100, then about half truncated and half dropped.
+    let names = vec!["web.shop.svc.cluster.local".to_owned(); 3000];
+    let (flood, from_node, from_pod) = std::thread::scope(|scope| {
+        let flood = scope.spawn(|| udp_flood(&flooder.ns, server, &names, 3000, Duration::from_millis(500)));
+        std::thread::sleep(Duration::from_millis(300));
+        // Meanwhile: the node (another network) asks the same name, the other pod (the same /24)
+        // another name; neither shares an account with the flood.
+        let from_node = dig(&c.nodes[0].ns, &[&format!("@{node_ip}"), "+ignore", "web.shop.svc.cluster.local"]);
+        let from_pod = dig(&other.ns, &[&at, "+ignore", "db.shop.svc.cluster.local"]);
+        (flood.join().expect("flood thread").expect("flood"), from_node, from_pod)
+    });
+    println!("3000 queries for one name: {flood:?}, {} missing", flood.missing());
+    for (who, answer) in [("the node", &from_node), ("the other pod", &from_pod)] {
+        assert_eq!(answer.answer.len(), 1, "{who} answered during the flood: {}", answer.raw);
+        assert!(!answer.has_flag("tc"), "{who} not truncated: {}", answer.raw);
+    }
+    let seconds = flood.sending.as_secs_f64() + 0.5;
+    assert!(flood.answered as f64 <= 100.0 + 100.0 * seconds, "at most the rate got answers: {flood:?}");
+    assert!(flood.truncated >= 1000, "about half the rest truncated: {flood:?}");
+    assert!(flood.missing() >= 1000, "and about half dropped: {flood:?}");
+    assert!(flood.truncated.abs_diff(flood.missing()) <= 300, "slip 2: as many truncated as dropped: {flood:?}");
+    // The flood's account is in debt for a while, but every second reply to it is truncated,
+    // and dig (as any real client) asks again over TCP, which is not limited: of two tries
+    // in a row one gets its answer.
+    let tries: Vec<Dig> = (0..2).map(|_| dig(&flooder.ns, &[&at, "web.shop.svc.cluster.local"])).collect();
+    assert!(tries.iter().any(|d| d.answer.len() == 1), "a client behind the flood is served over TCP: {tries:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_client_that_never_reads_is_hung_up_on() {
+    let mut c = cluster("dns-tcpw").await;
+    c.nodes[0].extra_args = vec!["--dns-tcp-connections-per-client=2".into()];
+    c.nodes[0].restart().await.expect("restart with 2 connections per client");
+    let pod = c.nodes[0].attach_pod("p").await.expect("pod");
+    let server = dns_at(pod.ip);
+    let at = format!("@{}", server.ip());
+    // 1,000 endpoints: 16 KB a reply, so a few hundred fill what the kernel buffers.
+    post(&c, "/api/v1/services", json!({ "namespace": "shop", "name": "big", "clusterIP": "None" })).await;
+    let addresses: Vec<Value> =
+        (0..1000).map(|i| address(&format!("10.1.{}.{}", 100 + i / 250, 1 + i % 250), None, true)).collect();
+    put(&c, "/api/v1/endpoints/shop/big", json!({ "addresses": addresses })).await;
+    let big = "big.shop.svc.cluster.local";
+    answered(&pod.ns, &[&at, "+tcp", big], |d| d.answer.len() == 1000).await;
+
+    let stuck: Vec<_> = (0..2).map(|_| never_reading(&pod.ns, server, big, 500).expect("a stuck client")).collect();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = dig(&pod.ns, &[&at, "+tcp", big]);
+    assert!(refused.answer.is_empty(), "a third connection is over the pod's limit: {}", refused.raw);
+    // The server hangs up on the stuck connections 5 s after their replies stopped moving,
+    // before the 10 s idle timeout, and the pod's slots are its own again.
+    let freed = loop {
+        if dig(&pod.ns, &[&at, "+tcp", big]).answer.len() == 1000 {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the stuck connections still hold the slots");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("the slots of two clients that never read came back {freed:?} after they stopped");
+    assert!(freed < Duration::from_secs(9), "the write timeout, not the idle one: {freed:?}");
+    drop(stuck);
 }

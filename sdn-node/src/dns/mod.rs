@@ -5,6 +5,7 @@
 
 mod cache;
 pub mod feed;
+pub mod limits;
 pub mod server;
 pub mod upstream;
 
@@ -20,6 +21,7 @@ use sdn_dns::{AccessList, Index};
 use crate::config::DnsArgs;
 use crate::netns::NodeNamespace;
 use feed::Feed;
+use limits::{PerClient, Rrl};
 use server::Shared;
 use upstream::Upstreams;
 
@@ -29,6 +31,8 @@ pub enum DnsError {
     Config(#[from] sdn_dns::ConfigError),
     #[error(transparent)]
     Bind(#[from] server::BindError),
+    #[error("--dns-rrl-*: {0}")]
+    Rrl(#[from] sdn_dns::rrl::RrlError),
     #[error("reading the upstream resolvers from {path}: {source}")]
     ResolvConf { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -94,7 +98,23 @@ impl ClusterDns {
             upstreams: Upstreams { servers, netns: ns.path().map(ToOwned::to_owned) },
             udp_max: sdn_dns::DEFAULT_UDP_MAX,
             forwards: server::forward_permits(),
+            client_forwards: PerClient::new(to_usize(args.dns_forwards_per_client)),
+            client_connections: PerClient::new(to_usize(args.dns_tcp_connections_per_client)),
+            rrl: Rrl::new(&args.rrl())?,
         });
+        tracing::info!(
+            "cluster DNS limits per client: {} TCP connections, {} forwards; UDP rate limit {}",
+            args.dns_tcp_connections_per_client,
+            args.dns_forwards_per_client,
+            if shared.rrl.is_some() {
+                format!(
+                    "{}/s per response and network, window {} s, slip {}",
+                    args.dns_rrl_responses_per_second, args.dns_rrl_window, args.dns_rrl_slip
+                )
+            } else {
+                "off".to_owned()
+            }
+        );
         let listeners = server::start(shared.clone(), &listen, ns.path())?;
         Ok(Self { shared, feed: Feed::default(), synced_revision: -1, _listeners: listeners })
     }
@@ -123,4 +143,9 @@ impl ClusterDns {
             tracing::debug!("cluster DNS: {} records changed", synced.changed);
         }
     }
+}
+
+/// A count of the flags (u32) as the limits take it.
+fn to_usize(count: u32) -> usize {
+    usize::try_from(count).unwrap_or(usize::MAX)
 }

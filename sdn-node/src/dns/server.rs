@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
+use sdn_dns::rrl::Verdict;
 use sdn_dns::{AccessList, Index, Outcome, Request, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -14,19 +16,24 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::cache::ReplyCache;
+use super::limits::{ClientPermit, PerClient, Rrl};
 use super::upstream::{Upstreams, in_namespace};
 
 /// A TCP client that sends nothing for this long is hung up on (RFC 7766 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// A TCP client that takes no reply for this long is hung up on: one that never reads would
+/// otherwise hold its connection, and its task, for good (the idle timeout only runs while
+/// the server waits for a query).
+pub const TCP_WRITE: Duration = Duration::from_secs(5);
 /// How often a UDP worker blocked in a receive looks whether it should stop.
 const UDP_POLL: Duration = Duration::from_millis(250);
 /// TCP connections served at once; more are closed at accept, so no client can exhaust memory.
-const TCP_CONNECTIONS: usize = 256;
+pub const TCP_CONNECTIONS: usize = 256;
 /// TCP connections of clients that are not served (each gets one REFUSED).
 const OUTSIDER_CONNECTIONS: usize = 32;
 /// Queries forwarded upstream at once; more are answered SERVFAIL at once, so a flood of
 /// outside names cannot exhaust the agent's tasks and file descriptors.
-const FORWARDS: usize = 512;
+pub const FORWARDS: usize = 512;
 /// How long the acceptor waits after a failed accept (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -50,6 +57,19 @@ pub struct Shared {
     pub udp_max: u16,
     /// Permits for queries in flight upstream ([`FORWARDS`]).
     pub forwards: Arc<Semaphore>,
+    /// Forwards in flight per client (`--dns-forwards-per-client`), taken before one of
+    /// [`Self::forwards`], so a client over its own limit takes nothing from the others.
+    pub client_forwards: Arc<PerClient>,
+    /// TCP connections per client (`--dns-tcp-connections-per-client`).
+    pub client_connections: Arc<PerClient>,
+    /// UDP response rate limiting; `None` when off.
+    pub rrl: Option<Rrl>,
+}
+
+/// The slots a query holds while it is upstream: its client's and one of the server's.
+pub struct ForwardSlot {
+    _client: ClientPermit,
+    _server: OwnedSemaphorePermit,
 }
 
 impl Shared {
@@ -66,15 +86,43 @@ impl Shared {
         sdn_dns::respond(&index, query, transport)
     }
 
-    /// The upstream's answer to a query for a name outside the cluster; REFUSED when there is
-    /// no upstream (the server is nobody's resolver then), SERVFAIL when none answers.
-    async fn forward(&self, query: &[u8], request: &Request, tcp: bool, _permit: OwnedSemaphorePermit) -> Vec<u8> {
+    /// The slots for forwarding `client`'s query, or the reply to send at once instead:
+    /// REFUSED when there is no upstream (the server is nobody's resolver then), SERVFAIL when
+    /// the client or the server has as many queries upstream as it may. SERVFAIL, not REFUSED
+    /// (which CoreDNS's `max_concurrent` answers): the condition passes in a second or two,
+    /// SERVFAIL is the answer for "failed this time", and REFUSED here already means "never
+    /// from this server" (outsiders, no upstream).
+    fn forward_slot(&self, request: &Request, client: IpAddr) -> Result<ForwardSlot, Vec<u8>> {
         if self.upstreams.servers.is_empty() {
-            return request.error_reply(hickory_proto::op::ResponseCode::Refused);
+            return Err(request.error_reply(ResponseCode::Refused));
         }
+        let busy = || request.error_reply(ResponseCode::ServFail);
+        let client = self.client_forwards.try_acquire(client).ok_or_else(busy)?;
+        let server = self.forwards.clone().try_acquire_owned().map_err(|_| busy())?;
+        Ok(ForwardSlot { _client: client, _server: server })
+    }
+
+    /// The upstream's answer to a query for a name outside the cluster, SERVFAIL when none
+    /// answers.
+    async fn forward(&self, query: &[u8], request: &Request, tcp: bool, _slot: ForwardSlot) -> Vec<u8> {
         match self.upstreams.forward(query, tcp).await {
             Some(reply) => reply,
-            None => request.error_reply(hickory_proto::op::ResponseCode::ServFail),
+            None => request.error_reply(ResponseCode::ServFail),
+        }
+    }
+
+    /// Sends a UDP reply, or its slipped form, or nothing, as the rate limiter says.
+    fn send_udp(&self, socket: &std::net::UdpSocket, reply: &[u8], client: SocketAddr) {
+        let sent = match self.rrl.as_ref().map_or(Verdict::Send, |rrl| rrl.verdict(client.ip(), reply)) {
+            Verdict::Send => socket.send_to(reply, client),
+            Verdict::Slip => match sdn_dns::rrl::slipped(reply) {
+                Some(cut) => socket.send_to(&cut, client),
+                None => return,
+            },
+            Verdict::Drop => return,
+        };
+        if let Err(err) = sent {
+            tracing::debug!("DNS reply to {client}: {err}");
         }
     }
 }
@@ -155,7 +203,7 @@ fn udp_worker(socket: &std::net::UdpSocket, shared: &Arc<Shared>, runtime: &toki
         let allowed = shared.allow.allows(client.ip());
         let generation = shared.generation.load(Ordering::Acquire);
         if allowed && cache.get(query, generation, &mut out) {
-            let _ = socket.send_to(&out, client);
+            shared.send_udp(socket, &out, client);
             continue;
         }
         let outcome = if allowed { shared.answer(query, transport) } else { sdn_dns::refuse(query, transport) };
@@ -168,24 +216,25 @@ fn udp_worker(socket: &std::net::UdpSocket, shared: &Arc<Shared>, runtime: &toki
             }
             Outcome::Refuse(bytes) => bytes,
             Outcome::Forward(request) => {
-                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
-                    let _ = socket.send_to(&request.error_reply(hickory_proto::op::ResponseCode::ServFail), client);
-                    continue;
+                let slot = match shared.forward_slot(&request, client.ip()) {
+                    Ok(slot) => slot,
+                    Err(reply) => {
+                        shared.send_udp(socket, &reply, client);
+                        continue;
+                    }
                 };
                 // Off this thread: an upstream may take seconds.
                 let Ok(reply_socket) = socket.try_clone() else { continue };
                 let (shared, query) = (shared.clone(), query.to_vec());
                 runtime.spawn(async move {
-                    let reply = shared.forward(&query, &request, false, permit).await;
-                    let _ = reply_socket.send_to(&reply, client);
+                    let reply = shared.forward(&query, &request, false, slot).await;
+                    shared.send_udp(&reply_socket, &reply, client);
                 });
                 continue;
             }
             Outcome::Drop => continue,
         };
-        if let Err(err) = socket.send_to(&reply, client) {
-            tracing::debug!("DNS reply to {client}: {err}");
-        }
+        shared.send_udp(socket, &reply, client);
     }
 }
 
@@ -203,22 +252,26 @@ async fn tcp_acceptor(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sem
             }
         };
         // Outsiders get one REFUSED per connection from a small pool of their own, so they can
-        // never hold the slots of the clients that are served.
+        // never hold the slots of the clients that are served. A client over its own limit is
+        // closed at once, before it takes one of the pool's: one pod opening connections as
+        // fast as it can then holds its share, not the node's.
         let allowed = shared.allow.allows(client.ip());
+        let Some(own) = shared.client_connections.try_acquire(client.ip()) else { continue };
         let pool = if allowed { &limit } else { &outsiders };
         let Ok(permit) = pool.clone().try_acquire_owned() else { continue };
         while connections.try_join_next().is_some() {}
-        connections.spawn(tcp_connection(stream, client.ip(), shared.clone(), permit, allowed));
+        connections.spawn(tcp_connection(stream, client.ip(), shared.clone(), (own, permit), allowed));
     }
 }
 
-/// Serves length-prefixed queries on one connection until the client stops, idles or sends
-/// something that gets no answer; an outsider's connection ends after its first reply.
+/// Serves length-prefixed queries on one connection until the client stops, idles, takes no
+/// reply for [`TCP_WRITE`] or sends something that gets no answer; an outsider's connection
+/// ends after its first reply.
 async fn tcp_connection(
     mut stream: TcpStream,
     client: IpAddr,
     shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
+    _permits: (ClientPermit, OwnedSemaphorePermit),
     allowed: bool,
 ) {
     loop {
@@ -227,9 +280,9 @@ async fn tcp_connection(
         let Ok(Ok(_)) = tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut query)).await else { return };
         let reply = match shared.decide(&query, client, Transport::Tcp) {
             Outcome::Reply(bytes) | Outcome::Refuse(bytes) => bytes,
-            Outcome::Forward(request) => match shared.forwards.clone().try_acquire_owned() {
-                Ok(permit) => shared.forward(&query, &request, true, permit).await,
-                Err(_) => request.error_reply(hickory_proto::op::ResponseCode::ServFail),
+            Outcome::Forward(request) => match shared.forward_slot(&request, client) {
+                Ok(slot) => shared.forward(&query, &request, true, slot).await,
+                Err(reply) => reply,
             },
             Outcome::Drop => return,
         };
@@ -237,7 +290,8 @@ async fn tcp_connection(
         let mut framed = Vec::with_capacity(reply.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&reply);
-        if stream.write_all(&framed).await.is_err() || !allowed {
+        let written = tokio::time::timeout(TCP_WRITE, stream.write_all(&framed)).await;
+        if !matches!(written, Ok(Ok(()))) || !allowed {
             return;
         }
     }
