@@ -327,13 +327,14 @@ async fn one_pod_flooding_tcp_and_slow_forwards_leaves_another_answered() {
 async fn a_udp_flood_is_rate_limited_while_other_clients_are_answered() {
     let mut c = cluster("dns-rrl").await;
     let node_ip = c.nodes[0].ip.to_string();
-    // The node's own address: a client of another network than the pods' /24.
+    // The node's own address: a client outside the cluster network, which rate limiting covers.
     c.nodes[0].extra_args = vec![format!("--dns-address={node_ip}")];
     c.nodes[0].restart().await.expect("restart with the node's address");
-    let flooder = c.nodes[0].attach_pod("flood").await.expect("pod");
-    let other = c.nodes[0].attach_pod("other").await.expect("pod");
-    let server = dns_at(flooder.ip);
-    let at = format!("@{}", server.ip());
+    let pod = c.nodes[0].attach_pod("pod").await.expect("pod");
+    let gateway = dns_at(pod.ip);
+    let at_gateway = format!("@{}", gateway.ip());
+    let at_node = format!("@{node_ip}");
+    let node_server = SocketAddr::from((c.nodes[0].ip, 53));
     for name in ["web", "db"] {
         post(
             &c,
@@ -342,23 +343,24 @@ async fn a_udp_flood_is_rate_limited_while_other_clients_are_answered() {
         )
         .await;
     }
-    answered(&other.ns, &[&at, "db.shop.svc.cluster.local"], |d| !d.answer.is_empty()).await;
-    answered(&c.nodes[0].ns, &[&format!("@{node_ip}"), "web.shop.svc.cluster.local"], |d| !d.answer.is_empty()).await;
+    answered(&pod.ns, &[&at_gateway, "db.shop.svc.cluster.local"], |d| !d.answer.is_empty()).await;
+    answered(&c.nodes[0].ns, &[&at_node, "web.shop.svc.cluster.local"], |d| !d.answer.is_empty()).await;
 
-    // 3,000 queries in a second for one name from one pod, with the defaults (100/s, slip 2):
+    // 3,000 queries in a second for one name from the node, with the defaults (100/s, slip 2):
     // the first second's 100, then about half truncated and half dropped.
     let names = vec!["web.shop.svc.cluster.local".to_owned(); 3000];
-    let (flood, from_node, from_pod) = std::thread::scope(|scope| {
-        let flood = scope.spawn(|| udp_flood(&flooder.ns, server, &names, 3000, Duration::from_millis(500)));
+    let (flood, from_pod, other_name) = std::thread::scope(|scope| {
+        let flood =
+            scope.spawn(|| udp_flood(&c.nodes[0].ns, node_server, &names, 3000, Duration::from_millis(500)));
         std::thread::sleep(Duration::from_millis(300));
-        // Meanwhile: the node (another network) asks the same name, the other pod (the same /24)
-        // another name; neither shares an account with the flood.
-        let from_node = dig(&c.nodes[0].ns, &[&format!("@{node_ip}"), "+ignore", "web.shop.svc.cluster.local"]);
-        let from_pod = dig(&other.ns, &[&at, "+ignore", "db.shop.svc.cluster.local"]);
-        (flood.join().expect("flood thread").expect("flood"), from_node, from_pod)
+        // Meanwhile: a pod asks the same name (pods are never limited), the node another name
+        // (another account).
+        let from_pod = dig(&pod.ns, &[&at_gateway, "+ignore", "web.shop.svc.cluster.local"]);
+        let other_name = dig(&c.nodes[0].ns, &[&at_node, "+ignore", "db.shop.svc.cluster.local"]);
+        (flood.join().expect("flood thread").expect("flood"), from_pod, other_name)
     });
     println!("3000 queries for one name: {flood:?}, {} missing", flood.missing());
-    for (who, answer) in [("the node", &from_node), ("the other pod", &from_pod)] {
+    for (who, answer) in [("the pod", &from_pod), ("the node's other name", &other_name)] {
         assert_eq!(answer.answer.len(), 1, "{who} answered during the flood: {}", answer.raw);
         assert!(!answer.has_flag("tc"), "{who} not truncated: {}", answer.raw);
     }
@@ -370,8 +372,14 @@ async fn a_udp_flood_is_rate_limited_while_other_clients_are_answered() {
     // The flood's account is in debt for a while, but every second reply to it is truncated,
     // and dig (as any real client) asks again over TCP, which is not limited: of two tries
     // in a row one gets its answer.
-    let tries: Vec<Dig> = (0..2).map(|_| dig(&flooder.ns, &[&at, "web.shop.svc.cluster.local"])).collect();
+    let tries: Vec<Dig> = (0..2).map(|_| dig(&c.nodes[0].ns, &[&at_node, "web.shop.svc.cluster.local"])).collect();
     assert!(tries.iter().any(|d| d.answer.len() == 1), "a client behind the flood is served over TCP: {tries:?}");
+
+    // A pod cannot forge its source, so nothing is reflected through it: its flood is answered
+    // whole (a node's pods share one /24, and would share its accounts).
+    let from_pods = udp_flood(&pod.ns, gateway, &names, 3000, Duration::from_millis(500)).expect("pod flood");
+    assert_eq!(from_pods.truncated, 0, "a pod's queries are not limited: {from_pods:?}");
+    assert!(from_pods.answered >= 2900, "a pod's queries are answered: {from_pods:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

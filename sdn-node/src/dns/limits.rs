@@ -72,22 +72,29 @@ const RRL_SHARDS: usize = 16;
 pub struct Rrl {
     keys: ResponseKeys,
     shards: Box<[Mutex<RateLimiter>]>,
+    /// Clients never limited: pods, whose sources the programs check, so no reply can be
+    /// reflected through them, while a node's pods share one /24 and would share its accounts.
+    exempt: ipnetwork::IpNetwork,
 }
 
 impl Rrl {
-    /// `None` when `config` turns it off.
-    pub fn new(config: &RrlConfig) -> Result<Option<Self>, RrlError> {
+    /// `None` when `config` turns it off; clients in `exempt` (the cluster network) are never
+    /// limited.
+    pub fn new(config: &RrlConfig, exempt: ipnetwork::IpNetwork) -> Result<Option<Self>, RrlError> {
         config.validate()?;
         if !config.enabled() {
             return Ok(None);
         }
         let per_shard = config.max_accounts.div_ceil(RRL_SHARDS);
         let shards = (0..RRL_SHARDS).map(|_| Mutex::new(RateLimiter::new(config, per_shard))).collect();
-        Ok(Some(Self { keys: ResponseKeys::new(config), shards }))
+        Ok(Some(Self { keys: ResponseKeys::new(config), shards, exempt }))
     }
 
     /// Whether to send `reply` to `client` now, send it slipped, or drop it.
     pub fn verdict(&self, client: IpAddr, reply: &[u8]) -> Verdict {
+        if self.exempt.contains(client.to_canonical()) {
+            return Verdict::Send;
+        }
         let key = self.keys.key(client, reply);
         let shard = &self.shards[key.shard(self.shards.len())];
         locked(shard).check(key, Instant::now())
@@ -117,16 +124,19 @@ mod tests {
     }
 
     #[test]
-    fn the_shared_limiter_charges_each_response_and_can_be_off() {
+    fn the_shared_limiter_charges_each_response_spares_pods_and_can_be_off() {
         let config = RrlConfig { responses_per_second: 5, slip: 1, ..RrlConfig::default() };
-        let rrl = Rrl::new(&config).expect("valid").expect("on");
+        let pods: ipnetwork::IpNetwork = "10.1.0.0/16".parse().expect("cluster network");
+        let rrl = Rrl::new(&config, pods).expect("valid").expect("on");
         let reply = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1];
-        let verdicts: Vec<Verdict> = (0..8).map(|_| rrl.verdict(ip("10.1.0.5"), &reply)).collect();
+        let verdicts: Vec<Verdict> = (0..8).map(|_| rrl.verdict(ip("192.0.2.5"), &reply)).collect();
         assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Send).count(), 5);
         assert_eq!(verdicts[5..], [Verdict::Slip; 3]);
-        assert_eq!(rrl.verdict(ip("10.1.1.5"), &reply), Verdict::Send, "another /24");
+        assert_eq!(rrl.verdict(ip("192.0.3.5"), &reply), Verdict::Send, "another /24");
+        let pod = (0..50).map(|_| rrl.verdict(ip("::ffff:10.1.0.5"), &reply));
+        assert!(pod.into_iter().all(|v| v == Verdict::Send), "pods cannot forge sources: never limited");
         let off = RrlConfig { responses_per_second: 0, ..RrlConfig::default() };
-        assert!(Rrl::new(&off).expect("valid").is_none());
-        assert!(Rrl::new(&RrlConfig { slip: 11, ..RrlConfig::default() }).is_err());
+        assert!(Rrl::new(&off, pods).expect("valid").is_none());
+        assert!(Rrl::new(&RrlConfig { slip: 11, ..RrlConfig::default() }, pods).is_err());
     }
 }

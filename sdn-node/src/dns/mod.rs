@@ -100,7 +100,7 @@ impl ClusterDns {
             forwards: server::forward_permits(),
             client_forwards: PerClient::new(to_usize(args.dns_forwards_per_client)),
             client_connections: PerClient::new(to_usize(args.dns_tcp_connections_per_client)),
-            rrl: Rrl::new(&args.rrl())?,
+            rrl: Rrl::new(&args.rrl(), IpNetwork::V4(network.network))?,
         });
         tracing::info!(
             "cluster DNS limits per client: {} TCP connections, {} forwards; UDP rate limit {}",
@@ -108,7 +108,7 @@ impl ClusterDns {
             args.dns_forwards_per_client,
             if shared.rrl.is_some() {
                 format!(
-                    "{}/s per response and network, window {} s, slip {}",
+                    "{}/s per response and network, window {} s, slip {} (pods are not limited)",
                     args.dns_rrl_responses_per_second, args.dns_rrl_window, args.dns_rrl_slip
                 )
             } else {
