@@ -350,8 +350,7 @@ async fn a_udp_flood_is_rate_limited_while_other_clients_are_answered() {
     // the first second's 100, then about half truncated and half dropped.
     let names = vec!["web.shop.svc.cluster.local".to_owned(); 3000];
     let (flood, from_pod, other_name) = std::thread::scope(|scope| {
-        let flood =
-            scope.spawn(|| udp_flood(&c.nodes[0].ns, node_server, &names, 3000, Duration::from_millis(500)));
+        let flood = scope.spawn(|| udp_flood(&c.nodes[0].ns, node_server, &names, 3000, Duration::from_millis(500)));
         std::thread::sleep(Duration::from_millis(300));
         // Meanwhile: a pod asks the same name (pods are never limited), the node another name
         // (another account).
