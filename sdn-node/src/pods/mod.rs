@@ -468,10 +468,12 @@ mod tests {
     fn keys_are_checked() {
         let key = |id: &str, ifname: &str| AttachmentKey { id: id.into(), ifname: ifname.into() };
         check_key(&key("abc-1", "eth0")).expect("valid");
-        for bad in ["", "a/b", "a b", &"x".repeat(129)] {
+        // As strict as sdn-cni: the first character a letter or digit ("." and ".." never).
+        for bad in ["", "a/b", "a b", &"x".repeat(129), ".", "..", "-a", "_a", ".hidden"] {
             assert!(check_key(&key(bad, "eth0")).is_err(), "{bad:?}");
         }
-        assert!(check_key(&key("a", "eth0/../x")).is_err());
-        assert!(check_key(&key("a", &"a".repeat(16))).is_err());
+        for bad in ["eth0/../x", &"a".repeat(16), ".", "..", ""] {
+            assert!(check_key(&key("a", bad)).is_err(), "{bad:?}");
+        }
     }
 }
