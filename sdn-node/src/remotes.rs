@@ -9,7 +9,7 @@
 //! refused. Of two records that collide, the one created first in etcd stays: a later write
 //! cannot take over a subnet or an address that is already in use.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::Ipv4Network;
@@ -49,13 +49,18 @@ pub struct Peers {
 pub fn admit(network: &ClusterNetwork, own: &HostSubnet, own_ip: Ipv4Addr, subnets: &[Registered]) -> Peers {
     let mut peers = Peers::default();
     let prefix = 32 - network.host_subnet_length;
-    let mut held: Vec<(String, Ipv4Network, Ipv4Addr)> = vec![(own.host.clone(), own.subnet, own_ip)];
+    let mut held = Held {
+        own: (own.host.clone(), own.subnet),
+        subnets: BTreeMap::new(),
+        ips: HashMap::from([(own_ip, own.host.clone())]),
+    };
     let mut ordered: Vec<&Registered> = subnets.iter().filter(|(s, _)| s.host != own.host).collect();
     ordered.sort_by(|(a, ra), (b, rb)| (ra, &a.host).cmp(&(rb, &b.host)));
     for (record, _) in ordered {
-        match check(network.network, prefix, &held, record) {
+        match held.check(network.network, prefix, record) {
             Ok(ip) => {
-                held.push((record.host.clone(), record.subnet, ip));
+                held.subnets.insert(record.subnet.network(), (record.host.clone(), record.subnet));
+                held.ips.insert(ip, record.host.clone());
                 peers.routes.insert(record.subnet, ip);
                 peers.senders.insert(ip, record.subnet);
             }
@@ -67,35 +72,45 @@ pub fn admit(network: &ClusterNetwork, own: &HostSubnet, own_ip: Ipv4Addr, subne
     peers
 }
 
-fn check(
-    network: Ipv4Network,
-    prefix: u8,
-    held: &[(String, Ipv4Network, Ipv4Addr)],
-    record: &HostSubnet,
-) -> Result<Ipv4Addr, Refusal> {
-    let (node, subnet) = (record.host.clone(), record.subnet);
-    let ip = match record.host_ip {
-        IpAddr::V4(ip) => ip,
-        ip @ IpAddr::V6(_) => return Err(Refusal::NotIpv4 { node, ip }),
-    };
-    if !network.contains(subnet.network()) || subnet.prefix() < network.prefix() {
-        return Err(Refusal::OutsideNetwork { node, subnet, network });
-    }
-    if subnet.prefix() != prefix {
-        return Err(Refusal::WrongSize { node, subnet, prefix });
-    }
-    if network.contains(ip) {
-        return Err(Refusal::HostIpInCluster { node, ip, network });
-    }
-    for (other, theirs, their_ip) in held {
-        if overlap(subnet, *theirs) {
+/// What is taken so far: this node's subnet, the accepted ones by network address (all of the
+/// size the master allocates, so two overlap only when they are equal), and every host IP.
+/// Looked up, not scanned: a thousand nodes are checked on every registry change.
+struct Held {
+    own: (String, Ipv4Network),
+    subnets: BTreeMap<Ipv4Addr, (String, Ipv4Network)>,
+    ips: HashMap<Ipv4Addr, String>,
+}
+
+impl Held {
+    fn check(&self, network: Ipv4Network, prefix: u8, record: &HostSubnet) -> Result<Ipv4Addr, Refusal> {
+        let (node, subnet) = (record.host.clone(), record.subnet);
+        let ip = match record.host_ip {
+            IpAddr::V4(ip) => ip,
+            ip @ IpAddr::V6(_) => return Err(Refusal::NotIpv4 { node, ip }),
+        };
+        if !network.contains(subnet.network()) || subnet.prefix() < network.prefix() {
+            return Err(Refusal::OutsideNetwork { node, subnet, network });
+        }
+        if subnet.prefix() != prefix {
+            return Err(Refusal::WrongSize { node, subnet, prefix });
+        }
+        if network.contains(ip) {
+            return Err(Refusal::HostIpInCluster { node, ip, network });
+        }
+        let (own, own_subnet) = &self.own;
+        let taken = if overlap(subnet, *own_subnet) {
+            Some((own, own_subnet))
+        } else {
+            self.subnets.get(&subnet.network()).map(|(other, theirs)| (other, theirs))
+        };
+        if let Some((other, theirs)) = taken {
             return Err(Refusal::Overlaps { node, subnet, other: other.clone(), theirs: *theirs });
         }
-        if *their_ip == ip {
+        if let Some(other) = self.ips.get(&ip) {
             return Err(Refusal::HostIpTaken { node, ip, other: other.clone() });
         }
+        Ok(ip)
     }
-    Ok(ip)
 }
 
 fn overlap(a: Ipv4Network, b: Ipv4Network) -> bool {
@@ -186,6 +201,24 @@ mod tests {
         let subnets = [(hs("late", "192.0.2.7", "10.1.1.0/24"), 9), (hs("early", "192.0.2.8", "10.1.1.0/24"), 3)];
         let peers = admit(&ClusterNetwork::default(), &me(), ip("192.0.2.1"), &subnets);
         assert_eq!(peers.senders.keys().collect::<Vec<_>>(), [&ip("192.0.2.8")]);
+    }
+
+    #[test]
+    fn a_thousand_nodes_are_all_believed() {
+        let subnets: Vec<Registered> = (1..=1000u32)
+            .map(|i| {
+                let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 0, 0, 0)) + i);
+                let subnet = Ipv4Network::new(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + (i << 8)), 24);
+                (
+                    HostSubnet { host: format!("n{i}"), host_ip: ip.into(), subnet: subnet.expect("subnet") },
+                    i64::from(i),
+                )
+            })
+            .collect();
+        let network = ClusterNetwork { network: net("10.0.0.0/8"), ..ClusterNetwork::default() };
+        let own = HostSubnet { host: "me".into(), host_ip: ip("192.1.0.1").into(), subnet: net("10.255.0.0/24") };
+        let peers = admit(&network, &own, ip("192.1.0.1"), &subnets);
+        assert_eq!((peers.routes.len(), peers.senders.len(), peers.refused.len()), (1000, 1000, 0));
     }
 
     #[test]

@@ -235,3 +235,29 @@ async fn a_pod_whose_veth_name_is_taken_gets_an_error_and_the_owner_keeps_its_ve
     assert!(shown.contains(owner_mac) && !shown.contains("master br0"), "the owner's veth is untouched: {shown}");
     assert!(node.attachments().await.is_empty(), "no address kept for the refused pod");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_veth_named_by_an_earlier_build_is_renamed_and_stays_connected() {
+    let mut c = cluster("veth-legacy", 1).await;
+    let pod = c.nodes[0].attach_pod("old").await.expect("pod");
+    let peer = c.nodes[0].attach_pod("peer").await.expect("peer");
+    let attached = c.nodes[0].attachments().await;
+    let veth = attached.iter().find(|a| a["id"] == "old").and_then(|a| a["hostVeth"].as_str()).expect("veth");
+    let veth = veth.to_owned();
+    // The name earlier builds gave: the low 32 bits of FNV-1a over "<id>/<ifname>".
+    let hash =
+        b"old/eth0".iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    let legacy = format!("veth{:08x}", hash as u32);
+    c.nodes[0].kill();
+    for args in [
+        vec!["link", "set", veth.as_str(), "down"],
+        vec!["link", "set", veth.as_str(), "name", legacy.as_str()],
+        vec!["link", "set", legacy.as_str(), "up"],
+    ] {
+        c.nodes[0].ns.ip(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    }
+    c.nodes[0].restart().await.expect("restart");
+    let shown = |name: &str| c.nodes[0].ns.exec(&["ip", "link", "show", name]).status.success();
+    assert!(shown(&veth) && !shown(&legacy), "{legacy} took this build's name {veth}\n{}", c.logs());
+    assert!(pod.ns.ping(peer.ip, 1, 56, false), "the pod stays connected\n{}", c.logs());
+}

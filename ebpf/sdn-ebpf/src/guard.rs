@@ -29,57 +29,54 @@ static SDN_DROPS: RingBuf = RingBuf::pinned(DROPS_BYTES, 0);
 /// must be the pod's address and MAC.
 #[inline(always)]
 pub fn pod_arp(headers: &Headers, ifindex: u32) -> Result<(), Decision> {
-    checked(pod_arp_code(headers, ifindex)).map_err(|_| Decision::SpoofedArp)
+    decode(pod_arp_code(headers, ifindex)).map(drop).map_err(|_| Decision::SpoofedArp)
 }
 
 /// Checks an IPv4 packet from the pod on port `ifindex`: its source address and MAC must be
 /// the pod's, and it may not be for a node's VXLAN port (see [`to_tunnel_port`]).
 #[inline(always)]
 pub fn pod_ipv4(ctx: &TcContext, headers: &Headers, ifindex: u32, config: &NodeConfig) -> Result<(), Decision> {
-    checked(pod_ipv4_code(ctx, headers, ifindex, config))
+    decode(pod_ipv4_code(ctx, headers, ifindex, config)).map(drop)
 }
 
-// The checks are functions of their own (BPF-to-BPF calls) that return a plain number (0 for a
-// pass, else the reason's index plus one): inlined into `sdn_from_pod`, their frames and those
-// of the forwarding after them would not fit the verifier's 512 bytes of stack together.
+/// An outcome as one register, for a BPF-to-BPF call (which returns only `r0`): a TC verdict
+/// (never negative) or a drop's reason as `-(index + 1)`.
+#[inline(always)]
+pub fn encode(outcome: Result<i32, Decision>) -> i64 {
+    match outcome {
+        Ok(verdict) => i64::from(verdict),
+        Err(reason) => -(i64::from(reason.index()) + 1),
+    }
+}
+
+/// The inverse of [`encode`].
+#[inline(always)]
+pub fn decode(value: i64) -> Result<i32, Decision> {
+    match value {
+        0.. => Ok(value as i32),
+        _ => Err(Decision::from_index((-value - 1) as u32).unwrap_or(Decision::Malformed)),
+    }
+}
+
+// The checks are functions of their own (BPF-to-BPF calls): inlined into `sdn_from_pod`, their
+// frames and those of the forwarding after them would not fit the verifier's 512 bytes of stack
+// together.
 #[inline(never)]
-fn pod_arp_code(headers: &Headers, ifindex: u32) -> u32 {
+fn pod_arp_code(headers: &Headers, ifindex: u32) -> i64 {
     let a = &headers.l3;
     let sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
     if !mac_eq(&sha, &headers.src_mac()) {
-        return code(Decision::SpoofedArp);
+        return encode(Err(Decision::SpoofedArp));
     }
-    status(pod_source(headers.word(14), ifindex, &sha))
+    encode(pod_source(headers.word(14), ifindex, &sha).map(|()| 0))
 }
 
 #[inline(never)]
-fn pod_ipv4_code(ctx: &TcContext, headers: &Headers, ifindex: u32, config: &NodeConfig) -> u32 {
+fn pod_ipv4_code(ctx: &TcContext, headers: &Headers, ifindex: u32, config: &NodeConfig) -> i64 {
     let (saddr, _) = headers.ipv4_addrs();
-    if let Err(reason) = pod_source(saddr, ifindex, &headers.src_mac()) {
-        return code(reason);
-    }
-    if to_tunnel_port(ctx, headers, config) {
-        return code(Decision::PodToTunnel);
-    }
-    0
-}
-
-#[inline(always)]
-fn code(reason: Decision) -> u32 {
-    reason.index() + 1
-}
-
-#[inline(always)]
-fn status(result: Result<(), Decision>) -> u32 {
-    result.map_or_else(code, |()| 0)
-}
-
-#[inline(always)]
-fn checked(code: u32) -> Result<(), Decision> {
-    match code {
-        0 => Ok(()),
-        n => Err(Decision::from_index(n - 1).unwrap_or(Decision::Malformed)),
-    }
+    let checked = pod_source(saddr, ifindex, &headers.src_mac())
+        .and_then(|()| if to_tunnel_port(ctx, headers, config) { Err(Decision::PodToTunnel) } else { Ok(0) });
+    encode(checked)
 }
 
 /// Whether the IPv4 packet `headers` from a pod is for a node's VXLAN port: to this node (its

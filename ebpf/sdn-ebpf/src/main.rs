@@ -153,11 +153,7 @@ fn from_pod(ctx: &TcContext) -> Result<i32, Decision> {
             // An array's one entry always exists (zero until the agent writes it).
             let config = config().ok_or(Decision::Malformed)?;
             guard::pod_ipv4(ctx, &headers, port, config)?;
-            // A verdict, or a drop with its reason as a negative number (one register back).
-            match pod_onward(ctx, config, port) {
-                verdict @ 0.. => Ok(verdict as i32),
-                reason => Err(Decision::from_index(reason.unsigned_abs() as u32 - 1).unwrap_or(Decision::Malformed)),
-            }
+            guard::decode(pod_onward(ctx, config, port))
         }
         // The cluster network is IPv4 only; a pod's IPv6 (its neighbour discovery, too) is not
         // a spoof.
@@ -167,17 +163,13 @@ fn from_pod(ctx: &TcContext) -> Result<i32, Decision> {
 }
 
 /// Where an IPv4 packet from a pod goes once its source is checked: a service's translation,
-/// then a local pod, a remote subnet or the host. Returns the TC verdict, or for a drop the
-/// negated reason index less one.
+/// then a local pod, a remote subnet or the host: its outcome as [`guard::encode`] makes it.
 ///
 /// A function of its own (a BPF-to-BPF call): the checks before it, the service programs it
 /// calls and the tunnel headers would not fit the verifier's 512 bytes of stack in one frame.
 #[inline(never)]
 fn pod_onward(ctx: &TcContext, config: &NodeConfig, port: u32) -> i64 {
-    match pod_onward_result(ctx, config, port) {
-        Ok(verdict) => i64::from(verdict),
-        Err(reason) => -(i64::from(reason.index()) + 1),
-    }
+    guard::encode(pod_onward_result(ctx, config, port))
 }
 
 #[inline(always)]
@@ -213,16 +205,7 @@ fn pod_onward_result(ctx: &TcContext, config: &NodeConfig, port: u32) -> Result<
 /// The underlay address (network order) a packet that `vxlan0` received came from.
 #[inline(always)]
 fn tunnel_sender(ctx: &TcContext) -> Option<u32> {
-    // Every byte is written, as in `via_vxlan0`.
-    let mut key = bpf_tunnel_key {
-        tunnel_id: 0,
-        __bindgen_anon_1: bpf_tunnel_key__bindgen_ty_1 { remote_ipv6: [0; 4] },
-        tunnel_tos: 0,
-        tunnel_ttl: 0,
-        __bindgen_anon_2: bpf_tunnel_key__bindgen_ty_2 { tunnel_ext: 0 },
-        tunnel_label: 0,
-        __bindgen_anon_3: bpf_tunnel_key__bindgen_ty_3 { local_ipv6: [0; 4] },
-    };
+    let mut key = tunnel_key(0, 0);
     // SAFETY: the key lives on the stack for the call; the size is the struct's.
     let ret = unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb, &mut key, size_of::<bpf_tunnel_key>() as u32, 0) };
     // SAFETY: the helper filled the IPv4 member (flags 0), in host byte order.
@@ -347,19 +330,7 @@ fn to_remote(ctx: &TcContext, headers: &Headers, remote: *mut Remote, config: &N
 /// Sets the VXLAN tunnel destination to the remote node and redirects to `vxlan0`'s egress.
 #[inline(always)]
 fn via_vxlan0(ctx: &TcContext, node_ip: u32, config: &NodeConfig) -> Result<i32, ()> {
-    // Every byte is written (the verifier refuses a helper reading uninitialised stack), field
-    // by field: `mem::zeroed()` would become a call to `memset`, a BPF-to-BPF call to a loop.
-    // The IPv4 address goes in the first word of the IPv6 union member, where `remote_ipv4`
-    // lives, in host byte order: the helper converts it to network order itself.
-    let mut key = bpf_tunnel_key {
-        tunnel_id: 0,
-        __bindgen_anon_1: bpf_tunnel_key__bindgen_ty_1 { remote_ipv6: [u32::from_be(node_ip), 0, 0, 0] },
-        tunnel_tos: 0,
-        tunnel_ttl: TUNNEL_TTL,
-        __bindgen_anon_2: bpf_tunnel_key__bindgen_ty_2 { tunnel_ext: 0 },
-        tunnel_label: 0,
-        __bindgen_anon_3: bpf_tunnel_key__bindgen_ty_3 { local_ipv6: [0; 4] },
-    };
+    let mut key = tunnel_key(node_ip, TUNNEL_TTL);
     // No outer UDP checksum, as RFC 7348 recommends for IPv4 and as the kernel's and flannel's
     // VXLAN devices send by default: the inner TCP/UDP checksum already covers the payload.
     let flags = u64::from(BPF_F_ZERO_CSUM_TX);
@@ -369,6 +340,24 @@ fn via_vxlan0(ctx: &TcContext, node_ip: u32, config: &NodeConfig) -> Result<i32,
         return Err(());
     }
     Ok(redirect(config.vxlan_ifindex))
+}
+
+/// A tunnel key to remote `ip` (network order) with `ttl`, every other field zero.
+#[inline(always)]
+fn tunnel_key(ip: u32, ttl: u8) -> bpf_tunnel_key {
+    // Every byte is written (the verifier refuses a helper reading uninitialised stack), field
+    // by field: `mem::zeroed()` would become a call to `memset`, a BPF-to-BPF call to a loop.
+    // The IPv4 address goes in the first word of the IPv6 union member, where `remote_ipv4`
+    // lives, in host byte order: the helpers convert it to and from network order themselves.
+    bpf_tunnel_key {
+        tunnel_id: 0,
+        __bindgen_anon_1: bpf_tunnel_key__bindgen_ty_1 { remote_ipv6: [u32::from_be(ip), 0, 0, 0] },
+        tunnel_tos: 0,
+        tunnel_ttl: ttl,
+        __bindgen_anon_2: bpf_tunnel_key__bindgen_ty_2 { tunnel_ext: 0 },
+        tunnel_label: 0,
+        __bindgen_anon_3: bpf_tunnel_key__bindgen_ty_3 { local_ipv6: [0; 4] },
+    }
 }
 
 /// The two MAC addresses at the start of an Ethernet frame, written with one store.
