@@ -40,6 +40,10 @@ pub struct ClusterNetwork {
     /// Pod MTU. `None` means each node uses its underlay MTU less 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// Send to nodes on the same underlay segment unencapsulated (flannel's `DirectRouting`,
+    /// Calico's `CrossSubnet`); nodes across a router keep VXLAN. Off unless set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct_routing: bool,
 }
 
 impl Default for ClusterNetwork {
@@ -50,6 +54,7 @@ impl Default for ClusterNetwork {
             service_network: IpNetwork::V4(DEFAULT_SERVICE_NETWORK),
             vxlan_port: DEFAULT_VXLAN_PORT,
             mtu: None,
+            direct_routing: false,
         }
     }
 }
@@ -179,7 +184,7 @@ impl ClusterNetwork {
 
     /// Whether `self` (configured) may replace `stored` while `allocated`
     /// subnets exist. Changing the layout is refused only when it would orphan
-    /// an allocated subnet; the MTU and VXLAN port may change freely.
+    /// an allocated subnet; the MTU, VXLAN port and direct routing may change freely.
     pub fn check_replaces(&self, stored: &ClusterNetwork, allocated: &[Ipv4Network]) -> Result<(), IncompatibleChange> {
         let orphan = allocated.iter().find(|s| self.subnet_index(**s).is_none());
         if let Some(orphan) = orphan {
@@ -235,6 +240,9 @@ impl ClusterNetwork {
         if self.mtu != other.mtu {
             fields.push("mtu");
         }
+        if self.direct_routing != other.direct_routing {
+            fields.push("directRouting");
+        }
         fields
     }
 }
@@ -250,9 +258,13 @@ impl fmt::Display for ClusterNetwork {
             self.vxlan_port
         )?;
         match self.mtu {
-            Some(mtu) => write!(f, ", mtu {mtu}"),
-            None => write!(f, ", mtu underlay-{VXLAN_OVERHEAD}"),
+            Some(mtu) => write!(f, ", mtu {mtu}")?,
+            None => write!(f, ", mtu underlay-{VXLAN_OVERHEAD}")?,
         }
+        if self.direct_routing {
+            write!(f, ", direct routing on one segment")?;
+        }
+        Ok(())
     }
 }
 
@@ -365,6 +377,9 @@ mod tests {
         assert!(err.reason.contains("172.30.4.5"), "{}", err.reason);
         moved.check_keeps_cluster_ips(None, &[]).expect("no services");
         assert_eq!(mtu.differing_fields(&stored), vec!["mtu"]);
+        let direct = ClusterNetwork { direct_routing: true, ..Default::default() };
+        direct.check_replaces(&stored, &allocated).expect("direct routing may change");
+        assert_eq!(direct.differing_fields(&stored), vec!["directRouting"]);
     }
 
     #[test]
@@ -381,5 +396,10 @@ mod tests {
             serde_json::json!({"network": "10.1.0.0/16", "hostSubnetLength": 8,
                 "serviceNetwork": "172.30.0.0/16", "vxlanPort": 4789})
         );
+        let direct = ClusterNetwork { direct_routing: true, ..Default::default() };
+        assert_eq!(serde_json::to_value(&direct).expect("serialize")["directRouting"], true);
+        // Records written before the setting existed read as "off".
+        let old: ClusterNetwork = serde_json::from_value(json).expect("deserialize");
+        assert!(!old.direct_routing);
     }
 }

@@ -94,6 +94,10 @@ pub struct MasterArgs {
     /// Pod MTU [default: each node's underlay MTU less 50].
     #[arg(long)]
     pub mtu: Option<u32>,
+    /// Send pod traffic to nodes on the same underlay segment without VXLAN
+    /// (`true` or `false`) [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub direct_routing: Option<bool>,
     #[command(flatten)]
     pub etcd: EtcdArgs,
     /// Address of the admin API [default: 127.0.0.1:8440].
@@ -147,6 +151,7 @@ struct FileNetwork {
     service_network: Option<IpNetwork>,
     vxlan_port: Option<u16>,
     mtu: Option<u32>,
+    direct_routing: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -281,6 +286,7 @@ impl MasterConfig {
             service_network: args.service_network.or(file.network.service_network).unwrap_or(defaults.service_network),
             vxlan_port: args.vxlan_port.or(file.network.vxlan_port).unwrap_or(defaults.vxlan_port),
             mtu: args.mtu.or(file.network.mtu),
+            direct_routing: args.direct_routing.or(file.network.direct_routing).unwrap_or(defaults.direct_routing),
         };
         network.validate()?;
 
@@ -494,11 +500,32 @@ mod tests {
         assert_eq!(c.network.network.to_string(), "10.128.0.0/14");
         assert_eq!(c.network.host_subnet_length, 10);
         assert_eq!(c.etcd.endpoints, ["http://192.0.2.1:2379"]);
+        assert!(!c.network.direct_routing, "off unless set");
+    }
+
+    #[test]
+    fn direct_routing_from_the_file_or_a_flag() {
+        let f = file("[network]\ndirect-routing = true\n");
+        let from_file = MasterArgs { config: Some(f.path().into()), ..Default::default() };
+        assert!(MasterConfig::load(from_file).expect("loads").network.direct_routing);
+        let overridden =
+            MasterArgs { config: Some(f.path().into()), direct_routing: Some(false), ..Default::default() };
+        assert!(!MasterConfig::load(overridden).expect("loads").network.direct_routing);
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: MasterArgs,
+        }
+        use clap::Parser;
+        let bare = Cli::try_parse_from(["sdn-master", "--direct-routing"]).expect("a bare flag parses");
+        assert_eq!(bare.args.direct_routing, Some(true));
+        let err = Cli::try_parse_from(["sdn-master", "--direct-routing=maybe"]).err().expect("not a bool");
+        assert!(err.to_string().contains("--direct-routing"), "{err}");
     }
 
     #[test]
     fn refusals_name_the_field() {
-        let cases: [(&str, &str); 12] = [
+        let cases: [(&str, &str); 13] = [
             (
                 "[network]\nhost-subnet-length = 20\n",
                 "network.host-subnet-length (--host-subnet-length): hostSubnetLength",
@@ -508,6 +535,7 @@ mod tests {
             ("[network]\ncluster-network = \"10.1.0.0/16\"\nservice-network = \"10.1.0.0/20\"\n", "serviceNetwork"),
             ("[network]\ncluster-network = \"not-a-cidr\"\n", "cluster-network"),
             ("[network]\nclustr-network = \"10.1.0.0/16\"\n", "unknown field `clustr-network`"),
+            ("[network]\ndirect-routing = \"yes\"\n", "direct-routing"),
             ("[etcd]\nendpoints = [\"127.0.0.1:2379\"]\n", "etcd.endpoints"),
             ("[etcd]\ncert-file = \"/c.pem\"\n", "etcd.key-file"),
             ("[etcd]\nendpoints = [\"https://127.0.0.1:2379\"]\n", "etcd.endpoints"),

@@ -1,7 +1,8 @@
 //! Which other nodes this node trusts, and with what: every other node's `HostSubnet` that
-//! passes the checks below becomes a tunnel route (its subnet, towards its IP) and a tunnel
-//! sender (its IP, speaking for its subnet). Pure: the agent applies the differences to the BPF
-//! maps and the nftables set.
+//! passes the checks below becomes a route (its subnet, towards its IP: tunnelled, or direct
+//! when the node is on this node's segment and the cluster routes directly) and a tunnel sender
+//! (its IP, speaking for its subnet). Pure: the agent applies the differences to the BPF maps
+//! and the nftables set.
 //!
 //! Any node can write to the registry, so a record is checked before it is believed: a subnet
 //! outside the cluster network or of another size than the master hands out, one overlapping
@@ -14,6 +15,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::Ipv4Network;
 use sdn_cluster::{ClusterNetwork, HostSubnet};
+
+use crate::net::netlink::RouteTo;
 
 /// A `HostSubnet` with its etcd create revision (which decides who came first).
 pub type Registered = (HostSubnet, i64);
@@ -35,19 +38,21 @@ pub enum Refusal {
     NotIpv4 { node: String, ip: IpAddr },
 }
 
-/// The other nodes this node believes: subnet → node IP (the tunnel routes), node IP → subnet
-/// (the tunnel senders), and the records it refused.
+/// The other nodes this node believes: subnet → node IP (the routes), node IP → subnet (the
+/// tunnel senders), and the records it refused; and whether the cluster routes directly to the
+/// nodes on this node's segment.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Peers {
     pub routes: BTreeMap<Ipv4Network, Ipv4Addr>,
     pub senders: BTreeMap<Ipv4Addr, Ipv4Network>,
     pub refused: BTreeSet<Refusal>,
+    pub direct_routing: bool,
 }
 
 /// Checks every other node's record against the cluster network, this node's own record
 /// (`own`, with its IP `own_ip`) and the records created before it.
 pub fn admit(network: &ClusterNetwork, own: &HostSubnet, own_ip: Ipv4Addr, subnets: &[Registered]) -> Peers {
-    let mut peers = Peers::default();
+    let mut peers = Peers { direct_routing: network.direct_routing, ..Peers::default() };
     let prefix = 32 - network.host_subnet_length;
     let mut held = Held {
         own: (own.host.clone(), own.subnet),
@@ -111,6 +116,34 @@ impl Held {
         }
         Ok(ip)
     }
+}
+
+/// How packets to a remote node's subnet travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Transport {
+    /// In VXLAN.
+    Tunnel,
+    /// Unencapsulated, with the node as next hop on the underlay segment.
+    Direct,
+}
+
+/// Whether the underlay reaches `node` on-link: the route to it leaves the underlay interface
+/// (`underlay`) and names no gateway. A node behind a router (or routed out of another
+/// interface) keeps the tunnel, as flannel's `DirectRouting` decides it.
+pub fn on_link(route: Option<RouteTo>, underlay: u32) -> bool {
+    route.is_some_and(|r| r.gateway.is_none() && r.oif == Some(underlay))
+}
+
+/// The routes with their paths: direct where `direct_routing` is on and the node is in
+/// `on_link`, tunnelled everywhere else.
+pub fn paths(
+    routes: &BTreeMap<Ipv4Network, Ipv4Addr>,
+    direct_routing: bool,
+    on_link: &BTreeSet<Ipv4Addr>,
+) -> BTreeMap<Ipv4Network, (Ipv4Addr, Transport)> {
+    let path =
+        |ip: &Ipv4Addr| if direct_routing && on_link.contains(ip) { Transport::Direct } else { Transport::Tunnel };
+    routes.iter().map(|(subnet, ip)| (*subnet, (*ip, path(ip)))).collect()
 }
 
 fn overlap(a: Ipv4Network, b: Ipv4Network) -> bool {
@@ -219,6 +252,23 @@ mod tests {
         let own = HostSubnet { host: "me".into(), host_ip: ip("192.1.0.1").into(), subnet: net("10.255.0.0/24") };
         let peers = admit(&network, &own, ip("192.1.0.1"), &subnets);
         assert_eq!((peers.routes.len(), peers.senders.len(), peers.refused.len()), (1000, 1000, 0));
+    }
+
+    #[test]
+    fn only_on_link_nodes_are_routed_directly_and_only_when_the_cluster_says_so() {
+        let underlay = 4;
+        let direct = RouteTo { oif: Some(underlay), gateway: None };
+        assert!(on_link(Some(direct), underlay));
+        assert!(!on_link(Some(RouteTo { gateway: Some(ip("192.0.2.254")), ..direct }), underlay), "via a router");
+        assert!(!on_link(Some(RouteTo { oif: Some(9), ..direct }), underlay), "out of another interface");
+        assert!(!on_link(None, underlay), "unreachable");
+
+        let routes = BTreeMap::from([(net("10.1.1.0/24"), ip("192.0.2.2")), (net("10.1.2.0/24"), ip("198.51.100.3"))]);
+        let near = BTreeSet::from([ip("192.0.2.2")]);
+        let on = paths(&routes, true, &near);
+        assert_eq!(on[&net("10.1.1.0/24")], (ip("192.0.2.2"), Transport::Direct));
+        assert_eq!(on[&net("10.1.2.0/24")], (ip("198.51.100.3"), Transport::Tunnel));
+        assert!(paths(&routes, false, &near).values().all(|(_, path)| *path == Transport::Tunnel));
     }
 
     #[test]

@@ -190,7 +190,7 @@ fn setup() -> Env {
 fn bring_up(env: &Env, node: &str, gateway: Ipv4Addr, gw_mac: [u8; 6], pods: &[&str]) -> Dataplane {
     let mut dp = Dataplane::load(&env.pins(node)).unwrap_or_else(|e| panic!("loading the dataplane of {node}: {e}"));
     let node_ip = if node == "n1" { NODE1 } else { NODE2 };
-    let config = bpf::node_config(gateway, ifindex("vxlan-t"), ifindex("tun0-br"), gw_mac, node_ip, 4789);
+    let config = bpf::node_config(gateway, ifindex("vxlan-t"), ifindex("tun0-br"), gw_mac, node_ip, 4789, 0);
     dp.set_config(config).expect("set_config");
     assert_eq!(dp.config().expect("config"), config);
     for pod in pods {
@@ -225,7 +225,7 @@ fn scenario(env: &Env) {
     enter(&n2);
     let mut dp2 = bring_up(env, "n2", GATEWAY2, GW2, &["vpc"]);
     dp2.upsert_endpoint(POD_C, ifindex("vpc"), MAC_C).expect("endpoint");
-    dp2.upsert_remote(subnet1, NODE1).expect("remote");
+    dp2.upsert_remote(subnet1, NODE1, bpf::Transport::Tunnel).expect("remote");
     dp2.upsert_node(NODE1, subnet1).expect("tunnel sender");
 
     enter(&n1);
@@ -234,8 +234,8 @@ fn scenario(env: &Env) {
     dp1.upsert_endpoint(POD_A, vpa, MAC_A).expect("endpoint");
     dp1.upsert_endpoint(POD_B, vpb, MAC_B).expect("endpoint");
     // Host bits are dropped; a covering /16 must not be mistaken for the /24 by the upsert.
-    dp1.upsert_remote(net("10.1.0.0/16"), Ipv4Addr::new(198, 51, 100, 1)).expect("remote");
-    dp1.upsert_remote(net("10.1.1.77/24"), NODE2).expect("remote");
+    dp1.upsert_remote(net("10.1.0.0/16"), Ipv4Addr::new(198, 51, 100, 1), bpf::Transport::Tunnel).expect("remote");
+    dp1.upsert_remote(net("10.1.1.77/24"), NODE2, bpf::Transport::Tunnel).expect("remote");
     dp1.remove_remote(net("10.1.0.0/16")).expect("remove remote");
     dp1.remove_remote(net("10.9.0.0/16")).expect("removing a missing remote is fine");
     dp1.remove_endpoint(Ipv4Addr::new(10, 1, 0, 99)).expect("removing a missing endpoint is fine");

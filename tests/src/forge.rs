@@ -42,6 +42,14 @@ pub fn send_udp(from: &Netns, to: SocketAddrV4, payload: &[u8]) -> Result<(), St
     })?
 }
 
+/// Sends `payload` from `from` to `to` over UDP, from its local address `source`.
+pub fn send_udp_from(from: &Netns, source: Ipv4Addr, to: SocketAddrV4, payload: &[u8]) -> Result<(), String> {
+    in_netns(from, || {
+        let socket = UdpSocket::bind((source, 0)).map_err(|e| format!("binding {source}: {e}"))?;
+        socket.send_to(payload, to).map(drop).map_err(|e| format!("sending to {to}: {e}"))
+    })?
+}
+
 /// Listens on [`INNER_PORT`] in `ns`, runs `send`, and returns what arrived within a second.
 pub fn arrives(ns: &Netns, send: impl FnOnce() -> Result<(), String>) -> Result<Option<Vec<u8>>, String> {
     let socket = in_netns(ns, || UdpSocket::bind(("0.0.0.0", INNER_PORT)).map_err(|e| e.to_string()))??;

@@ -86,8 +86,16 @@ impl Master {
             .arg(format!("--service-network={}", n.service_network))
             .arg(format!("--vxlan-port={}", n.vxlan_port))
             .args(n.mtu.map(|m| format!("--mtu={m}")))
+            .arg(format!("--direct-routing={}", n.direct_routing))
             .args(&options.extra_args);
         Process::spawn(&options.name, command, dir)
+    }
+
+    /// Restarts the master configured with `network`, which it stores in etcd on start (as an
+    /// operator changes a setting such as the MTU or direct routing).
+    pub async fn reconfigure(&mut self, network: ClusterNetwork) -> Result<(), HarnessError> {
+        self.options.network = network;
+        self.restart().await
     }
 
     /// Kills the master with SIGKILL and starts it again with the same options.

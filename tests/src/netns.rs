@@ -101,9 +101,14 @@ impl Underlay {
 
     /// Plugs `ns` in through a veth `ul0` with `ip/24`.
     pub fn plug(&self, ns: &Netns, ip: Ipv4Addr) -> Result<(), HarnessError> {
+        self.plug_as(ns, ip, "ul0")
+    }
+
+    /// Plugs `ns` in through a veth `ifname` with `ip/24` (a router plugs into two underlays).
+    pub fn plug_as(&self, ns: &Netns, ip: Ipv4Addr, ifname: &str) -> Result<(), HarnessError> {
         let port = format!("p{}", self.ports.fetch_add(1, Ordering::Relaxed));
         let out = Command::new("ip")
-            .args(["link", "add", "ul0", "netns", ns.name(), "type", "veth", "peer", "name", &port, "netns"])
+            .args(["link", "add", ifname, "netns", ns.name(), "type", "veth", "peer", "name", &port, "netns"])
             .arg(self.switch.name())
             .output()
             .map_err(HarnessError::io("creating an underlay veth"))?;
@@ -114,8 +119,8 @@ impl Underlay {
             });
         }
         self.switch.ip(&["link", "set", "dev", &port, "master", "sw", "up"])?;
-        ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "ul0"])?;
-        ns.ip(&["link", "set", "dev", "ul0", "up"])?;
+        ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", ifname])?;
+        ns.ip(&["link", "set", "dev", ifname, "up"])?;
         Ok(())
     }
 }

@@ -108,12 +108,10 @@ async fn nodes_tunnelling_through_vxlan0_and_through_ebpf_talk_to_each_other() {
     let a1 = c.nodes[0].attach_pod("a1").await.expect("pod a1");
     let b1 = c.nodes[1].attach_pod("b1").await.expect("pod b1");
     assert!(a1.ns.ping(b1.ip, 1, 56, false), "both nodes on the eBPF path");
-    // Node 1 switches to the kernel's vxlan0 on restart: its underlay program goes.
+    // Node 1 switches to the kernel's vxlan0 on restart. Its underlay program stays (it takes
+    // what nodes on its segment route to it directly), but leaves VXLAN alone.
     c.nodes[1].extra_args = vec!["--kernel-vxlan".into()];
     c.nodes[1].restart().await.expect("restart with --kernel-vxlan");
-    let attached = c.nodes[1].ns.exec(&["bpftool", "net", "show", "dev", "ul0"]);
-    let attached = String::from_utf8_lossy(&attached.stdout);
-    assert!(!attached.contains("sdn_from_underlay"), "still on ul0 with --kernel-vxlan:\n{attached}");
 
     let counters = || [vxlan0_packets(&c.nodes[0]), vxlan0_packets(&c.nodes[1])];
     let delta = |before: [(u64, u64); 2], after: [(u64, u64); 2]| {

@@ -107,27 +107,33 @@ pub struct Endpoint {
     pub bytes: u64,
 }
 
-/// A remote node's subnet: where to tunnel a packet whose destination is in it.
+/// A remote node's subnet: where to send a packet whose destination is in it.
 ///
-/// Layout (24 bytes, align 8): `node_ip` 0..4, `_pad` 4..8, `packets` 8..16, `bytes` 16..24. The
-/// `_pad` fills the gap C layout would leave before the 8-byte aligned `packets`.
+/// Layout (24 bytes, align 8): `node_ip` 0..4, `flags` 4..8, `packets` 8..16, `bytes` 16..24.
+/// `flags` sits where C layout would leave a gap before the 8-byte aligned `packets` (an entry of
+/// a build before it reads as 0: tunnelled).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Remote {
-    /// The remote node's underlay IPv4 address, network byte order: the VXLAN tunnel destination.
+    /// The remote node's underlay IPv4 address, network byte order: the VXLAN tunnel destination,
+    /// or the next hop of direct routing.
     pub node_ip: u32,
-    /// Explicit padding up to the 8-byte aligned counters; always zero.
-    pub _pad: u32,
+    /// [`REMOTE_DIRECT`] or 0.
+    pub flags: u32,
     /// Packets sent to this subnet (atomic adds by the programs).
     pub packets: u64,
     /// Bytes sent to this subnet (atomic adds by the programs).
     pub bytes: u64,
 }
 
+/// [`Remote::flags`]: the node is on this node's underlay segment and direct routing is on: its
+/// subnet's packets go to it unencapsulated, with it as the next hop.
+pub const REMOTE_DIRECT: u32 = 1;
+
 /// The node's own settings, read by every program from index 0 of [`MAP_CONFIG`].
 ///
-/// Layout (24 bytes, align 4): three `u32` 0..12, `gateway_mac` 12..18, `vxlan_port` 18..20,
-/// `node_ip` 20..24.
+/// Layout (28 bytes, align 4): three `u32` 0..12, `gateway_mac` 12..18, `vxlan_port` 18..20,
+/// `node_ip` 20..24, `underlay_ifindex` 24..28.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeConfig {
@@ -143,6 +149,8 @@ pub struct NodeConfig {
     pub vxlan_port: u16,
     /// The node's underlay IPv4 address, network byte order.
     pub node_ip: u32,
+    /// Ifindex of the underlay interface: where directly routed packets leave and arrive.
+    pub underlay_ifindex: u32,
 }
 
 /// A registered remote node, keyed by its underlay address in [`MAP_NODES`]: the subnet whose
@@ -397,13 +405,21 @@ pub enum Decision {
     TunnelForeignSource = 15,
     /// Dropped: from a pod, UDP to a node's VXLAN port (a pod could wrap a forged packet).
     PodToTunnel = 16,
+    /// Sent to a remote node on this segment unencapsulated (direct routing).
+    ToDirect = 17,
+    /// Arrived unencapsulated from a remote node on this segment and delivered to a local pod
+    /// (or the host).
+    FromDirect = 18,
+    /// Dropped: unencapsulated from the underlay, with a source in a remote node's subnet, but
+    /// not from that node on this segment (another MAC, or a node behind a router).
+    DirectForeignSource = 19,
     /// Dropped: too short or otherwise unreadable where a program had to read it.
-    Malformed = 17,
+    Malformed = 20,
 }
 
 impl Decision {
     /// Number of decisions: the size of [`MAP_COUNTERS`].
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 21;
     /// Every decision, in index order.
     pub const ALL: [Decision; Decision::COUNT] = [
         Decision::LocalDeliver,
@@ -423,6 +439,9 @@ impl Decision {
         Decision::TunnelUnknownNode,
         Decision::TunnelForeignSource,
         Decision::PodToTunnel,
+        Decision::ToDirect,
+        Decision::FromDirect,
+        Decision::DirectForeignSource,
         Decision::Malformed,
     ];
 
@@ -451,6 +470,9 @@ impl Decision {
             Decision::TunnelUnknownNode => "tunnel-unknown-node",
             Decision::TunnelForeignSource => "tunnel-foreign-source",
             Decision::PodToTunnel => "pod-to-tunnel-port",
+            Decision::ToDirect => "to-direct",
+            Decision::FromDirect => "from-direct",
+            Decision::DirectForeignSource => "direct-foreign-source",
             Decision::Malformed => "malformed",
         }
     }
@@ -466,6 +488,8 @@ impl Decision {
                 | Decision::ServiceTranslated
                 | Decision::ServiceReplied
                 | Decision::ServiceRejected
+                | Decision::ToDirect
+                | Decision::FromDirect
         )
     }
 
@@ -481,7 +505,8 @@ const _: () = {
     assert!(size_of::<Endpoint>() == 32 && align_of::<Endpoint>() == 8);
     assert!(offset_of!(Endpoint, mac) == 4 && offset_of!(Endpoint, packets) == 16);
     assert!(size_of::<Remote>() == 24 && offset_of!(Remote, packets) == 8);
-    assert!(size_of::<NodeConfig>() == 24 && offset_of!(NodeConfig, vxlan_port) == 18);
+    assert!(size_of::<Remote>() == 24 && offset_of!(Remote, flags) == 4);
+    assert!(size_of::<NodeConfig>() == 28 && offset_of!(NodeConfig, underlay_ifindex) == 24);
     assert!(size_of::<PeerNode>() == 8 && size_of::<DropEvent>() == 112);
     assert!(size_of::<Counter>() == 16);
     assert!(size_of::<Tunnel>() == 12 && offset_of!(Tunnel, port) == 8);

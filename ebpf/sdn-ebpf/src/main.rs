@@ -6,7 +6,8 @@
 //! - [`sdn_from_tunnel`] on the ingress of `vxlan0`: delivery to a local pod or to the host;
 //! - [`sdn_from_host`] on the ingress of `tun0-br`: delivery to a local pod or a remote subnet;
 //! - [`sdn_from_underlay`] on the ingress of the underlay interface: VXLAN for a local pod,
-//!   stripped and delivered (see [`vxlan`]).
+//!   stripped and delivered (see [`vxlan`]), and what a node on this segment routed here
+//!   directly (see [`direct`]).
 //!
 //! Who may send what (anti-spoofing, the tunnel's senders) is [`guard`]'s, and so is every drop.
 //!
@@ -23,6 +24,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod direct;
 mod guard;
 mod service;
 mod vxlan;
@@ -41,7 +43,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use guard::drop_packet;
-use sdn_ebpf_common::{Counter, Decision, Endpoint, MAX_ENDPOINTS, MAX_REMOTES, NodeConfig, Remote};
+use sdn_ebpf_common::{Counter, Decision, Endpoint, MAX_ENDPOINTS, MAX_REMOTES, NodeConfig, REMOTE_DIRECT, Remote};
 use service::Forward;
 use vxlan::Arrival;
 
@@ -95,8 +97,9 @@ pub fn sdn_from_host(ctx: TcContext) -> i32 {
 /// Ingress of the underlay interface.
 #[classifier]
 pub fn sdn_from_underlay(ctx: TcContext) -> i32 {
-    // Everything but VXLAN for a local pod goes up the stack unchanged: to `vxlan0` (which also
-    // takes what cannot be stripped here) or wherever else the host sends it.
+    // Everything but VXLAN and directly routed packets for a local pod goes up the stack
+    // unchanged: to `vxlan0` (which also takes what cannot be stripped here) or wherever else
+    // the host sends it.
     from_underlay(&ctx).unwrap_or(TC_ACT_OK)
 }
 
@@ -229,11 +232,7 @@ fn from_tunnel(ctx: &TcContext) -> Result<i32, Decision> {
         return deliver_local(ctx, endpoint, config, Decision::FromTunnel).map_err(|()| Decision::Malformed);
     }
     if daddr == config.gateway_ip && config.gateway_ip != 0 {
-        // To the host: make the frame `tun0`'s and hand it to `tun0-br`'s egress, which is
-        // `tun0`'s ingress (`bpf_redirect_peer` cannot target the same namespace).
-        ctx.store(0, &config.gateway_mac, 0).map_err(|_| Decision::Malformed)?;
-        count(Decision::ToHost, packet_len(ctx));
-        return Ok(redirect(config.tun_br_ifindex));
+        return to_host(ctx, config, Decision::ToHost).map_err(|()| Decision::Malformed);
     }
     Err(Decision::TunnelMiss)
 }
@@ -261,20 +260,33 @@ fn from_host(ctx: &TcContext) -> Result<i32, ()> {
 }
 
 fn from_underlay(ctx: &TcContext) -> Result<i32, ()> {
-    let tunnel = vxlan::tunnel().ok_or(())?;
+    let config = config().ok_or(())?;
+    if let Some(tunnel) = vxlan::tunnel()
+        && let Some(verdict) = from_tunnel_port(ctx, tunnel, config)
+    {
+        return Ok(verdict);
+    }
+    from_direct(ctx, config)
+}
+
+/// VXLAN for this node, stripped and delivered here or left to `vxlan0`; `None` for anything
+/// else.
+#[inline(always)]
+fn from_tunnel_port(ctx: &TcContext, tunnel: &sdn_ebpf_common::Tunnel, config: &NodeConfig) -> Option<i32> {
     let daddr = match vxlan::arrival(ctx, tunnel) {
-        Arrival::Other => return Ok(TC_ACT_OK),
+        Arrival::Other => return None,
         // `vxlan0` takes it, and `sdn_from_tunnel` checks its inner source.
-        Arrival::ForVxlan0 { sender } if guard::is_node(sender) => return Ok(TC_ACT_OK),
-        Arrival::ForVxlan0 { .. } => return Ok(drop_packet(ctx, Decision::TunnelUnknownNode)),
+        Arrival::ForVxlan0 { sender } if guard::is_node(sender) => return Some(TC_ACT_OK),
+        Arrival::ForVxlan0 { .. } => return Some(drop_packet(ctx, Decision::TunnelUnknownNode)),
         Arrival::Strippable { sender, source, destination } => match guard::tunnel_source(sender, source) {
             Ok(()) => destination,
-            Err(reason) => return Ok(drop_packet(ctx, reason)),
+            Err(reason) => return Some(drop_packet(ctx, reason)),
         },
     };
-    let endpoint = SDN_ENDPOINTS.get_ptr_mut(daddr).ok_or(())?;
-    let config = config().ok_or(())?;
-    vxlan::decap(ctx)?;
+    let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) else { return Some(TC_ACT_OK) };
+    if vxlan::decap(ctx).is_err() {
+        return Some(TC_ACT_OK);
+    }
     // Stripped: from here on a failure must drop, the frame is no longer what arrived. A remote
     // backend's reply to a client here gets its frontend back first.
     let delivered = ctx
@@ -282,7 +294,45 @@ fn from_underlay(ctx: &TcContext) -> Result<i32, ()> {
         .map_err(|_| ())
         .and_then(|headers| service::reverse(ctx, service::flow(ctx, &headers)))
         .and_then(|_| deliver_local(ctx, endpoint, config, Decision::FromTunnel));
-    Ok(delivered.unwrap_or_else(|()| drop_packet(ctx, Decision::TunnelMiss)))
+    Some(delivered.unwrap_or_else(|()| drop_packet(ctx, Decision::TunnelMiss)))
+}
+
+/// An unencapsulated packet for a local pod (or the gateway) from a remote node's subnet: taken
+/// only from that node, on this segment (see [`direct`]). Everything else goes up the stack
+/// unchanged.
+#[inline(never)]
+fn from_direct(ctx: &TcContext, config: &NodeConfig) -> Result<i32, ()> {
+    let headers: Headers = ctx.load(0).map_err(|_| ())?;
+    if headers.proto() != ETH_P_IP {
+        return Ok(TC_ACT_OK);
+    }
+    let (saddr, daddr) = headers.ipv4_addrs();
+    let endpoint = SDN_ENDPOINTS.get_ptr_mut(daddr);
+    let to_gateway = daddr == config.gateway_ip && config.gateway_ip != 0;
+    if endpoint.is_none() && !to_gateway {
+        return Ok(TC_ACT_OK);
+    }
+    let Some(remote) = lookup_remote(saddr) else { return Ok(TC_ACT_OK) };
+    // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
+    let node_ip = unsafe { (*remote).node_ip };
+    if !direct::from_node(ctx, config.underlay_ifindex, node_ip, &headers.src_mac()) {
+        return Ok(drop_packet(ctx, Decision::DirectForeignSource));
+    }
+    // A remote backend's reply to a client here gets its frontend back first.
+    let delivered = service::reverse(ctx, service::flow(ctx, &headers)).and_then(|_| match endpoint {
+        Some(endpoint) => deliver_local(ctx, endpoint, config, Decision::FromDirect),
+        None => to_host(ctx, config, Decision::FromDirect),
+    });
+    Ok(delivered.unwrap_or_else(|()| drop_packet(ctx, Decision::Malformed)))
+}
+
+/// To the host: makes the frame `tun0`'s and hands it to `tun0-br`'s egress, which is `tun0`'s
+/// ingress (`bpf_redirect_peer` cannot target the same namespace).
+#[inline(always)]
+fn to_host(ctx: &TcContext, config: &NodeConfig, decision: Decision) -> Result<i32, ()> {
+    ctx.store(0, &config.gateway_mac, 0).map_err(|_| ())?;
+    count(decision, packet_len(ctx));
+    Ok(redirect(config.tun_br_ifindex))
 }
 
 /// A destination in the cluster's tables: a local pod (delivered) or a remote subnet
@@ -310,20 +360,25 @@ fn deliver_local(ctx: &TcContext, endpoint: *mut Endpoint, config: &NodeConfig, 
     Ok(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
 }
 
-/// Sends the frame to the remote node: wrapped here and out of the underlay interface, or else
-/// through `vxlan0`.
+/// Sends the frame to the remote node: unencapsulated if it is on this segment and direct
+/// routing is on, else wrapped here and out of the underlay interface, or else through `vxlan0`.
 #[inline(always)]
 fn to_remote(ctx: &TcContext, headers: &Headers, remote: *mut Remote, config: &NodeConfig) -> Result<i32, ()> {
     // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
-    let node_ip = unsafe { (*remote).node_ip };
+    let (node_ip, flags) = unsafe { ((*remote).node_ip, (*remote).flags) };
     let len = packet_len(ctx);
-    let verdict = match vxlan::tunnel().and_then(|tunnel| vxlan::encap(ctx, tunnel, node_ip, headers)) {
-        Some(verdict) => verdict?,
-        None => via_vxlan0(ctx, node_ip, config)?,
+    let (verdict, decision) = if flags & REMOTE_DIRECT != 0 && config.underlay_ifindex != 0 {
+        (direct::send(config.underlay_ifindex, node_ip), Decision::ToDirect)
+    } else {
+        let verdict = match vxlan::tunnel().and_then(|tunnel| vxlan::encap(ctx, tunnel, node_ip, headers)) {
+            Some(verdict) => verdict?,
+            None => via_vxlan0(ctx, node_ip, config)?,
+        };
+        (verdict, Decision::ToRemote)
     };
     // SAFETY: as above; the counters are 8-byte aligned.
     unsafe { add_atomic(ptr::addr_of_mut!((*remote).packets), ptr::addr_of_mut!((*remote).bytes), len) };
-    count(Decision::ToRemote, len);
+    count(decision, len);
     Ok(verdict)
 }
 

@@ -90,13 +90,14 @@ pub fn network(network: &ClusterNetwork, as_json: bool) -> String {
         return json(network);
     }
     table(
-        &["NETWORK", "HOST SUBNET LENGTH", "SERVICE NETWORK", "VXLAN PORT", "MTU"],
+        &["NETWORK", "HOST SUBNET LENGTH", "SERVICE NETWORK", "VXLAN PORT", "MTU", "DIRECT ROUTING"],
         [vec![
             network.network.to_string(),
             network.host_subnet_length.to_string(),
             network.service_network.to_string(),
             network.vxlan_port.to_string(),
             network.mtu.map_or_else(|| "auto".into(), |m| m.to_string()),
+            if network.direct_routing { "on".into() } else { "off".into() },
         ]],
     )
 }

@@ -18,6 +18,8 @@ use crate::netns::NodeNamespace;
 /// What the built node holds, for the pod API and metrics.
 pub struct BuiltNode {
     pub layout: NodeLayout,
+    /// Ifindex of the underlay interface (in the node's namespace).
+    pub underlay_index: u32,
     pub devices: NodeDevices,
     pub dataplane: Arc<Mutex<Dataplane>>,
 }
@@ -93,17 +95,20 @@ async fn build_in_namespace(
         devices.tun0.mac,
         node_ip,
         layout.vxlan_port,
+        link.index,
     ))?;
     dataplane.attach(Program::FromTunnel, VXLAN0)?;
     dataplane.attach(Program::FromHost, TUN0_BR)?;
-    if native {
-        // Other nodes may send this one VXLAN from any moment on; what the program leaves
-        // (and everything before it is attached) goes to vxlan0.
-        dataplane.attach(Program::FromUnderlay, &link.name)?;
-        dataplane.set_tunnel(Some(link.index), node_ip, layout.vxlan_port)?;
-    } else {
-        dataplane.set_tunnel(None, node_ip, layout.vxlan_port)?;
-        dataplane.detach(&link.name)?;
-    }
-    Ok(BuiltNode { layout: layout.clone(), devices, dataplane: Arc::new(Mutex::new(dataplane)) })
+    // Other nodes may send this one VXLAN from any moment on; what the program leaves (and
+    // everything before it is attached) goes to vxlan0. Nodes on this segment may route to
+    // its pods directly, whatever this node's own settings: the program takes those packets
+    // in either mode.
+    dataplane.attach(Program::FromUnderlay, &link.name)?;
+    dataplane.set_tunnel(native.then_some(link.index), node_ip, layout.vxlan_port)?;
+    Ok(BuiltNode {
+        layout: layout.clone(),
+        underlay_index: link.index,
+        devices,
+        dataplane: Arc::new(Mutex::new(dataplane)),
+    })
 }

@@ -1,10 +1,12 @@
 //! Following the registry: this node's `HostSubnet`, every other node's (the tunnel map), and
 //! the services the cluster DNS serves, from one informer of the prefix, until the agent stops.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use ipnetwork::Ipv4Network;
 use sdn_cluster::informer::Informer;
 use sdn_cluster::store::decode;
 use sdn_cluster::{ClusterNetwork, HostSubnet, Keys};
@@ -16,8 +18,9 @@ use super::{AgentError, PodApi};
 use crate::bpf::{self, BpfError, Dataplane};
 use crate::dns::ClusterDns;
 use crate::nat;
+use crate::net::netlink::Netlink;
 use crate::netns::NodeNamespace;
-use crate::remotes::{self, Peers, Refusal};
+use crate::remotes::{self, Peers, Refusal, Transport};
 use crate::status::Status;
 
 /// The cluster as this node's informer holds it.
@@ -87,7 +90,7 @@ impl Registry {
                 }
             }
             if let Some(peers) = self.peers(&subnet) {
-                match trust.sync(&built.dataplane, ns, &peers).await {
+                match trust.sync(built, ns, &peers).await {
                     Ok((routes, senders)) => status.set_peers(routes, senders, peers.refused.len()),
                     Err(err) => {
                         status.reconcile_error();
@@ -155,20 +158,65 @@ impl Registry {
     }
 }
 
-/// What the follow loop last made of the registry: refusals already logged, and the tunnel
-/// senders the nftables set holds.
+/// What the follow loop last made of the registry: refusals already logged, the tunnel
+/// senders the nftables set holds, and which nodes the underlay reaches on-link.
 #[derive(Default)]
 struct Trust {
     logged: BTreeSet<Refusal>,
     in_nftables: Option<BTreeSet<Ipv4Addr>>,
+    links: Links,
+}
+
+/// Which node addresses the underlay reaches on-link, looked up with the kernel's routes. Every
+/// address is looked up again after [`Links::FRESH`]: a node whose route changed (a new router
+/// between them, another segment) moves between direct and tunnelled that soon.
+#[derive(Default)]
+struct Links {
+    on_link: BTreeMap<Ipv4Addr, bool>,
+    looked_up: Option<Instant>,
+}
+
+impl Links {
+    const FRESH: Duration = Duration::from_secs(30);
+
+    /// The on-link ones among `nodes`, looking up those not known (or all, when stale) in the
+    /// node's namespace.
+    async fn on_link(
+        &mut self,
+        ns: &NodeNamespace,
+        underlay: u32,
+        nodes: impl Iterator<Item = Ipv4Addr>,
+    ) -> Result<BTreeSet<Ipv4Addr>, AgentError> {
+        let nodes: Vec<Ipv4Addr> = nodes.collect();
+        let stale = self.looked_up.is_none_or(|at| at.elapsed() >= Self::FRESH);
+        if stale {
+            self.on_link.clear();
+            self.looked_up = Some(Instant::now());
+        }
+        let unknown: Vec<Ipv4Addr> = nodes.iter().copied().filter(|ip| !self.on_link.contains_key(ip)).collect();
+        if !unknown.is_empty() {
+            let found = ns
+                .run(move || async move {
+                    let nl = Netlink::connect()?;
+                    let mut found = Vec::with_capacity(unknown.len());
+                    for ip in unknown {
+                        found.push((ip, remotes::on_link(nl.route_to(ip).await?, underlay)));
+                    }
+                    Ok::<_, AgentError>(found)
+                })
+                .await??;
+            self.on_link.extend(found);
+        }
+        Ok(nodes.into_iter().filter(|ip| self.on_link.get(ip) == Some(&true)).collect())
+    }
 }
 
 impl Trust {
-    /// Brings the tunnel maps and the nftables set in line with `peers`; the routes and
-    /// senders now in the maps.
+    /// Brings the route and sender maps and the nftables set in line with `peers`; the routes
+    /// and senders now in the maps.
     async fn sync(
         &mut self,
-        dataplane: &Mutex<Dataplane>,
+        built: &BuiltNode,
         ns: &NodeNamespace,
         peers: &Peers,
     ) -> Result<(usize, usize), AgentError> {
@@ -176,7 +224,13 @@ impl Trust {
             tracing::warn!("refusing {refusal}");
         }
         self.logged = peers.refused.clone();
-        let counts = sync_maps(dataplane, peers)?;
+        // Without direct routing no route is looked up: the tunnel reaches every node.
+        let on_link = match peers.direct_routing {
+            true => self.links.on_link(ns, built.underlay_index, peers.senders.keys().copied()).await?,
+            false => BTreeSet::new(),
+        };
+        let routes = remotes::paths(&peers.routes, peers.direct_routing, &on_link);
+        let counts = sync_maps(&built.dataplane, &routes, peers)?;
         let senders: BTreeSet<Ipv4Addr> = peers.senders.keys().copied().collect();
         if self.in_nftables.as_ref() != Some(&senders) {
             let list: Vec<Ipv4Addr> = senders.iter().copied().collect();
@@ -187,22 +241,33 @@ impl Trust {
     }
 }
 
-/// Brings the tunnel routes and senders in the maps in line with `peers`.
-fn sync_maps(dataplane: &Mutex<Dataplane>, peers: &Peers) -> Result<(usize, usize), BpfError> {
+/// Brings the routes (with their paths) and tunnel senders in the maps in line with `routes`
+/// and `peers`.
+fn sync_maps(
+    dataplane: &Mutex<Dataplane>,
+    routes: &BTreeMap<Ipv4Network, (Ipv4Addr, Transport)>,
+    peers: &Peers,
+) -> Result<(usize, usize), BpfError> {
     let mut dp = crate::locked(dataplane);
-    let current: Vec<_> =
-        dp.remotes()?.into_iter().map(|(subnet, remote)| (subnet, bpf::key_ip(remote.node_ip))).collect();
-    let routes = remotes::diff(&peers.routes, &current);
+    let current: Vec<_> = dp
+        .remotes()?
+        .into_iter()
+        .map(|(subnet, remote)| (subnet, (bpf::key_ip(remote.node_ip), bpf::remote_path(&remote))))
+        .collect();
+    let changes = remotes::diff(routes, &current);
     // Senders first: a new node's packets are accepted before this node sends it any.
     let senders = remotes::diff(&peers.senders, &dp.nodes()?);
     for (ip, subnet) in &senders.upsert {
         dp.upsert_node(*ip, *subnet)?;
     }
-    for (subnet, ip) in &routes.upsert {
-        dp.upsert_remote(*subnet, *ip)?;
-        tracing::info!("remote subnet {subnet} via {ip}");
+    for (subnet, (ip, path)) in &changes.upsert {
+        dp.upsert_remote(*subnet, *ip, *path)?;
+        match path {
+            Transport::Tunnel => tracing::info!("remote subnet {subnet} via {ip} (VXLAN)"),
+            Transport::Direct => tracing::info!("remote subnet {subnet} via {ip} (direct, on this segment)"),
+        }
     }
-    for subnet in &routes.remove {
+    for subnet in &changes.remove {
         dp.remove_remote(*subnet)?;
         tracing::info!("remote subnet {subnet} withdrawn");
     }
@@ -210,5 +275,5 @@ fn sync_maps(dataplane: &Mutex<Dataplane>, peers: &Peers) -> Result<(usize, usiz
         dp.remove_node(*ip)?;
     }
     // Every write succeeded: the maps hold what was wanted.
-    Ok((peers.routes.len(), peers.senders.len()))
+    Ok((routes.len(), peers.senders.len()))
 }

@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 
 use aya::maps::lpm_trie::Key;
 use ipnetwork::Ipv4Network;
-use sdn_ebpf_common::{Endpoint, NodeConfig, PeerNode, Remote};
+use sdn_ebpf_common::{Endpoint, NodeConfig, PeerNode, REMOTE_DIRECT, Remote};
+
+use crate::remotes::Transport;
 
 /// Builds the node configuration the programs read, converting addresses to network order.
 pub fn node_config(
@@ -15,6 +17,7 @@ pub fn node_config(
     gateway_mac: [u8; 6],
     node_ip: Ipv4Addr,
     vxlan_port: u16,
+    underlay_ifindex: u32,
 ) -> NodeConfig {
     NodeConfig {
         gateway_ip: ip_key(gateway_ip),
@@ -23,6 +26,7 @@ pub fn node_config(
         gateway_mac,
         vxlan_port: vxlan_port.to_be(),
         node_ip: ip_key(node_ip),
+        underlay_ifindex,
     }
 }
 
@@ -71,13 +75,22 @@ pub(super) fn endpoint_update(existing: Option<Endpoint>, ifindex: u32, mac: [u8
 
 /// The value to write for a remote subnet, or `None` when the existing one already says this.
 /// Keeps the counters of an existing entry.
-pub(super) fn remote_update(existing: Option<Remote>, node_ip: Ipv4Addr) -> Option<Remote> {
+pub(super) fn remote_update(existing: Option<Remote>, node_ip: Ipv4Addr, path: Transport) -> Option<Remote> {
     let current = existing.unwrap_or_default();
     let node_ip = ip_key(node_ip);
-    if existing.is_some() && current.node_ip == node_ip {
+    let flags = match path {
+        Transport::Tunnel => 0,
+        Transport::Direct => REMOTE_DIRECT,
+    };
+    if existing.is_some() && current.node_ip == node_ip && current.flags == flags {
         return None;
     }
-    Some(Remote { node_ip, _pad: 0, ..current })
+    Some(Remote { node_ip, flags, ..current })
+}
+
+/// How a remote entry sends: what [`remote_update`] wrote.
+pub fn remote_path(remote: &Remote) -> Transport {
+    if remote.flags & REMOTE_DIRECT != 0 { Transport::Direct } else { Transport::Tunnel }
 }
 
 #[cfg(test)]
@@ -107,9 +120,9 @@ mod tests {
     #[test]
     fn node_config_is_in_network_order() {
         let config =
-            node_config(Ipv4Addr::new(10, 1, 0, 1), 7, 8, [2, 0, 0, 0, 0, 1], Ipv4Addr::new(192, 0, 2, 1), 4789);
+            node_config(Ipv4Addr::new(10, 1, 0, 1), 7, 8, [2, 0, 0, 0, 0, 1], Ipv4Addr::new(192, 0, 2, 1), 4789, 3);
         assert_eq!(config.gateway_ip.to_ne_bytes(), [10, 1, 0, 1]);
-        assert_eq!((config.vxlan_ifindex, config.tun_br_ifindex), (7, 8));
+        assert_eq!((config.vxlan_ifindex, config.tun_br_ifindex, config.underlay_ifindex), (7, 8, 3));
         assert_eq!((config.node_ip.to_ne_bytes(), config.vxlan_port.to_ne_bytes()), ([192, 0, 2, 1], [0x12, 0xb5]));
         let subnet: Ipv4Network = "10.1.2.0/24".parse().expect("cidr");
         let node = peer_node(subnet);
@@ -130,9 +143,15 @@ mod tests {
         assert_eq!((moved.ifindex, moved.packets, moved.bytes), (6, 3, 300));
 
         let node = Ipv4Addr::new(192, 0, 2, 12);
-        let remote = Remote { packets: 4, bytes: 400, ..remote_update(None, node).expect("new") };
-        assert_eq!(remote_update(Some(remote), node), None);
-        let moved = remote_update(Some(remote), Ipv4Addr::new(192, 0, 2, 13)).expect("changed");
+        let remote = Remote { packets: 4, bytes: 400, ..remote_update(None, node, Transport::Tunnel).expect("new") };
+        assert_eq!(remote_update(Some(remote), node, Transport::Tunnel), None);
+        let moved = remote_update(Some(remote), Ipv4Addr::new(192, 0, 2, 13), Transport::Tunnel).expect("changed");
         assert_eq!((key_ip(moved.node_ip), moved.packets, moved.bytes), (Ipv4Addr::new(192, 0, 2, 13), 4, 400));
+        let direct = remote_update(Some(remote), node, Transport::Direct).expect("switched to direct");
+        assert_eq!((direct.flags, remote_path(&direct), direct.packets), (REMOTE_DIRECT, Transport::Direct, 4));
+        assert_eq!(
+            remote_path(&remote_update(Some(direct), node, Transport::Tunnel).expect("back")),
+            Transport::Tunnel
+        );
     }
 }

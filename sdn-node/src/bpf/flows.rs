@@ -5,7 +5,16 @@ use std::{fmt::Write as _, net::Ipv4Addr};
 use ipnetwork::Ipv4Network;
 use sdn_ebpf_common::{Backend, Counter, Decision, Endpoint, Remote, ServiceEntry, ServiceKey};
 
-use super::key_ip;
+use super::{Transport, key_ip, remote_path};
+
+/// Where packets to remote subnets leave.
+pub struct Outputs<'a> {
+    /// Tunnelled ones: `vxlan0`, or the underlay interface when the programs wrap them
+    /// themselves.
+    pub tunnel: &'a str,
+    /// Directly routed ones: the underlay interface.
+    pub direct: &'a str,
+}
 use super::services::key_parts;
 
 /// Renders the flow tables like `ovs-ofctl dump-flows`: one line per local endpoint
@@ -13,16 +22,14 @@ use super::services::key_parts;
 /// (`table=tunnel-in`, with the sources it may carry), then the decisions that have no entry:
 /// traffic to the host (`table=default`), service replies and rejects, and the drops, one line
 /// per reason (`table=drop`).
-/// Tunnelled packets leave through `tunnel_out`: `vxlan0`, or the underlay interface when the
-/// programs wrap them themselves.
-/// `name` gives an interface index's name, as the node's namespace knows it (the index itself
+/// Packets leave as [`Outputs`] says. `name` gives an interface index's name, as the node's namespace knows it (the index itself
 /// where it knows none).
 pub fn render_flows(
     endpoints: &[(Ipv4Addr, Endpoint)],
     remotes: &[(Ipv4Network, Remote)],
     senders: &[(Ipv4Addr, Ipv4Network)],
     counters: &[Counter; Decision::COUNT],
-    tunnel_out: &str,
+    outputs: &Outputs,
     name: impl Fn(u32) -> Option<String>,
 ) -> String {
     let mut out = String::new();
@@ -37,9 +44,13 @@ pub fn render_flows(
         );
     }
     for (subnet, remote) in remotes {
+        let (field, output) = match remote_path(remote) {
+            Transport::Tunnel => ("tun_dst", outputs.tunnel),
+            Transport::Direct => ("next_hop", outputs.direct),
+        };
         let _ = writeln!(
             out,
-            " table=remote, n_packets={}, n_bytes={}, ip,nw_dst={subnet} actions=set_field:{}->tun_dst,output:{tunnel_out}",
+            " table=remote, n_packets={}, n_bytes={}, ip,nw_dst={subnet} actions=set_field:{}->{field},output:{output}",
             remote.packets,
             remote.bytes,
             key_ip(remote.node_ip)
@@ -121,10 +132,16 @@ mod tests {
             Ipv4Addr::new(10, 1, 0, 2),
             Endpoint { ifindex: 5, mac: [0xaa, 0xbb, 0xcc, 0, 1, 2], _pad: [0; 6], packets: 12, bytes: 1176 },
         )];
-        let remotes = [(
-            "10.1.1.0/24".parse().expect("test network"),
-            Remote { node_ip: ip_key(Ipv4Addr::new(192, 0, 2, 12)), _pad: 0, packets: 3, bytes: 294 },
-        )];
+        let remotes = [
+            (
+                "10.1.1.0/24".parse().expect("test network"),
+                Remote { node_ip: ip_key(Ipv4Addr::new(192, 0, 2, 12)), flags: 0, packets: 3, bytes: 294 },
+            ),
+            (
+                "10.1.2.0/24".parse().expect("test network"),
+                Remote { node_ip: ip_key(Ipv4Addr::new(192, 0, 2, 13)), flags: 1, packets: 0, bytes: 0 },
+            ),
+        ];
         let mut counters = [Counter::default(); Decision::COUNT];
         counters[Decision::ToHost as usize] = Counter { packets: 7, bytes: 700 };
         counters[Decision::SpoofedIp as usize] = Counter { packets: 1, bytes: 42 };
@@ -133,7 +150,9 @@ mod tests {
             " table=local, n_packets=12, n_bytes=1176, ip,nw_dst=10.1.0.2 \
              actions=mod_dl_dst:aa:bb:cc:00:01:02,output:veth1a2b3c4d",
             " table=remote, n_packets=3, n_bytes=294, ip,nw_dst=10.1.1.0/24 \
-             actions=set_field:192.0.2.12->tun_dst,output:eth0",
+             actions=set_field:192.0.2.12->tun_dst,output:vxlan0",
+            " table=remote, n_packets=0, n_bytes=0, ip,nw_dst=10.1.2.0/24 \
+             actions=set_field:192.0.2.13->next_hop,output:eth0",
             " table=tunnel-in, ip,tun_src=192.0.2.12,nw_src=10.1.1.0/24 actions=accept",
             " table=default, n_packets=7, n_bytes=700, ip actions=output:tun0",
             " table=service, n_packets=0, n_bytes=0, ct_state=+rpl actions=mod_nw_src:frontend",
@@ -148,13 +167,15 @@ mod tests {
             " table=drop, n_packets=0, n_bytes=0, reason=tunnel-unknown-node actions=drop",
             " table=drop, n_packets=0, n_bytes=0, reason=tunnel-foreign-source actions=drop",
             " table=drop, n_packets=0, n_bytes=0, reason=pod-to-tunnel-port actions=drop",
+            " table=drop, n_packets=0, n_bytes=0, reason=direct-foreign-source actions=drop",
             " table=drop, n_packets=0, n_bytes=0, reason=malformed actions=drop",
             "",
         ]
         .join("\n");
         let name = |ifindex| (ifindex == 5).then(|| "veth1a2b3c4d".to_owned());
-        assert_eq!(render_flows(&endpoints, &remotes, &senders, &counters, "eth0", name), expected);
-        let unnamed = render_flows(&endpoints, &remotes, &senders, &counters, "eth0", |_| None);
+        let outputs = Outputs { tunnel: "vxlan0", direct: "eth0" };
+        assert_eq!(render_flows(&endpoints, &remotes, &senders, &counters, &outputs, name), expected);
+        let unnamed = render_flows(&endpoints, &remotes, &senders, &counters, &outputs, |_| None);
         assert!(unnamed.contains("output:5\n"), "an index without a name stays a number: {unnamed}");
     }
 

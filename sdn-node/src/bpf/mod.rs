@@ -33,6 +33,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub use crate::remotes::Transport;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key},
@@ -51,7 +52,7 @@ use sdn_ebpf_common::{
 pub use sdn_ebpf_common::{Counter, Decision, DropEvent, Endpoint, NodeConfig, Remote, Tunnel};
 
 use entries::{endpoint_update, peer_node, remote_update};
-pub use entries::{ip_key, key_ip, key_network, node_config, remote_key};
+pub use entries::{ip_key, key_ip, key_network, node_config, remote_key, remote_path};
 pub use error::BpfError;
 pub use flows::render_flows;
 pub use pins::remove_pins;
@@ -283,10 +284,10 @@ impl Dataplane {
 
     /// Adds or changes the remote subnet `subnet` (host bits are ignored), tunnelled to
     /// `node_ip`; keeps its counters if it exists already.
-    pub fn upsert_remote(&mut self, subnet: Ipv4Network, node_ip: Ipv4Addr) -> Result<(), BpfError> {
+    pub fn upsert_remote(&mut self, subnet: Ipv4Network, node_ip: Ipv4Addr, path: Transport) -> Result<(), BpfError> {
         let key = remote_key(subnet);
         let existing = self.remote_exact(&key)?;
-        let Some(value) = remote_update(existing, node_ip) else { return Ok(()) };
+        let Some(value) = remote_update(existing, node_ip, path) else { return Ok(()) };
         self.remotes.insert(&key, value, 0).map_err(map_err(MAP_REMOTES))
     }
 
@@ -367,10 +368,12 @@ impl Dataplane {
         if self.pin_dir.join("links").join(own).exists() && interface_index(own).is_none() {
             return Err(BpfError::OtherNamespace { pin_dir: self.pin_dir.clone() });
         }
+        let named = |ifindex| interface_name(ifindex).unwrap_or_else(|| format!("ifindex{ifindex}"));
         let tunnel_out = match self.tunnel()?.underlay_ifindex {
             0 => crate::net::layout::VXLAN0.to_owned(),
-            ifindex => interface_name(ifindex).unwrap_or_else(|| format!("ifindex{ifindex}")),
+            ifindex => named(ifindex),
         };
+        let direct_out = named(self.config()?.underlay_ifindex);
         let mut frontends = Vec::new();
         for (key, entry) in self.service_entries()? {
             let backends = self.backends(entry.id, entry.count)?;
@@ -382,7 +385,7 @@ impl Dataplane {
             &self.remotes()?,
             &self.nodes()?,
             &self.counters()?,
-            &tunnel_out,
+            &flows::Outputs { tunnel: &tunnel_out, direct: &direct_out },
             interface_name,
         );
         Ok(table + &flows::render_services(&frontends))

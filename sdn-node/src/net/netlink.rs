@@ -109,6 +109,13 @@ fn kind_name(kind: &InfoKind) -> String {
     }
 }
 
+/// The answer of a route lookup for one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteTo {
+    pub oif: Option<u32>,
+    pub gateway: Option<Ipv4Addr>,
+}
+
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
@@ -188,6 +195,29 @@ impl Netlink {
             }
         }
         Ok(None)
+    }
+
+    /// How the namespace routes to `ip` (`ip route get`): the route's interface and gateway;
+    /// `None` when nothing routes it.
+    pub async fn route_to(&self, ip: Ipv4Addr) -> Result<Option<RouteTo>, NetError> {
+        let query = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(ip, 32).build();
+        let mut answers = self.handle.route().get(query).execute();
+        let answer = match answers.try_next().await {
+            Ok(answer) => answer,
+            // ENETUNREACH and the like: no route at all.
+            Err(rtnetlink::Error::NetlinkError(_)) => None,
+            Err(err) => return Err(failed(format!("looking up the route to {ip}"))(err)),
+        };
+        Ok(answer.map(|route| RouteTo {
+            oif: route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(index) => Some(*index),
+                _ => None,
+            }),
+            gateway: route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(netlink_packet_route::route::RouteAddress::Inet(gw)) => Some(*gw),
+                _ => None,
+            }),
+        }))
     }
 
     /// The link holding `ip`, if any.
