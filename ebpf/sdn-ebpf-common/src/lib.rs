@@ -88,10 +88,10 @@ pub const PROG_FROM_UNDERLAY: &str = "sdn_from_underlay";
 
 /// A pod on this node: where to deliver a packet whose destination is the pod's IP.
 ///
-/// Layout (32 bytes, align 8): `ifindex` 0..4, `mac` 4..10, `_pad` 10..16, `packets` 16..24,
-/// `bytes` 24..32. The design sketch writes `_pad: [u8; 2]`, but `packets` is a `u64` and must
-/// start at offset 16, so C layout would add 4 more invisible bytes after those 2; the explicit
-/// pad is therefore 6 bytes and covers the whole gap.
+/// Layout (32 bytes, align 8): `ifindex` 0..4, `mac` 4..10, `flags` 10, `_pad` 11..16, `packets`
+/// 16..24, `bytes` 24..32. `packets` is a `u64` and must start at offset 16, so the explicit
+/// `flags` and pad cover the whole gap C layout would leave (an entry of a build before `flags`
+/// reads as 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Endpoint {
@@ -99,13 +99,21 @@ pub struct Endpoint {
     pub ifindex: u32,
     /// MAC address of the pod's `eth0`.
     pub mac: [u8; 6],
+    /// [`ENDPOINT_STRIP_GSO`] or 0.
+    pub flags: u8,
     /// Explicit padding up to the 8-byte aligned counters; always zero.
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 5],
     /// Packets delivered to this pod (atomic adds by the programs).
     pub packets: u64,
     /// Bytes delivered to this pod (atomic adds by the programs).
     pub bytes: u64,
 }
+
+/// [`Endpoint::flags`]: the pod's namespace does not forward (forwarding off, no interface but
+/// its own and `lo`), so a GRO/GSO super-packet from the tunnel may be stripped in eBPF for it
+/// even where the kernel cannot clear the packet's UDP-tunnel segmentation state: a packet that
+/// ends in a local socket is never segmented again.
+pub const ENDPOINT_STRIP_GSO: u8 = 1;
 
 /// A remote node's subnet: where to send a packet whose destination is in it.
 ///
@@ -503,7 +511,7 @@ impl Decision {
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
     assert!(size_of::<Endpoint>() == 32 && align_of::<Endpoint>() == 8);
-    assert!(offset_of!(Endpoint, mac) == 4 && offset_of!(Endpoint, packets) == 16);
+    assert!(offset_of!(Endpoint, mac) == 4 && offset_of!(Endpoint, flags) == 10 && offset_of!(Endpoint, packets) == 16);
     assert!(size_of::<Remote>() == 24 && offset_of!(Remote, packets) == 8);
     assert!(size_of::<Remote>() == 24 && offset_of!(Remote, flags) == 4);
     assert!(size_of::<NodeConfig>() == 28 && offset_of!(NodeConfig, underlay_ifindex) == 24);

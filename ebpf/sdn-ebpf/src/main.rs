@@ -43,7 +43,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use guard::drop_packet;
-use sdn_ebpf_common::{Counter, Decision, Endpoint, MAX_ENDPOINTS, MAX_REMOTES, NodeConfig, REMOTE_DIRECT, Remote};
+use sdn_ebpf_common::{
+    Counter, Decision, ENDPOINT_STRIP_GSO, Endpoint, MAX_ENDPOINTS, MAX_REMOTES, NodeConfig, REMOTE_DIRECT, Remote,
+};
 use service::Forward;
 use vxlan::Arrival;
 
@@ -284,7 +286,9 @@ fn from_tunnel_port(ctx: &TcContext, tunnel: &sdn_ebpf_common::Tunnel, config: &
         },
     };
     let Some(endpoint) = SDN_ENDPOINTS.get_ptr_mut(daddr) else { return Some(TC_ACT_OK) };
-    if vxlan::decap(ctx).is_err() {
+    // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
+    let no_forwarding = unsafe { (*endpoint).flags } & ENDPOINT_STRIP_GSO != 0;
+    if vxlan::decap(ctx, no_forwarding).is_err() {
         return Some(TC_ACT_OK);
     }
     // Stripped: from here on a failure must drop, the frame is no longer what arrived. A remote

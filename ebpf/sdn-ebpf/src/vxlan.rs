@@ -231,16 +231,17 @@ pub fn arrival(ctx: &TcContext, tunnel: &Tunnel) -> Arrival {
 /// Strips the outer IPv4, UDP and VXLAN headers and the inner Ethernet header, leaving the outer
 /// Ethernet header in front of the inner IPv4 packet. `Err` leaves the frame unchanged.
 ///
-/// A GRO/GSO super-packet is only stripped where the kernel can also clear its UDP-tunnel
-/// segmentation state (`BPF_F_ADJ_ROOM_DECAP_L4_UDP`): left behind, that state would break the
-/// packet's segmentation should the pod forward it. Elsewhere such packets go to `vxlan0`, whose
-/// receive path clears it.
+/// A GRO/GSO super-packet is stripped where the kernel can also clear its UDP-tunnel
+/// segmentation state (`BPF_F_ADJ_ROOM_DECAP_L4_UDP`), or for a pod that does not forward
+/// (`no_forwarding`, the endpoint's `ENDPOINT_STRIP_GSO`): left behind, that state would break
+/// the packet's segmentation should the pod send it on. Elsewhere such packets go to `vxlan0`,
+/// whose receive path clears it.
 #[inline(always)]
-pub fn decap(ctx: &TcContext) -> Result<(), ()> {
+pub fn decap(ctx: &TcContext, no_forwarding: bool) -> Result<(), ()> {
     let fixed = u64::from(BPF_F_ADJ_ROOM_FIXED_GSO);
     let stripped = ctx.adjust_room(-(ENCAP_LEN as i32), BPF_ADJ_ROOM_MAC, fixed | BPF_F_ADJ_ROOM_DECAP_L4_UDP).is_ok()
         // SAFETY: the context pointer is the program's `__sk_buff`, readable for the whole run.
-        || (unsafe { (*ctx.skb.skb).gso_size } == 0
+        || ((no_forwarding || unsafe { (*ctx.skb.skb).gso_size } == 0)
             && ctx.adjust_room(-(ENCAP_LEN as i32), BPF_ADJ_ROOM_MAC, fixed).is_ok());
     if !stripped {
         return Err(());

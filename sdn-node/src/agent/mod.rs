@@ -204,6 +204,7 @@ async fn start_pods(
     }
     tokio::spawn(crate::podsync::run(store.clone(), config.name.clone(), pods.clone(), shutdown.clone()));
     tokio::spawn(crate::pods::gone::run(pods.clone(), shutdown.clone()));
+    tokio::spawn(crate::pods::offload::run(pods.clone(), shutdown.clone()));
     let state_error = |source| AgentError::State { path: config.socket.clone(), source };
     let listener = crate::podapi::server::bind(&config.socket).map_err(state_error)?;
     crate::podapi::server::spawn(listener, pods, shutdown.clone()).map_err(state_error)

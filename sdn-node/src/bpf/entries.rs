@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use aya::maps::lpm_trie::Key;
 use ipnetwork::Ipv4Network;
-use sdn_ebpf_common::{Endpoint, NodeConfig, PeerNode, REMOTE_DIRECT, Remote};
+use sdn_ebpf_common::{ENDPOINT_STRIP_GSO, Endpoint, NodeConfig, PeerNode, REMOTE_DIRECT, Remote};
 
 use crate::remotes::Transport;
 
@@ -70,7 +70,14 @@ pub(super) fn endpoint_update(existing: Option<Endpoint>, ifindex: u32, mac: [u8
     if existing.is_some() && current.ifindex == ifindex && current.mac == mac {
         return None;
     }
-    Some(Endpoint { ifindex, mac, _pad: [0; 6], ..current })
+    Some(Endpoint { ifindex, mac, _pad: [0; 5], ..current })
+}
+
+/// An endpoint with super-packets from the tunnel stripped in eBPF (`strip`) or left to
+/// `vxlan0`, or `None` when it already says so.
+pub(super) fn strip_gso_update(existing: Endpoint, strip: bool) -> Option<Endpoint> {
+    let flags = if strip { existing.flags | ENDPOINT_STRIP_GSO } else { existing.flags & !ENDPOINT_STRIP_GSO };
+    (flags != existing.flags).then_some(Endpoint { flags, ..existing })
 }
 
 /// The value to write for a remote subnet, or `None` when the existing one already says this.
@@ -141,6 +148,15 @@ mod tests {
         assert_eq!(endpoint_update(Some(counted), 5, mac), None);
         let moved = endpoint_update(Some(counted), 6, mac).expect("a changed entry is written");
         assert_eq!((moved.ifindex, moved.packets, moved.bytes), (6, 3, 300));
+        let stripping = strip_gso_update(moved, true).expect("flag set");
+        assert_eq!((stripping.flags, stripping.packets), (ENDPOINT_STRIP_GSO, 3));
+        assert_eq!(strip_gso_update(stripping, true), None);
+        assert_eq!(
+            endpoint_update(Some(stripping), 7, mac).map(|e| e.flags),
+            Some(ENDPOINT_STRIP_GSO),
+            "kept on a move"
+        );
+        assert_eq!(strip_gso_update(stripping, false).map(|e| e.flags), Some(0));
 
         let node = Ipv4Addr::new(192, 0, 2, 12);
         let remote = Remote { packets: 4, bytes: 400, ..remote_update(None, node, Transport::Tunnel).expect("new") };

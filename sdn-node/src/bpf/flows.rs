@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, net::Ipv4Addr};
 
 use ipnetwork::Ipv4Network;
-use sdn_ebpf_common::{Backend, Counter, Decision, Endpoint, Remote, ServiceEntry, ServiceKey};
+use sdn_ebpf_common::{Backend, Counter, Decision, ENDPOINT_STRIP_GSO, Endpoint, Remote, ServiceEntry, ServiceKey};
 
 use super::{Transport, key_ip, remote_path};
 
@@ -22,8 +22,10 @@ use super::services::key_parts;
 /// (`table=tunnel-in`, with the sources it may carry), then the decisions that have no entry:
 /// traffic to the host (`table=default`), service replies and rejects, and the drops, one line
 /// per reason (`table=drop`).
-/// Packets leave as [`Outputs`] says. `name` gives an interface index's name, as the node's namespace knows it (the index itself
-/// where it knows none).
+/// A local endpoint's `tunnel_gso` tells where super-packets from the tunnel for it are
+/// stripped: `ebpf` for a pod that does not forward, else `vxlan0` (unless the kernel clears
+/// their tunnel state itself). Packets leave as [`Outputs`] says. `name` gives an interface
+/// index's name, as the node's namespace knows it (the index itself where it knows none).
 pub fn render_flows(
     endpoints: &[(Ipv4Addr, Endpoint)],
     remotes: &[(Ipv4Network, Remote)],
@@ -36,9 +38,10 @@ pub fn render_flows(
     for (ip, endpoint) in endpoints {
         let _ = writeln!(
             out,
-            " table=local, n_packets={}, n_bytes={}, ip,nw_dst={ip} actions=mod_dl_dst:{},output:{}",
+            " table=local, n_packets={}, n_bytes={}, tunnel_gso={}, ip,nw_dst={ip} actions=mod_dl_dst:{},output:{}",
             endpoint.packets,
             endpoint.bytes,
+            if endpoint.flags & ENDPOINT_STRIP_GSO != 0 { "ebpf" } else { "vxlan0" },
             mac_string(&endpoint.mac),
             name(endpoint.ifindex).unwrap_or_else(|| endpoint.ifindex.to_string())
         );
@@ -130,7 +133,7 @@ mod tests {
     fn flows_render_like_ovs_dump_flows() {
         let endpoints = [(
             Ipv4Addr::new(10, 1, 0, 2),
-            Endpoint { ifindex: 5, mac: [0xaa, 0xbb, 0xcc, 0, 1, 2], _pad: [0; 6], packets: 12, bytes: 1176 },
+            Endpoint { ifindex: 5, mac: [0xaa, 0xbb, 0xcc, 0, 1, 2], flags: 1, _pad: [0; 5], packets: 12, bytes: 1176 },
         )];
         let remotes = [
             (
@@ -147,7 +150,7 @@ mod tests {
         counters[Decision::SpoofedIp as usize] = Counter { packets: 1, bytes: 42 };
         let senders = [(Ipv4Addr::new(192, 0, 2, 12), "10.1.1.0/24".parse().expect("test network"))];
         let expected = [
-            " table=local, n_packets=12, n_bytes=1176, ip,nw_dst=10.1.0.2 \
+            " table=local, n_packets=12, n_bytes=1176, tunnel_gso=ebpf, ip,nw_dst=10.1.0.2 \
              actions=mod_dl_dst:aa:bb:cc:00:01:02,output:veth1a2b3c4d",
             " table=remote, n_packets=3, n_bytes=294, ip,nw_dst=10.1.1.0/24 \
              actions=set_field:192.0.2.12->tun_dst,output:vxlan0",

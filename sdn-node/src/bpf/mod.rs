@@ -51,7 +51,7 @@ use sdn_ebpf_common::{
 };
 pub use sdn_ebpf_common::{Counter, Decision, DropEvent, Endpoint, NodeConfig, Remote, Tunnel};
 
-use entries::{endpoint_update, peer_node, remote_update};
+use entries::{endpoint_update, peer_node, remote_update, strip_gso_update};
 pub use entries::{ip_key, key_ip, key_network, node_config, remote_key, remote_path};
 pub use error::BpfError;
 pub use flows::render_flows;
@@ -277,6 +277,20 @@ impl Dataplane {
         self.endpoints.insert(key, value, 0).map_err(map_err(MAP_ENDPOINTS))
     }
 
+    /// Makes super-packets from the tunnel for endpoint `ip` be stripped in eBPF (`strip`) or
+    /// left to `vxlan0`. Never creates the entry (a detach may have removed it meanwhile);
+    /// whether it changed anything.
+    pub fn set_strip_gso(&mut self, ip: Ipv4Addr, strip: bool) -> Result<bool, BpfError> {
+        let key = ip_key(ip);
+        let Some(existing) = optional(self.endpoints.get(&key, 0)).map_err(map_err(MAP_ENDPOINTS))? else {
+            return Ok(false);
+        };
+        let Some(value) = strip_gso_update(existing, strip) else { return Ok(false) };
+        // Removed between the read and the write: nothing to change.
+        let written = optional(self.endpoints.insert(key, value, BPF_EXIST)).map_err(map_err(MAP_ENDPOINTS))?;
+        Ok(written.is_some())
+    }
+
     /// Removes the endpoint `ip`; a missing one is fine.
     pub fn remove_endpoint(&mut self, ip: Ipv4Addr) -> Result<(), BpfError> {
         optional(self.endpoints.remove(&ip_key(ip))).map(drop).map_err(map_err(MAP_ENDPOINTS))
@@ -453,6 +467,9 @@ fn map_err(map: &'static str) -> impl Fn(MapError) -> BpfError {
 }
 
 /// `Ok(None)` for a missing key, so "absent" is not an error.
+/// `bpf_map_update_elem`'s flag: only replace an existing entry.
+const BPF_EXIST: u64 = 2;
+
 fn optional<T>(result: Result<T, MapError>) -> Result<Option<T>, MapError> {
     match result {
         Ok(value) => Ok(Some(value)),

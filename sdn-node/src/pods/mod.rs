@@ -8,6 +8,7 @@
 pub mod check;
 pub mod gone;
 mod locks;
+pub mod offload;
 pub mod record;
 
 use std::collections::{HashMap, HashSet};
@@ -20,7 +21,7 @@ use tokio::sync::Notify;
 use crate::bpf::{BpfError, Dataplane, Program};
 use crate::ipam::{IpamError, IpamStore};
 use crate::net::layout::{BR0, NodeLayout};
-use crate::net::netlink::{Link, NetError, Netlink, PodPair, index_of};
+use crate::net::netlink::{Link, NetError, Netlink, PodPair, index_of, sysctl};
 use crate::netns::{self, NetnsError, NodeNamespace};
 use crate::podapi::{AttachRequest, Attachment, AttachmentKey, Detached, Dns};
 use check::{Expected, HostSide, Observed, PodSide};
@@ -246,8 +247,15 @@ impl Pods {
             nl.ensure_default_route(gateway, &eth0).await?;
             eth0.mac
         };
+        // Whether its super-packets from the tunnel may be stripped in eBPF (see `offload`).
+        let ip_forward = netns::made_in_file(&pod_ns, || sysctl("net.ipv4.ip_forward")).map_err(netns_err)??;
+        let links: Vec<String> = nl.links().await?.into_iter().map(|link| link.name).collect();
+        let strip = offload::does_not_forward(&ip_forward, &links, ifname);
         // The flow entry that delivers to the pod and names its MAC.
-        self.dp().upsert_endpoint(ip, host_link.index, mac)?;
+        let mut dp = self.dp();
+        dp.upsert_endpoint(ip, host_link.index, mac)?;
+        dp.set_strip_gso(ip, strip)?;
+        drop(dp);
         tracing::info!(
             "attached {}/{} at {ip} in {:?} (node side {:?})",
             request.id,
