@@ -2,7 +2,9 @@
 //! sdn dataplane, against kernel-only references built in the same run.
 //!
 //! - sdn: a 2-node cluster of the harness (agents, eBPF, VXLAN), pods `a1`
-//!   and `a2` on the first node and `b1` on the second.
+//!   and `a2` on the first node and `b1` on the second ("sdn cross", "sdn
+//!   same"); and one with direct routing on, pods `c1` and `d1` ("sdn
+//!   direct": no encapsulation between two nodes on one segment).
 //! - bridge+vxlan: flannel's VXLAN backend as flannel builds it, a `cni0`
 //!   bridge and a `flannel.1` VTEP per node with static routes, neighbours
 //!   and FDB entries for the other node.
@@ -63,6 +65,7 @@ const HOST_GW_MTU: &str = "1500";
 
 /// The setups' labels, by which the report and [`TARGETS`] find them.
 const SDN_CROSS: &str = "sdn cross";
+const SDN_DIRECT: &str = "sdn direct";
 const VXLAN: &str = "bridge+vxlan";
 const HOST_GW: &str = "host-gw";
 const SDN_SAME: &str = "sdn same";
@@ -76,12 +79,21 @@ const TARGET_VS_VXLAN: f64 = 1.15;
 const TARGET_VS_HOST_GW: f64 = 1.0;
 /// Same-node against a plain bridge: at least its throughput.
 const TARGET_SAME_VS_BRIDGE: f64 = 1.0;
+/// Direct routing (no encapsulation at all) against host-gw: throughput and RTT p50.
+const TARGET_DIRECT_VS_HOST_GW: f64 = 1.10;
+const TARGET_DIRECT_RTT_VS_HOST_GW: f64 = 0.9;
 
 /// sdn's targets, latency (RTT p50) ones beside the throughput ones; each
 /// throughput target holds with every stream count of [`STREAMS`].
-const TARGETS: [Target; 3] = [
+const TARGETS: [Target; 4] = [
     Target { setup: SDN_CROSS, reference: VXLAN, throughput: TARGET_VS_VXLAN, rtt_p50: None },
     Target { setup: SDN_CROSS, reference: HOST_GW, throughput: TARGET_VS_HOST_GW, rtt_p50: Some(Rtt::AtMost(1.0)) },
+    Target {
+        setup: SDN_DIRECT,
+        reference: HOST_GW,
+        throughput: TARGET_DIRECT_VS_HOST_GW,
+        rtt_p50: Some(Rtt::AtMost(TARGET_DIRECT_RTT_VS_HOST_GW)),
+    },
     Target { setup: SDN_SAME, reference: BRIDGE, throughput: TARGET_SAME_VS_BRIDGE, rtt_p50: Some(Rtt::Below(1.0)) },
 ];
 
@@ -295,6 +307,7 @@ fn throughput(path: &Path, seconds: u32, streams: u32) -> anyhow::Result<Stream>
     let mut last = String::new();
     // The server takes one test at a time and may still be finishing the last.
     for _ in 0..3 {
+        let ofo_before = out_of_order(path.server)?;
         let before = CpuTimes::now();
         let out = command_in(path.client, "iperf3")?
             .args(["-c", &ip, "-p", &port, "-t", &t, "-P", &p, "-J"])
@@ -309,13 +322,43 @@ fn throughput(path: &Path, seconds: u32, streams: u32) -> anyhow::Result<Stream>
             end["sum_received"]["bytes"].as_f64(),
         ) {
             let retransmits = end["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
-            return Ok(Stream { bps, cpu_per_gb: busy / (bytes / 1e9).max(1e-9), steal, retransmits });
+            let out_of_order = out_of_order(path.server)?.saturating_sub(ofo_before);
+            let cpu_per_gb = busy / (bytes / 1e9).max(1e-9);
+            return Ok(Stream { bps, cpu_per_gb, steal, retransmits, out_of_order });
         }
         last =
             format!("{}{}", report["error"].as_str().unwrap_or_default(), String::from_utf8_lossy(&out.stderr).trim());
         std::thread::sleep(Duration::from_millis(300));
     }
     bail!("{}: iperf3 -P {streams} from {} to {ip} failed: {last}", path.setup.label, path.client.name())
+}
+
+/// Waits until both nodes of the direct-routing cluster route to each other directly.
+async fn wait_direct(cluster: &Cluster) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for node in &cluster.nodes {
+        loop {
+            let flows = node.command("flows")?;
+            if flows.contains("->next_hop,") {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{} does not route directly:\n{flows}", node.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Segments the receiving namespace's TCP queued out of order so far (`nstat`'s
+/// `TcpExtTCPOFOQueue`): reordering on the path, which TCP takes for loss.
+fn out_of_order(ns: &Netns) -> anyhow::Result<u64> {
+    let out = command_in(ns, "nstat")?.args(["-az", "TcpExtTCPOFOQueue"]).output().context("running nstat")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value =
+        text.lines().find_map(|l| l.strip_prefix("TcpExtTCPOFOQueue")).and_then(|v| v.split_whitespace().next());
+    value.and_then(|v| v.parse().ok()).with_context(|| format!("nstat in {}: {text}", ns.name()))
 }
 
 /// TCP ping-pong, `sockperf ping-pong` style: one connection with
@@ -418,6 +461,12 @@ async fn run() -> anyhow::Result<()> {
     let a1 = cluster.nodes[0].attach_pod("a1").await.context("attaching pod a1")?;
     let a2 = cluster.nodes[0].attach_pod("a2").await.context("attaching pod a2")?;
     let b1 = cluster.nodes[1].attach_pod("b1").await.context("attaching pod b1")?;
+    // The same cluster with direct routing on: both nodes on one segment, no VXLAN between them.
+    let network = sdn_cluster::ClusterNetwork { direct_routing: true, ..Default::default() };
+    let direct = Cluster::start_with_network("bench-dr", 2, network).await.context("starting the direct cluster")?;
+    let c1 = direct.nodes[0].attach_pod("c1").await.context("attaching pod c1")?;
+    let d1 = direct.nodes[1].attach_pod("d1").await.context("attaching pod d1")?;
+    wait_direct(&direct).await?;
 
     let dir = Arc::new(RunDir::new("bench-dp-ref")?);
     let prefix = format!("bdp-{}", std::process::id());
@@ -430,6 +479,7 @@ async fn run() -> anyhow::Result<()> {
     // setup more is an entry here (and a target in `TARGETS`).
     let paths = [
         Path { setup: Setup::sdn(SDN_CROSS, CrossNode), client: &a1.ns, server: &b1.ns, server_ip: b1.ip },
+        Path { setup: Setup::sdn(SDN_DIRECT, CrossNode), client: &c1.ns, server: &d1.ns, server_ip: d1.ip },
         Path {
             setup: Setup::reference(VXLAN, CrossNode),
             client: &vxlan.pods[0],

@@ -124,6 +124,8 @@ pub struct Stream {
     /// Share of the run's CPU time stolen by the hypervisor.
     pub steal: f64,
     pub retransmits: u64,
+    /// Segments the receiver queued out of order.
+    pub out_of_order: u64,
 }
 
 /// Round-trip times of one ping-pong run in microseconds.
@@ -280,12 +282,17 @@ fn medians(setups: &[Setup], samples: &[Samples]) {
 
 /// Every run, a line per setup and stream count.
 fn every_run(setups: &[Setup], samples: &[Samples]) {
-    println!("  every run: Gbit/s, CPU s per GB, TCP retransmits, CPU stolen | RTT p50 us, CPU stolen");
+    println!(
+        "  every run: Gbit/s, CPU s per GB, TCP retransmits, segments the receiver queued out of order, CPU stolen | RTT p50 us, CPU stolen"
+    );
     for (setup, sample) in setups.iter().zip(samples) {
         for (s, runs) in sample.streams.iter().enumerate() {
             let runs: Vec<String> = runs
                 .iter()
-                .map(|r| format!("{:.2} {:.2} {} {:.0}%", r.bps / 1e9, r.cpu_per_gb, r.retransmits, r.steal * 100.0))
+                .map(|r| {
+                    let (gbps, steal) = (r.bps / 1e9, r.steal * 100.0);
+                    format!("{gbps:.2} {:.2} {} {} {steal:.0}%", r.cpu_per_gb, r.retransmits, r.out_of_order)
+                })
                 .collect();
             let mut line = format!("    {:<18} {}", format!("{}{}", setup.label, parallel(s)), runs.join(", "));
             // A setup's ping-pong runs once, on its first line.
