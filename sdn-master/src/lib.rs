@@ -5,6 +5,7 @@
 //! - [`controller`]: the leader's loop that applies plans as etcd transactions.
 //! - [`leader`]: lease-based leader election among masters.
 //! - [`bootstrap`]: storing or checking the `ClusterNetwork` at startup.
+//! - [`quorum`]: whether etcd can commit, for `/readyz`.
 //! - [`api`]: the authenticated admin HTTP API; [`metrics`]: its `/metrics`.
 //! - [`config`]: file and flags; [`ctl`]: the `sdnctl` client.
 
@@ -16,3 +17,4 @@ pub mod controller;
 pub mod ctl;
 pub mod leader;
 pub mod metrics;
+pub mod quorum;

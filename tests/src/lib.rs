@@ -15,6 +15,7 @@ pub mod containerd;
 pub mod cpu;
 pub mod dns;
 pub mod etcd;
+pub mod etcd_cluster;
 pub mod forge;
 pub mod image;
 pub mod master;

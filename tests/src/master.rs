@@ -234,16 +234,18 @@ impl Allocations {
     /// Reads subnets and claims in one transaction, so both are of one
     /// revision even while the master is writing.
     pub async fn read(store: &Store) -> Self {
+        Self::try_read(store).await.unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// As [`Allocations::read`], failing with etcd's error (a member may be down).
+    pub async fn try_read(store: &Store) -> Result<Self, String> {
         let keys: &Keys = store.keys();
         let prefix = || Some(etcd_client::GetOptions::new().with_prefix());
         let txn = etcd_client::Txn::new().and_then([
             etcd_client::TxnOp::get(keys.subnets(), prefix()),
             etcd_client::TxnOp::get(keys.subnet_claims(), prefix()),
         ]);
-        let resp = match store.txn(txn).await {
-            Ok(resp) => resp,
-            Err(err) => panic!("reading allocations: {err}"),
-        };
+        let resp = store.txn(txn).await.map_err(|err| format!("reading allocations: {err}"))?;
         let responses = resp.op_responses();
         let kvs = |i: usize| match responses.get(i) {
             Some(etcd_client::TxnOpResponse::Get(get)) => get.kvs().to_vec(),
@@ -264,7 +266,7 @@ impl Allocations {
                 (key.trim_start_matches(&claims_dir).to_owned(), String::from_utf8_lossy(kv.value()).into_owned())
             })
             .collect();
-        Self { subnets, claims }
+        Ok(Self { subnets, claims })
     }
 
     /// Panics unless every allocation is distinct, inside `network`, and

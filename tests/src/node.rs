@@ -100,6 +100,21 @@ impl NodeAgent {
         ip: Ipv4Addr,
         explicit_ip: bool,
     ) -> Result<Self, HarnessError> {
+        // Its own certificate, whose common name is its etcd user, when etcd has them.
+        let etcd = (cp.etcd.endpoint(), cp.etcd.tls_flags(name));
+        Self::start_on(dir, etcd, underlay, name, ip, explicit_ip).await
+    }
+
+    /// As [`NodeAgent::start`], against etcd at `endpoints` (comma-separated) with `flags`
+    /// (its TLS files), such as an [`crate::etcd_cluster::EtcdCluster`]'s members.
+    pub async fn start_on(
+        dir: Arc<RunDir>,
+        (endpoints, flags): (String, Vec<String>),
+        underlay: &Underlay,
+        name: &str,
+        ip: Ipv4Addr,
+        explicit_ip: bool,
+    ) -> Result<Self, HarnessError> {
         let ns = Netns::create(dir.clone(), &format!("{name}-ns"))?;
         underlay.plug(&ns, ip)?;
         if !explicit_ip {
@@ -119,9 +134,8 @@ impl NodeAgent {
             cni_bin_dir: dir.path().join(format!("{name}-cni/bin")),
             extra_args: Vec::new(),
             metrics_port: free_port()?,
-            etcd_endpoint: cp.etcd.endpoint(),
-            // Its own certificate, whose common name is its etcd user, when etcd has them.
-            etcd_flags: cp.etcd.tls_flags(name),
+            etcd_endpoint: endpoints,
+            etcd_flags: flags,
             dir,
         };
         node.launch()?;

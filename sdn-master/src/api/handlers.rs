@@ -208,6 +208,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
     if !state.informer.is_connected() {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: etcd is unreachable\n".into());
     }
+    if let Some(why) = state.quorum.lost() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: etcd cannot commit (no quorum?): {why}\n"));
+    }
     (StatusCode::OK, "ok\n".into())
 }
 

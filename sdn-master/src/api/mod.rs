@@ -55,6 +55,8 @@ pub struct AppState {
     pub token: Arc<str>,
     /// Set once the cluster network is settled in etcd.
     pub bootstrapped: Arc<AtomicBool>,
+    /// Whether etcd commits.
+    pub quorum: Arc<crate::quorum::Quorum>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -57,6 +57,8 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (elector, leadership) = Elector::new(store.clone(), config.name.clone(), config.lease_ttl);
     let bootstrapped = Arc::new(AtomicBool::new(false));
+    let quorum = Arc::new(sdn_master::quorum::Quorum::default());
+    tokio::spawn(sdn_master::quorum::run(store.clone(), quorum.clone(), shutdown.clone()));
 
     // The API serves probes from the start; allocation begins once the
     // cluster network is settled in etcd.
@@ -72,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::Ok((election, controller))
         }
     };
-    let state = AppState { store, informer, metrics, leadership, token: token.into(), bootstrapped };
+    let state = AppState { store, informer, metrics, leadership, token: token.into(), bootstrapped, quorum };
     let serve = api::serve(&config.api, state, shutdown.clone());
     tokio::pin!(serve);
     let (mut election, controller) = tokio::select! {
