@@ -144,6 +144,23 @@ pub fn concise(err: &etcd_client::Error) -> String {
     }
 }
 
+/// Whether a call failed before its request left: the connection to the endpoint it was given
+/// could not be made (a member that is down). Sending it again cannot apply it twice.
+pub fn never_sent(err: &etcd_client::Error) -> bool {
+    let etcd_client::Error::GRpcStatus(status) = err else { return false };
+    // tonic gives a failed connect as "unavailable: tcp connect error", its cause the refusal.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    status.message().starts_with("tcp connect error")
+}
+
 /// Backoff between retries of an etcd call: doubles from 200 ms to 10 s.
 #[derive(Debug, Clone)]
 pub struct Backoff {

@@ -68,6 +68,8 @@ pub struct Store {
     client: Client,
     keys: Keys,
     endpoints: String,
+    /// How often a request that never reached etcd is sent: each endpoint a try, and one more.
+    tries: usize,
 }
 
 impl Store {
@@ -75,7 +77,8 @@ impl Store {
     /// configuration, never because etcd is down. Callers retry their calls.
     pub async fn open(config: &EtcdConfig) -> Result<Self, EtcdError> {
         let client = config.client().await?;
-        Ok(Self { client, keys: Keys::new(&config.prefix), endpoints: config.endpoints_display() })
+        let tries = config.endpoints.len() + 1;
+        Ok(Self { client, keys: Keys::new(&config.prefix), endpoints: config.endpoints_display(), tries })
     }
 
     pub fn keys(&self) -> &Keys {
@@ -96,24 +99,49 @@ impl Store {
     }
 
     pub async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
-        self.client.kv_client().txn(txn).await.map_err(|e| self.etcd_error(e))
+        self.retrying(|mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+    }
+
+    /// A read of `key` (with `options`), linearizable.
+    pub async fn get(&self, key: &str, options: Option<GetOptions>) -> Result<etcd_client::GetResponse, StoreError> {
+        self.retrying(|mut kv| {
+            let options = options.clone();
+            async move { kv.get(key, options).await }
+        })
+        .await
+    }
+
+    /// Runs `call` again when it never reached etcd: the client spreads requests over every
+    /// endpoint, and one that went to a member that is down fails to connect. Such a request
+    /// changed nothing, so sending it again (to another member, most likely) is always safe.
+    async fn retrying<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: Fn(etcd_client::KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut attempts = 0;
+        loop {
+            match call(self.client.kv_client()).await {
+                Err(err) if attempts < self.tries && crate::etcd::never_sent(&err) => attempts += 1,
+                done => return done.map_err(|e| self.etcd_error(e)),
+            }
+        }
     }
 
     /// The stored `ClusterNetwork` and its mod revision.
     pub async fn network(&self) -> Result<Option<(ClusterNetwork, i64)>, StoreError> {
         let key = self.keys.network();
-        let resp = self.client.kv_client().get(key.as_str(), None).await.map_err(|e| self.etcd_error(e))?;
+        let resp = self.get(key.as_str(), None).await?;
         resp.kvs().first().map(|kv| Ok((decode(&key, kv.value())?, kv.mod_revision()))).transpose()
     }
 
     /// Every record directly under `dir` (one of the `Keys` directories).
     pub async fn list<T: DeserializeOwned>(&self, dir: &str) -> Result<Vec<T>, StoreError> {
-        let resp = self
-            .client
-            .kv_client()
-            .get(dir, Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| self.etcd_error(e))?;
+        let resp = self.get(dir, Some(GetOptions::new().with_prefix())).await?;
         resp.kvs().iter().map(|kv| decode(&String::from_utf8_lossy(kv.key()), kv.value())).collect()
     }
 
@@ -169,7 +197,7 @@ impl Store {
     pub async fn delete_node(&self, name: &str) -> Result<i64, StoreError> {
         let node_key = self.keys.node(name);
         for _ in 0..ATTEMPTS {
-            let resp = self.client.kv_client().get(node_key.as_str(), None).await.map_err(|e| self.etcd_error(e))?;
+            let resp = self.get(node_key.as_str(), None).await?;
             let Some(kv) = resp.kvs().first() else {
                 return Err(StoreError::NodeNotFound(name.to_owned()));
             };
@@ -195,11 +223,8 @@ impl Store {
     pub async fn replace_node_pods(&self, node: &str, pods: &[PodRecord]) -> Result<(), StoreError> {
         let dir = self.keys.node_pods(node);
         let stored: Vec<(String, PodRecord)> = self
-            .client
-            .kv_client()
             .get(dir.as_str(), Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| self.etcd_error(e))?
+            .await?
             .kvs()
             .iter()
             .filter_map(|kv| {

@@ -206,7 +206,7 @@ impl Store {
 
     /// One record, or `None` if the key is absent.
     async fn get_record<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        let resp = self.client.kv_client().get(key, None).await.map_err(|e| self.etcd_error(e))?;
+        let resp = self.get(key, None).await?;
         resp.kvs().first().map(|kv| decode(key, kv.value())).transpose()
     }
 
@@ -226,12 +226,7 @@ impl Store {
     /// The owner named by each service-IP claim.
     pub async fn service_ip_claims(&self) -> Result<Vec<(IpAddr, String)>, StoreError> {
         let dir = self.keys.service_ip_claims();
-        let resp = self
-            .client
-            .kv_client()
-            .get(dir.as_str(), Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| self.etcd_error(e))?;
+        let resp = self.get(dir.as_str(), Some(GetOptions::new().with_prefix())).await?;
         Ok(resp
             .kvs()
             .iter()
