@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: setup build lint test lab lab-down bench bench-master bench-dataplane bench-cni bench-dns bench-services fuzz-dns
+.PHONY: setup build lint test lab lab-down bench bench-master bench-dataplane bench-cni bench-dns bench-services bench-scale fuzz-dns
 
 setup:
 	bash scripts/setup.sh
@@ -33,7 +33,7 @@ lab: build
 lab-down:
 	@if [ -x target/debug/sdn-lab ]; then target/debug/sdn-lab down; else echo "no lab binary: nothing to stop"; fi
 
-bench: bench-master bench-dataplane bench-cni bench-dns bench-services
+bench: bench-master bench-dataplane bench-cni bench-dns bench-services bench-scale
 
 bench-master: setup
 	$(CARGO) build --release --workspace --bins
@@ -63,3 +63,10 @@ bench-dns: setup
 bench-services: setup
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p sdn-tests --bench services
+
+# The control plane with 1,000 simulated agents (the agent's own registry, route, service and
+# DNS code, maps in memory) against a three-member etcd cluster, beside as many bare etcd
+# watches. SDN_SCALE_NODES, SDN_SCALE_CHANGES change the sizes.
+bench-scale: setup
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) bench -p sdn-tests --bench scale

@@ -41,6 +41,14 @@ impl Cache {
         self.entries.get(key)
     }
 
+    /// How many entries lie under `prefix`, and the newest mod revision among them. It changes
+    /// whenever one of them is written (a write is the newest revision there is) or deleted
+    /// (the count drops, or a write in the same transaction raises the revision), so a reader
+    /// can tell that nothing under `prefix` changed without looking at a value.
+    pub fn fingerprint(&self, prefix: &str) -> (usize, i64) {
+        self.range(prefix).fold((0, 0), |(count, newest), (_, entry)| (count + 1, newest.max(entry.mod_revision)))
+    }
+
     /// Entries whose key starts with `prefix`, in key order.
     pub fn range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a Entry)> + 'a {
         self.entries
@@ -288,5 +296,22 @@ mod tests {
         let keys: Vec<_> = cache.range("/sdn/nodes/").map(|(k, _)| k).collect();
         assert_eq!(keys, ["/sdn/nodes/a", "/sdn/nodes/b"]);
         assert_eq!(cache.range("/sdn/zzz/").count(), 0);
+    }
+
+    #[test]
+    fn the_fingerprint_moves_with_every_write_and_deletion_under_the_prefix() {
+        let mut cache = Cache::default();
+        cache.entries.insert("/sdn/subnets/a".into(), entry(4));
+        cache.entries.insert("/sdn/subnets/b".into(), entry(7));
+        let before = cache.fingerprint("/sdn/subnets/");
+        assert_eq!(before, (2, 7));
+        cache.entries.insert("/sdn/pods/x".into(), entry(9));
+        assert_eq!(cache.fingerprint("/sdn/subnets/"), before, "another prefix");
+        cache.entries.insert("/sdn/subnets/a".into(), entry(10));
+        let rewritten = cache.fingerprint("/sdn/subnets/");
+        assert_ne!(rewritten, before);
+        cache.entries.remove("/sdn/subnets/a");
+        assert_ne!(cache.fingerprint("/sdn/subnets/"), rewritten, "a deletion");
+        assert_eq!(cache.fingerprint("/sdn/none/"), (0, 0));
     }
 }

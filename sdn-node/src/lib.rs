@@ -24,6 +24,7 @@ pub mod dns;
 pub mod durable;
 pub mod install;
 pub mod ipam;
+pub mod maps;
 pub mod nat;
 pub mod net;
 pub mod netns;

@@ -152,6 +152,11 @@ impl EtcdCluster {
             })
     }
 
+    /// The process ids of the members that run.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(|m| m.process.as_ref().and_then(Process::pid)).collect()
+    }
+
     /// The members that run now.
     pub fn running(&self) -> Vec<usize> {
         (0..self.members.len()).filter(|&i| self.members[i].process.is_some()).collect()

@@ -5,6 +5,8 @@
 mod build;
 mod registry;
 mod services;
+pub mod sim;
+mod subnets;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

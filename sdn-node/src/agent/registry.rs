@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnetwork::Ipv4Network;
@@ -14,9 +14,11 @@ use tokio::sync::watch;
 
 use super::build::BuiltNode;
 use super::services::ServiceSync;
+use super::subnets::SubnetCache;
 use super::{AgentError, PodApi};
-use crate::bpf::{self, BpfError, Dataplane};
+use crate::bpf::BpfError;
 use crate::dns::ClusterDns;
+use crate::maps::FlowMaps;
 use crate::nat;
 use crate::net::netlink::Netlink;
 use crate::netns::NodeNamespace;
@@ -67,6 +69,7 @@ impl Registry {
         let status = &self.status;
         let mut own_subnet_missing = false;
         let mut trust = Trust::default();
+        let (mut seen, mut peers) = (SubnetCache::default(), None);
         let mut services = match ServiceSync::adopt(&crate::locked(&built.dataplane)) {
             Ok(services) => Some(services),
             Err(err) => {
@@ -81,7 +84,7 @@ impl Registry {
                 dns.sync(&self.informer, &self.keys);
             }
             if let Some(services) = &mut services {
-                match services.sync(&self.informer, &self.keys, &mut crate::locked(&built.dataplane)) {
+                match services.sync(&self.informer, &self.keys, &mut *crate::locked(&built.dataplane)) {
                     Ok((frontends, backends)) => status.set_services(frontends, backends),
                     Err(err) => {
                         status.reconcile_error();
@@ -89,10 +92,17 @@ impl Registry {
                     }
                 }
             }
-            if let Some(peers) = self.peers(&subnet) {
-                match trust.sync(built, ns, &peers).await {
+            let changed = self.peers_changed(&subnet, &mut seen);
+            // Unchanged peers are synced again only when their on-link answers are due.
+            let due = changed.is_some() || peers.as_ref().is_some_and(|p: &Peers| trust.links_due(p));
+            if let Some(fresh) = changed {
+                peers = Some(fresh);
+            }
+            if let Some(peers) = peers.as_ref().filter(|_| due) {
+                match trust.sync(built, ns, peers).await {
                     Ok((routes, senders)) => status.set_peers(routes, senders, peers.refused.len()),
                     Err(err) => {
+                        seen.forget();
                         status.reconcile_error();
                         tracing::error!("updating the tunnel map: {err}");
                     }
@@ -140,21 +150,19 @@ fn own_subnet(informer: &Informer, keys: &Keys, name: &str) -> Option<(ClusterNe
     Some((network, subnet))
 }
 
-/// Every readable `HostSubnet` in the cache, with its create revision.
-fn all_subnets(informer: &Informer, keys: &Keys) -> Vec<remotes::Registered> {
-    let cache = informer.read();
-    cache
-        .range(&keys.subnets())
-        .filter_map(|(key, entry)| decode(key, &entry.value).ok().map(|s| (s, entry.create_revision)))
-        .collect()
-}
-
 impl Registry {
     /// The other nodes this one believes, checked against the cluster network and `own`; `None`
     /// while the cache lacks the network.
     pub fn peers(&self, own: &HostSubnet) -> Option<Peers> {
+        self.peers_changed(own, &mut SubnetCache::default())
+    }
+
+    /// As [`Registry::peers`], but `None` also when no `HostSubnet` (nor the network) changed
+    /// since `seen` last looked.
+    pub fn peers_changed(&self, own: &HostSubnet, seen: &mut SubnetCache) -> Option<Peers> {
         let network = own_subnet(&self.informer, &self.keys, &self.node).map(|(network, _)| network)?;
-        Some(remotes::admit(&network, own, self.node_ip, &all_subnets(&self.informer, &self.keys)))
+        let subnets = seen.changed(&self.informer.read(), &self.keys)?;
+        Some(remotes::admit(&network, own, self.node_ip, &subnets))
     }
 }
 
@@ -179,6 +187,11 @@ struct Links {
 impl Links {
     const FRESH: Duration = Duration::from_secs(30);
 
+    /// Whether the answers are old enough to be looked up again.
+    fn stale(&self) -> bool {
+        self.looked_up.is_none_or(|at| at.elapsed() >= Self::FRESH)
+    }
+
     /// The on-link ones among `nodes`, looking up those not known (or all, when stale) in the
     /// node's namespace.
     async fn on_link(
@@ -188,8 +201,7 @@ impl Links {
         nodes: impl Iterator<Item = Ipv4Addr>,
     ) -> Result<BTreeSet<Ipv4Addr>, AgentError> {
         let nodes: Vec<Ipv4Addr> = nodes.collect();
-        let stale = self.looked_up.is_none_or(|at| at.elapsed() >= Self::FRESH);
-        if stale {
+        if self.stale() {
             self.on_link.clear();
             self.looked_up = Some(Instant::now());
         }
@@ -212,6 +224,12 @@ impl Links {
 }
 
 impl Trust {
+    /// Whether `peers` must be synced again though the registry did not change: direct routing
+    /// is on and the on-link answers are stale.
+    fn links_due(&self, peers: &Peers) -> bool {
+        peers.direct_routing && self.links.stale()
+    }
+
     /// Brings the route and sender maps and the nftables set in line with `peers`; the routes
     /// and senders now in the maps.
     async fn sync(
@@ -230,7 +248,7 @@ impl Trust {
             false => BTreeSet::new(),
         };
         let routes = remotes::paths(&peers.routes, peers.direct_routing, &on_link);
-        let counts = sync_maps(&built.dataplane, &routes, peers)?;
+        let counts = sync_maps(&mut *crate::locked(&built.dataplane), &routes, peers)?;
         let senders: BTreeSet<Ipv4Addr> = peers.senders.keys().copied().collect();
         if self.in_nftables.as_ref() != Some(&senders) {
             let list: Vec<Ipv4Addr> = senders.iter().copied().collect();
@@ -241,38 +259,32 @@ impl Trust {
     }
 }
 
-/// Brings the routes (with their paths) and tunnel senders in the maps in line with `routes`
-/// and `peers`.
-fn sync_maps(
-    dataplane: &Mutex<Dataplane>,
+/// Brings the routes (with their paths) and tunnel senders in `maps` in line with `routes` and
+/// `peers`; the routes and senders they then hold.
+pub fn sync_maps(
+    maps: &mut impl FlowMaps,
     routes: &BTreeMap<Ipv4Network, (Ipv4Addr, Transport)>,
     peers: &Peers,
 ) -> Result<(usize, usize), BpfError> {
-    let mut dp = crate::locked(dataplane);
-    let current: Vec<_> = dp
-        .remotes()?
-        .into_iter()
-        .map(|(subnet, remote)| (subnet, (bpf::key_ip(remote.node_ip), bpf::remote_path(&remote))))
-        .collect();
-    let changes = remotes::diff(routes, &current);
+    let changes = remotes::diff(routes, &maps.remotes()?);
     // Senders first: a new node's packets are accepted before this node sends it any.
-    let senders = remotes::diff(&peers.senders, &dp.nodes()?);
+    let senders = remotes::diff(&peers.senders, &maps.nodes()?);
     for (ip, subnet) in &senders.upsert {
-        dp.upsert_node(*ip, *subnet)?;
+        maps.upsert_node(*ip, *subnet)?;
     }
     for (subnet, (ip, path)) in &changes.upsert {
-        dp.upsert_remote(*subnet, *ip, *path)?;
+        maps.upsert_remote(*subnet, *ip, *path)?;
         match path {
             Transport::Tunnel => tracing::info!("remote subnet {subnet} via {ip} (VXLAN)"),
             Transport::Direct => tracing::info!("remote subnet {subnet} via {ip} (direct, on this segment)"),
         }
     }
     for subnet in &changes.remove {
-        dp.remove_remote(*subnet)?;
+        maps.remove_remote(*subnet)?;
         tracing::info!("remote subnet {subnet} withdrawn");
     }
     for ip in &senders.remove {
-        dp.remove_node(*ip)?;
+        maps.remove_node(*ip)?;
     }
     // Every write succeeded: the maps hold what was wanted.
     Ok((routes.len(), peers.senders.len()))

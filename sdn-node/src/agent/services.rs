@@ -14,6 +14,7 @@ use sdn_ebpf_common::ServiceKey;
 
 use crate::bpf::services::{backend_value, frontend_key, marker_key};
 use crate::bpf::{BpfError, Dataplane, ip_key};
+use crate::maps::FlowMaps;
 use crate::services::{self, Table};
 
 /// What the maps hold, as this agent wrote (or found) it.
@@ -26,13 +27,32 @@ pub struct ServiceSync {
     written: Table,
     /// The informer revision of the last sync: nothing can have changed while it stands.
     synced_revision: i64,
-    /// The `(key, mod revision)` of every record the last sync read: nothing to do while equal.
-    seen: Vec<(String, i64)>,
+    /// The fingerprints of `services/` and `endpoints/` the last sync read: nothing to do while
+    /// equal.
+    seen: Option<((usize, i64), (usize, i64))>,
     /// Records already logged as unreadable or unsupported, so each is logged once.
     reported: BTreeSet<String>,
 }
 
+impl Default for ServiceSync {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ServiceSync {
+    /// Maps that hold nothing yet (a simulated agent's).
+    pub fn new() -> Self {
+        Self {
+            frontends: HashMap::new(),
+            markers: BTreeSet::new(),
+            written: Table::new(),
+            synced_revision: -1,
+            seen: None,
+            reported: BTreeSet::new(),
+        }
+    }
+
     /// Takes over the frontends and markers the pinned map holds.
     pub fn adopt(dataplane: &Dataplane) -> Result<Self, BpfError> {
         let mut frontends = HashMap::new();
@@ -49,7 +69,7 @@ impl ServiceSync {
             markers,
             written: Table::new(),
             synced_revision: -1,
-            seen: Vec::new(),
+            seen: None,
             reported: BTreeSet::new(),
         })
     }
@@ -60,7 +80,7 @@ impl ServiceSync {
         &mut self,
         informer: &Informer,
         keys: &Keys,
-        dataplane: &mut Dataplane,
+        dataplane: &mut impl FlowMaps,
     ) -> Result<(usize, usize), BpfError> {
         let (services, endpoints) = {
             let cache = informer.read();
@@ -69,15 +89,11 @@ impl ServiceSync {
             }
             self.synced_revision = cache.revision();
             let (service_dir, endpoints_dir) = (keys.services(), keys.endpoints());
-            let seen: Vec<(String, i64)> = cache
-                .range(&service_dir)
-                .chain(cache.range(&endpoints_dir))
-                .map(|(key, entry)| (key.to_owned(), entry.mod_revision))
-                .collect();
-            if seen == self.seen && !self.seen.is_empty() {
+            let seen = (cache.fingerprint(&service_dir), cache.fingerprint(&endpoints_dir));
+            if self.seen == Some(seen) {
                 return Ok(self.counts());
             }
-            self.seen = seen;
+            self.seen = Some(seen);
             let services: Vec<Service> = self.readable(cache.range(&service_dir));
             let endpoints: Vec<Endpoints> = self.readable(cache.range(&endpoints_dir));
             (services, endpoints)
@@ -90,7 +106,7 @@ impl ServiceSync {
         }
         if let Err(err) = self.write(&wanted.table, dataplane) {
             // The next sync tries again, whether or not anything changes meanwhile.
-            (self.synced_revision, self.seen) = (-1, Vec::new());
+            (self.synced_revision, self.seen) = (-1, None);
             return Err(err);
         }
         Ok(self.counts())
@@ -113,7 +129,7 @@ impl ServiceSync {
             .collect()
     }
 
-    fn write(&mut self, wanted: &Table, dataplane: &mut Dataplane) -> Result<(), BpfError> {
+    fn write(&mut self, wanted: &Table, dataplane: &mut impl FlowMaps) -> Result<(), BpfError> {
         let changes = services::diff(&self.written, wanted);
         // New cluster IPs are marked before their frontends exist, old ones after theirs went.
         let wanted_ips: BTreeSet<u32> = wanted.keys().map(|frontend| ip_key(frontend.ip)).collect();

@@ -44,6 +44,8 @@ pub struct ClusterDns {
     feed: Feed,
     /// The informer revision the index was last compared with.
     synced_revision: i64,
+    /// The fingerprints of `services/` and `endpoints/` at the last sync.
+    seen: Option<((usize, i64), (usize, i64))>,
     _listeners: server::Listeners,
 }
 
@@ -116,7 +118,7 @@ impl ClusterDns {
             }
         );
         let listeners = server::start(shared.clone(), &listen, ns.path())?;
-        Ok(Self { shared, feed: Feed::default(), synced_revision: -1, _listeners: listeners })
+        Ok(Self { shared, feed: Feed::default(), synced_revision: -1, seen: None, _listeners: listeners })
     }
 
     /// Brings the answers up to the informer's cache; logs records that cannot be served. The
@@ -129,9 +131,13 @@ impl ClusterDns {
         }
         self.synced_revision = cache.revision();
         let (services, endpoints) = (keys.services(), keys.endpoints());
-        if self.feed.is_current(cache.range(&services), cache.range(&endpoints)) {
+        // Most changes are elsewhere under the prefix (pods, nodes): a look at the revisions.
+        let seen = Some((cache.fingerprint(&services), cache.fingerprint(&endpoints)));
+        if seen == self.seen || self.feed.is_current(cache.range(&services), cache.range(&endpoints)) {
+            self.seen = seen;
             return;
         }
+        self.seen = seen;
         let mut index = self.shared.index.write().unwrap_or_else(PoisonError::into_inner);
         let synced = self.feed.sync(&mut index, cache.range(&services), cache.range(&endpoints));
         drop(index);
