@@ -52,34 +52,97 @@ pub struct Peers {
 /// Checks every other node's record against the cluster network, this node's own record
 /// (`own`, with its IP `own_ip`) and the records created before it.
 pub fn admit(network: &ClusterNetwork, own: &HostSubnet, own_ip: Ipv4Addr, subnets: &[Registered]) -> Peers {
-    let mut peers = Peers { direct_routing: network.direct_routing, ..Peers::default() };
-    let prefix = 32 - network.host_subnet_length;
-    let mut held = Held {
-        own: (own.host.clone(), own.subnet),
-        subnets: BTreeMap::new(),
-        ips: HashMap::from([(own_ip, own.host.clone())]),
-    };
-    let mut ordered: Vec<&Registered> = subnets.iter().filter(|(s, _)| s.host != own.host).collect();
+    let mut admission = Admission::new(network, own, own_ip);
+    let mut ordered: Vec<&Registered> = subnets.iter().collect();
     ordered.sort_by(|(a, ra), (b, rb)| (ra, &a.host).cmp(&(rb, &b.host)));
-    for (record, _) in ordered {
-        match held.check(network.network, prefix, record) {
-            Ok(ip) => {
-                held.subnets.insert(record.subnet.network(), (record.host.clone(), record.subnet));
-                held.ips.insert(ip, record.host.clone());
-                peers.routes.insert(record.subnet, ip);
-                peers.senders.insert(ip, record.subnet);
-            }
-            Err(refusal) => {
-                peers.refused.insert(refusal);
-            }
+    for (record, revision) in ordered {
+        admission.add(record, *revision);
+    }
+    admission.peers
+}
+
+/// [`admit`]'s verdicts kept between changes of the registry, so that what dominates a big
+/// cluster's changes costs a lookup, not a pass over every record: a record created after all
+/// the others (a node joining) can only be believed or refused, never displace an older one,
+/// and a believed record that goes (a node leaving) frees only what it held when nothing was
+/// refused. Anything else is an [`admit`] again.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    network: Ipv4Network,
+    prefix: u8,
+    held: Held,
+    peers: Peers,
+    /// Believed records by node: their subnet and IP.
+    believed: HashMap<String, (Ipv4Network, Ipv4Addr)>,
+    /// The newest create revision added.
+    newest: i64,
+}
+
+impl Admission {
+    /// Nothing admitted yet but this node's own record.
+    pub fn new(network: &ClusterNetwork, own: &HostSubnet, own_ip: Ipv4Addr) -> Self {
+        Self {
+            network: network.network,
+            prefix: 32 - network.host_subnet_length,
+            held: Held {
+                own: (own.host.clone(), own.subnet),
+                subnets: BTreeMap::new(),
+                ips: HashMap::from([(own_ip, own.host.clone())]),
+            },
+            peers: Peers { direct_routing: network.direct_routing, ..Peers::default() },
+            believed: HashMap::new(),
+            newest: 0,
         }
     }
-    peers
+
+    /// Checks `record`, created at `revision`; this node's own record is skipped. `false` if it
+    /// is older than one added before (the verdicts so far might change: admit all again).
+    pub fn add(&mut self, record: &HostSubnet, revision: i64) -> bool {
+        if revision < self.newest {
+            return false;
+        }
+        self.newest = revision;
+        if record.host == self.held.own.0 {
+            return true;
+        }
+        match self.held.check(self.network, self.prefix, record) {
+            Ok(ip) => {
+                self.held.subnets.insert(record.subnet.network(), (record.host.clone(), record.subnet));
+                self.held.ips.insert(ip, record.host.clone());
+                self.believed.insert(record.host.clone(), (record.subnet, ip));
+                self.peers.routes.insert(record.subnet, ip);
+                self.peers.senders.insert(ip, record.subnet);
+            }
+            Err(refusal) => {
+                self.peers.refused.insert(refusal);
+            }
+        }
+        true
+    }
+
+    /// Forgets node `host`'s record. `false` if the verdicts might change (it was refused, or
+    /// something is refused that its going could let in): admit all again.
+    pub fn remove(&mut self, host: &str) -> bool {
+        if !self.peers.refused.is_empty() {
+            return false;
+        }
+        let Some((subnet, ip)) = self.believed.remove(host) else { return false };
+        self.held.subnets.remove(&subnet.network());
+        self.held.ips.remove(&ip);
+        self.peers.routes.remove(&subnet);
+        self.peers.senders.remove(&ip);
+        true
+    }
+
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
 }
 
 /// What is taken so far: this node's subnet, the accepted ones by network address (all of the
 /// size the master allocates, so two overlap only when they are equal), and every host IP.
 /// Looked up, not scanned: a thousand nodes are checked on every registry change.
+#[derive(Debug, Clone)]
 struct Held {
     own: (String, Ipv4Network),
     subnets: BTreeMap<Ipv4Addr, (String, Ipv4Network)>,
@@ -252,6 +315,25 @@ mod tests {
         let own = HostSubnet { host: "me".into(), host_ip: ip("192.1.0.1").into(), subnet: net("10.255.0.0/24") };
         let peers = admit(&network, &own, ip("192.1.0.1"), &subnets);
         assert_eq!((peers.routes.len(), peers.senders.len(), peers.refused.len()), (1000, 1000, 0));
+    }
+
+    #[test]
+    fn joins_and_leaves_keep_the_verdicts_admit_gives() {
+        let network = ClusterNetwork::default();
+        let b = hs("b", "192.0.2.2", "10.1.1.0/24");
+        let c = hs("c", "192.0.2.3", "10.1.2.0/24");
+        let mut admission = Admission::new(&network, &me(), ip("192.0.2.1"));
+        assert!(admission.add(&b, 2) && admission.add(&c, 3));
+        let all = [(me(), 1), (b.clone(), 2), (c.clone(), 3)];
+        assert_eq!(admission.peers(), &admit(&network, &me(), ip("192.0.2.1"), &all));
+        assert!(admission.remove("c"));
+        assert_eq!(admission.peers(), &admit(&network, &me(), ip("192.0.2.1"), &all[..2]));
+        // A thief joining is refused and stays refused; an older record arriving late asks
+        // for a full admit, as does a leave while something is refused.
+        assert!(admission.add(&hs("thief", "192.0.2.9", "10.1.1.0/24"), 5));
+        assert_eq!(admission.peers().refused.len(), 1);
+        assert!(!admission.add(&c, 3), "older than what was added");
+        assert!(!admission.remove("b"), "a refusal might pass now");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::build::BuiltNode;
 use super::services::ServiceSync;
-use super::subnets::SubnetCache;
+use super::subnets::{Change, SubnetCache};
 use super::{AgentError, PodApi};
 use crate::bpf::BpfError;
 use crate::dns::ClusterDns;
@@ -22,7 +22,7 @@ use crate::maps::FlowMaps;
 use crate::nat;
 use crate::net::netlink::Netlink;
 use crate::netns::NodeNamespace;
-use crate::remotes::{self, Peers, Refusal, Transport};
+use crate::remotes::{self, Admission, Peers, Refusal, Transport};
 use crate::status::Status;
 
 /// The cluster as this node's informer holds it.
@@ -69,7 +69,7 @@ impl Registry {
         let status = &self.status;
         let mut own_subnet_missing = false;
         let mut trust = Trust::default();
-        let (mut seen, mut peers) = (SubnetCache::default(), None);
+        let (mut seen, mut admitted, mut peers) = (SubnetCache::default(), None, None);
         let mut services = match ServiceSync::adopt(&crate::locked(&built.dataplane)) {
             Ok(services) => Some(services),
             Err(err) => {
@@ -92,7 +92,7 @@ impl Registry {
                     }
                 }
             }
-            let changed = self.peers_changed(&subnet, &mut seen);
+            let changed = self.peers_changed(&subnet, &mut seen, &mut admitted);
             // Unchanged peers are synced again only when their on-link answers are due.
             let due = changed.is_some() || peers.as_ref().is_some_and(|p: &Peers| trust.links_due(p));
             if let Some(fresh) = changed {
@@ -154,15 +154,34 @@ impl Registry {
     /// The other nodes this one believes, checked against the cluster network and `own`; `None`
     /// while the cache lacks the network.
     pub fn peers(&self, own: &HostSubnet) -> Option<Peers> {
-        self.peers_changed(own, &mut SubnetCache::default())
+        self.peers_changed(own, &mut SubnetCache::default(), &mut None)
     }
 
     /// As [`Registry::peers`], but `None` also when no `HostSubnet` (nor the network) changed
-    /// since `seen` last looked.
-    pub fn peers_changed(&self, own: &HostSubnet, seen: &mut SubnetCache) -> Option<Peers> {
+    /// since `seen` last looked; a join or a leave updates `admitted` instead of admitting
+    /// every record again.
+    pub fn peers_changed(
+        &self,
+        own: &HostSubnet,
+        seen: &mut SubnetCache,
+        admitted: &mut Option<Admission>,
+    ) -> Option<Peers> {
         let network = own_subnet(&self.informer, &self.keys, &self.node).map(|(network, _)| network)?;
-        let subnets = seen.changed(&self.informer.read(), &self.keys)?;
-        Some(remotes::admit(&network, own, self.node_ip, &subnets))
+        let change = seen.changed(&self.informer.read(), &self.keys);
+        let updated = match (change, admitted.as_mut()) {
+            (Change::Unchanged, Some(_)) => return None,
+            (Change::Added(records), Some(admission)) => records.iter().all(|(r, at)| admission.add(r, *at)),
+            (Change::Removed(nodes), Some(admission)) => nodes.iter().all(|node| admission.remove(node)),
+            _ => false,
+        };
+        if !updated {
+            let mut admission = Admission::new(&network, own, self.node_ip);
+            for (record, revision) in seen.records() {
+                admission.add(&record, revision);
+            }
+            *admitted = Some(admission);
+        }
+        admitted.as_ref().map(|admission| admission.peers().clone())
     }
 }
 

@@ -63,6 +63,7 @@ pub async fn simulate(
         held.dns = Some(index);
     }
     let (mut services, mut feed, mut seen) = (ServiceSync::new(), Feed::default(), SubnetCache::default());
+    let mut admitted = None;
     let mut dns_seen = None;
     let mut changes = registry.informer.subscribe();
     loop {
@@ -70,7 +71,7 @@ pub async fn simulate(
         {
             let mut held = crate::locked(&state);
             let held = &mut *held;
-            if let Some(peers) = registry.peers_changed(&subnet, &mut seen) {
+            if let Some(peers) = registry.peers_changed(&subnet, &mut seen, &mut admitted) {
                 let routes = remotes::paths(&peers.routes, false, &BTreeSet::new());
                 if let Err(err) = sync_maps(&mut held.maps, &routes, &peers) {
                     tracing::error!("node {}: the routes: {err}", node.name);

@@ -12,52 +12,93 @@ use sdn_cluster::{HostSubnet, Keys};
 
 use crate::remotes::Registered;
 
+/// What changed since the last read.
+#[derive(Debug, PartialEq)]
+pub enum Change {
+    Unchanged,
+    /// Only new records (oldest first).
+    Added(Vec<Registered>),
+    /// Only records gone: their nodes.
+    Removed(Vec<String>),
+    /// Anything else (a record rewritten, the network changed, the first read).
+    Rebuilt,
+}
+
 /// What the last read saw.
 #[derive(Debug, Default)]
 pub struct SubnetCache {
     /// The fingerprints of `subnets/` and of the network key.
     seen: Option<((usize, i64), (usize, i64))>,
-    /// Each record's mod revision and what it decoded to (`None`: unreadable).
-    decoded: HashMap<String, (i64, Option<HostSubnet>)>,
+    /// Each record's mod revision and what it decoded to (`None`: unreadable), by key.
+    decoded: HashMap<String, (i64, Option<Registered>)>,
 }
 
 impl SubnetCache {
-    /// Every readable `HostSubnet` with its create revision, if anything under `subnets/` or
-    /// the network changed since the last call; `None` if nothing did.
-    pub fn changed(&mut self, cache: &Cache, keys: &Keys) -> Option<Vec<Registered>> {
+    /// What changed under `subnets/` or in the network since the last call.
+    pub fn changed(&mut self, cache: &Cache, keys: &Keys) -> Change {
         let dir = keys.subnets();
         let seen = (cache.fingerprint(&dir), cache.fingerprint(&keys.network()));
-        self.changed_records(seen, cache.range(&dir))
+        self.changed_records(seen, || cache.range(&dir))
+    }
+
+    /// Every readable record as the last read left them, oldest first.
+    pub fn records(&self) -> Vec<Registered> {
+        let mut all: Vec<Registered> = self.decoded.values().filter_map(|(_, r)| r.clone()).collect();
+        all.sort_by(|(a, ra), (b, rb)| (ra, &a.host).cmp(&(rb, &b.host)));
+        all
     }
 
     /// [`SubnetCache::changed`] on the fingerprints `seen` and the `subnets/` records.
-    fn changed_records<'a>(
+    ///
+    /// Every write under `subnets/` since the last read has a mod revision above the newest
+    /// one seen then, so only those records are looked at; the others are only looked up
+    /// when the count says some went.
+    fn changed_records<'a, I: Iterator<Item = (&'a str, &'a Entry)>>(
         &mut self,
         seen: ((usize, i64), (usize, i64)),
-        records: impl Iterator<Item = (&'a str, &'a Entry)>,
-    ) -> Option<Vec<Registered>> {
-        if self.seen == Some(seen) {
-            return None;
-        }
-        self.seen = Some(seen);
-        let mut decoded = HashMap::with_capacity(seen.0.0);
-        let mut subnets = Vec::with_capacity(seen.0.0);
-        for (key, entry) in records {
-            let record = match self.decoded.remove(key) {
-                Some((revision, record)) if revision == entry.mod_revision => record,
-                _ => decode::<HostSubnet>(key, &entry.value).ok(),
-            };
-            if let Some(record) = &record {
-                subnets.push((record.clone(), entry.create_revision));
+        records: impl Fn() -> I,
+    ) -> Change {
+        let before = self.seen.replace(seen);
+        let ((count, _), network) = seen;
+        let newest_before = match before {
+            Some(before) if before == seen => return Change::Unchanged,
+            Some(((_, newest), old_network)) if old_network == network => newest,
+            // The first read, or the network changed: every record again.
+            _ => {
+                self.decoded.clear();
+                -1
             }
-            decoded.insert(key.to_owned(), (entry.mod_revision, record));
+        };
+        let (mut added, mut rewritten) = (Vec::new(), false);
+        for (key, entry) in records().filter(|(_, entry)| entry.mod_revision > newest_before) {
+            let record = decode::<HostSubnet>(key, &entry.value).ok().map(|r| (r, entry.create_revision));
+            added.extend(record.clone());
+            rewritten |= self.decoded.insert(key.to_owned(), (entry.mod_revision, record)).is_some();
         }
-        self.decoded = decoded;
-        Some(subnets)
+        let mut removed = Vec::new();
+        if self.decoded.len() > count {
+            let present: std::collections::HashSet<&str> = records().map(|(key, _)| key).collect();
+            let gone: Vec<String> =
+                self.decoded.keys().filter(|key| !present.contains(key.as_str())).cloned().collect();
+            for key in gone {
+                if let Some((_, Some((record, _)))) = self.decoded.remove(&key) {
+                    removed.push(record.host);
+                }
+            }
+        }
+        match (newest_before < 0 || rewritten, added.is_empty(), removed.is_empty()) {
+            (false, false, true) => {
+                added.sort_by(|(a, ra), (b, rb)| (ra, &a.host).cmp(&(rb, &b.host)));
+                Change::Added(added)
+            }
+            (false, true, false) => Change::Removed(removed),
+            (false, true, true) => Change::Unchanged,
+            _ => Change::Rebuilt,
+        }
     }
 
-    /// Forgets what was seen: the next [`SubnetCache::changed`] hands the set on again (after
-    /// a failed update, so it is tried again).
+    /// Forgets what was seen: the next [`SubnetCache::changed`] is a rebuild (after a failed
+    /// update, so it is tried again).
     pub fn forget(&mut self) {
         self.seen = None;
     }
@@ -73,18 +114,25 @@ mod tests {
     }
 
     #[test]
-    fn the_set_is_handed_on_only_when_it_changed_and_unreadable_records_are_left_out() {
+    fn joins_leaves_and_rewrites_are_told_apart() {
         let mut cache = SubnetCache::default();
-        let records = [("/sdn/subnets/a", entry("a", "10.1.1.0/24", 3)), ("/sdn/subnets/b", entry("b", "bad", 4))];
-        let iter = || records.iter().map(|(k, e)| (*k, e));
-        let seen = ((2, 4), (1, 1));
-        let first = cache.changed_records(seen, iter()).expect("the first read hands it on");
-        assert_eq!(first.len(), 1, "the unreadable record is left out");
-        assert_eq!((first[0].0.host.as_str(), first[0].1), ("a", 3));
-        assert!(cache.changed_records(seen, iter()).is_none(), "nothing changed");
-        let network_changed = ((2, 4), (1, 9));
-        assert!(cache.changed_records(network_changed, iter()).is_some(), "the network changed");
+        let mut records =
+            vec![("/sdn/subnets/a", entry("a", "10.1.1.0/24", 3)), ("/sdn/subnets/b", entry("b", "bad", 4))];
+        let network = (1, 1);
+        let read = |cache: &mut SubnetCache, records: &[(&'static str, Entry)], seen| {
+            cache.changed_records((seen, network), || records.iter().map(|(k, e)| (*k, e)))
+        };
+        assert_eq!(read(&mut cache, &records, (2, 4)), Change::Rebuilt, "the first read");
+        assert_eq!(cache.records().len(), 1, "the unreadable record is left out");
+        assert_eq!(read(&mut cache, &records, (2, 4)), Change::Unchanged);
+        records.push(("/sdn/subnets/c", entry("c", "10.1.3.0/24", 7)));
+        let Change::Added(added) = read(&mut cache, &records, (3, 7)) else { panic!("a join") };
+        assert_eq!((added.len(), added[0].0.host.as_str(), added[0].1), (1, "c", 7));
+        records.remove(0);
+        assert_eq!(read(&mut cache, &records, (2, 7)), Change::Removed(vec!["a".into()]));
+        records[1].1 = Entry { mod_revision: 9, ..entry("c", "10.1.4.0/24", 7) };
+        assert_eq!(read(&mut cache, &records, (2, 9)), Change::Rebuilt, "a rewrite");
         cache.forget();
-        assert!(cache.changed_records(network_changed, iter()).is_some(), "forgotten after a failed update");
+        assert_eq!(read(&mut cache, &records, (2, 9)), Change::Rebuilt, "forgotten after a failed update");
     }
 }
