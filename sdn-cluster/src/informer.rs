@@ -30,6 +30,10 @@ pub struct Entry {
 pub struct Cache {
     entries: BTreeMap<String, Entry>,
     revision: i64,
+    /// Per directory (every prefix of a key that ends in `/`): its entries' count and newest
+    /// mod revision, kept as entries come and go, so [`Cache::fingerprint`] of a directory is
+    /// a lookup (every agent asks it on every event of a thousand-node cluster).
+    dirs: std::collections::HashMap<String, (usize, i64)>,
 }
 
 impl Cache {
@@ -41,12 +45,55 @@ impl Cache {
         self.entries.get(key)
     }
 
-    /// How many entries lie under `prefix`, and the newest mod revision among them. It changes
-    /// whenever one of them is written (a write is the newest revision there is) or deleted
-    /// (the count drops, or a write in the same transaction raises the revision), so a reader
-    /// can tell that nothing under `prefix` changed without looking at a value.
+    /// How many entries lie under `prefix`, and the newest mod revision written there (since
+    /// the cache was listed; a deletion does not lower it). It changes whenever an entry there
+    /// is written (a write is the newest revision there is) or deleted (the count drops, or a
+    /// write in the same transaction raises the revision), so a reader can tell that nothing
+    /// under `prefix` changed without looking at a value.
     pub fn fingerprint(&self, prefix: &str) -> (usize, i64) {
+        if let Some(stats) = self.dirs.get(prefix) {
+            return *stats;
+        }
+        if prefix.ends_with('/') {
+            // Every directory with an entry is kept: this one has none.
+            return (0, 0);
+        }
         self.range(prefix).fold((0, 0), |(count, newest), (_, entry)| (count + 1, newest.max(entry.mod_revision)))
+    }
+
+    /// The directories `key` lies in: its prefixes that end in `/`.
+    fn dirs_of(key: &str) -> impl Iterator<Item = &str> {
+        key.match_indices('/').map(move |(i, _)| &key[..=i])
+    }
+
+    fn put(&mut self, key: String, entry: Entry) {
+        let revision = entry.mod_revision;
+        let new = self.entries.insert(key.clone(), entry).is_none();
+        for dir in Self::dirs_of(&key) {
+            match self.dirs.get_mut(dir) {
+                Some((count, newest)) => {
+                    *count += usize::from(new);
+                    *newest = (*newest).max(revision);
+                }
+                None => {
+                    self.dirs.insert(dir.to_owned(), (1, revision));
+                }
+            }
+        }
+    }
+
+    fn delete(&mut self, key: &str) {
+        if self.entries.remove(key).is_none() {
+            return;
+        }
+        for dir in Self::dirs_of(key) {
+            if let Some((count, _)) = self.dirs.get_mut(dir) {
+                *count -= 1;
+                if *count == 0 {
+                    self.dirs.remove(dir);
+                }
+            }
+        }
     }
 
     /// Entries whose key starts with `prefix`, in key order.
@@ -62,7 +109,7 @@ impl Cache {
             tracing::warn!("informer: ignoring a key that is not UTF-8: {:?}", kv.key());
             return;
         };
-        self.entries.insert(
+        self.put(
             key.to_owned(),
             Entry {
                 value: kv.value().to_vec(),
@@ -74,7 +121,7 @@ impl Cache {
 
     fn remove(&mut self, kv: &KeyValue) {
         if let Ok(key) = kv.key_str() {
-            self.entries.remove(key);
+            self.delete(key);
         }
     }
 }
@@ -167,7 +214,7 @@ async fn run(client: Client, prefix: String, shared: Arc<Shared>, tx: watch::Sen
             match kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())).await {
                 Ok(resp) => {
                     let revision = resp.header().map_or(0, |h| h.revision());
-                    let mut cache = Cache { entries: BTreeMap::new(), revision };
+                    let mut cache = Cache { revision, ..Cache::default() };
                     resp.kvs().iter().for_each(|kv| cache.upsert(kv));
                     tracing::info!("informer {prefix}: listed {} keys at revision {revision}", cache.entries.len());
                     *shared.cache.write().unwrap_or_else(|p| p.into_inner()) = cache;
@@ -291,7 +338,7 @@ mod tests {
         let mut cache = Cache::default();
         for (i, k) in ["/sdn/nodes/a", "/sdn/nodes/b", "/sdn/nodesx", "/sdn/node", "/sdn/subnets/a"].iter().enumerate()
         {
-            cache.entries.insert((*k).to_owned(), entry(i as i64));
+            cache.put((*k).to_owned(), entry(i as i64));
         }
         let keys: Vec<_> = cache.range("/sdn/nodes/").map(|(k, _)| k).collect();
         assert_eq!(keys, ["/sdn/nodes/a", "/sdn/nodes/b"]);
@@ -301,17 +348,24 @@ mod tests {
     #[test]
     fn the_fingerprint_moves_with_every_write_and_deletion_under_the_prefix() {
         let mut cache = Cache::default();
-        cache.entries.insert("/sdn/subnets/a".into(), entry(4));
-        cache.entries.insert("/sdn/subnets/b".into(), entry(7));
+        cache.put("/sdn/subnets/a".into(), entry(4));
+        cache.put("/sdn/subnets/b".into(), entry(7));
         let before = cache.fingerprint("/sdn/subnets/");
         assert_eq!(before, (2, 7));
-        cache.entries.insert("/sdn/pods/x".into(), entry(9));
+        cache.put("/sdn/pods/x".into(), entry(9));
         assert_eq!(cache.fingerprint("/sdn/subnets/"), before, "another prefix");
-        cache.entries.insert("/sdn/subnets/a".into(), entry(10));
+        cache.put("/sdn/subnets/a".into(), entry(10));
         let rewritten = cache.fingerprint("/sdn/subnets/");
         assert_ne!(rewritten, before);
-        cache.entries.remove("/sdn/subnets/a");
+        cache.delete("/sdn/subnets/a");
         assert_ne!(cache.fingerprint("/sdn/subnets/"), rewritten, "a deletion");
         assert_eq!(cache.fingerprint("/sdn/none/"), (0, 0));
+        // The kept directory counts are what a scan finds.
+        for dir in ["/sdn/", "/sdn/subnets/", "/sdn/pods/"] {
+            assert_eq!(cache.fingerprint(dir).0, cache.range(dir).count(), "{dir}");
+        }
+        assert_eq!(cache.fingerprint("/sdn/subnets/b"), (1, 7), "a key, scanned");
+        cache.delete("/sdn/subnets/b");
+        assert_eq!(cache.fingerprint("/sdn/subnets/"), (0, 0), "emptied");
     }
 }

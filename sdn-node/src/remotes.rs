@@ -61,6 +61,24 @@ pub fn admit(network: &ClusterNetwork, own: &HostSubnet, own_ip: Ipv4Addr, subne
     admission.peers
 }
 
+/// What an [`Admission`] changed since it was last asked: every route and sender (after it
+/// was made), or only these subnets' routes and these nodes' sender entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    All,
+    Some { routes: BTreeSet<Ipv4Network>, senders: BTreeSet<Ipv4Addr> },
+}
+
+impl Touched {
+    /// Whether a sender was added or removed (the nftables set follows them).
+    pub fn senders(&self) -> bool {
+        match self {
+            Touched::All => true,
+            Touched::Some { senders, .. } => !senders.is_empty(),
+        }
+    }
+}
+
 /// [`admit`]'s verdicts kept between changes of the registry, so that what dominates a big
 /// cluster's changes costs a lookup, not a pass over every record: a record created after all
 /// the others (a node joining) can only be believed or refused, never displace an older one,
@@ -76,6 +94,8 @@ pub struct Admission {
     believed: HashMap<String, (Ipv4Network, Ipv4Addr)>,
     /// The newest create revision added.
     newest: i64,
+    /// What changed since [`Admission::take_touched`].
+    touched: Touched,
 }
 
 impl Admission {
@@ -92,6 +112,7 @@ impl Admission {
             peers: Peers { direct_routing: network.direct_routing, ..Peers::default() },
             believed: HashMap::new(),
             newest: 0,
+            touched: Touched::All,
         }
     }
 
@@ -112,6 +133,7 @@ impl Admission {
                 self.believed.insert(record.host.clone(), (record.subnet, ip));
                 self.peers.routes.insert(record.subnet, ip);
                 self.peers.senders.insert(ip, record.subnet);
+                self.touch(record.subnet, ip);
             }
             Err(refusal) => {
                 self.peers.refused.insert(refusal);
@@ -131,11 +153,25 @@ impl Admission {
         self.held.ips.remove(&ip);
         self.peers.routes.remove(&subnet);
         self.peers.senders.remove(&ip);
+        self.touch(subnet, ip);
         true
     }
 
     pub fn peers(&self) -> &Peers {
         &self.peers
+    }
+
+    /// What changed since the last call (everything, the first time).
+    pub fn take_touched(&mut self) -> Touched {
+        let none = Touched::Some { routes: BTreeSet::new(), senders: BTreeSet::new() };
+        std::mem::replace(&mut self.touched, none)
+    }
+
+    fn touch(&mut self, subnet: Ipv4Network, ip: Ipv4Addr) {
+        if let Touched::Some { routes, senders } = &mut self.touched {
+            routes.insert(subnet);
+            senders.insert(ip);
+        }
     }
 }
 
@@ -197,16 +233,10 @@ pub fn on_link(route: Option<RouteTo>, underlay: u32) -> bool {
     route.is_some_and(|r| r.gateway.is_none() && r.oif == Some(underlay))
 }
 
-/// The routes with their paths: direct where `direct_routing` is on and the node is in
+/// How packets to node `ip` travel: directly where `direct_routing` is on and the node is in
 /// `on_link`, tunnelled everywhere else.
-pub fn paths(
-    routes: &BTreeMap<Ipv4Network, Ipv4Addr>,
-    direct_routing: bool,
-    on_link: &BTreeSet<Ipv4Addr>,
-) -> BTreeMap<Ipv4Network, (Ipv4Addr, Transport)> {
-    let path =
-        |ip: &Ipv4Addr| if direct_routing && on_link.contains(ip) { Transport::Direct } else { Transport::Tunnel };
-    routes.iter().map(|(subnet, ip)| (*subnet, (*ip, path(ip)))).collect()
+pub fn transport(direct_routing: bool, on_link: &BTreeSet<Ipv4Addr>, ip: Ipv4Addr) -> Transport {
+    if direct_routing && on_link.contains(&ip) { Transport::Direct } else { Transport::Tunnel }
 }
 
 fn overlap(a: Ipv4Network, b: Ipv4Network) -> bool {
@@ -334,6 +364,13 @@ mod tests {
         assert_eq!(admission.peers().refused.len(), 1);
         assert!(!admission.add(&c, 3), "older than what was added");
         assert!(!admission.remove("b"), "a refusal might pass now");
+        let mut fresh = Admission::new(&network, &me(), ip("192.0.2.1"));
+        assert_eq!(fresh.take_touched(), Touched::All, "everything, the first time");
+        fresh.add(&b, 2);
+        let touched = fresh.take_touched();
+        let wanted = Touched::Some { routes: [net("10.1.1.0/24")].into(), senders: [ip("192.0.2.2")].into() };
+        assert_eq!(touched, wanted);
+        assert!(!fresh.take_touched().senders(), "nothing since");
     }
 
     #[test]
@@ -345,12 +382,10 @@ mod tests {
         assert!(!on_link(Some(RouteTo { oif: Some(9), ..direct }), underlay), "out of another interface");
         assert!(!on_link(None, underlay), "unreachable");
 
-        let routes = BTreeMap::from([(net("10.1.1.0/24"), ip("192.0.2.2")), (net("10.1.2.0/24"), ip("198.51.100.3"))]);
         let near = BTreeSet::from([ip("192.0.2.2")]);
-        let on = paths(&routes, true, &near);
-        assert_eq!(on[&net("10.1.1.0/24")], (ip("192.0.2.2"), Transport::Direct));
-        assert_eq!(on[&net("10.1.2.0/24")], (ip("198.51.100.3"), Transport::Tunnel));
-        assert!(paths(&routes, false, &near).values().all(|(_, path)| *path == Transport::Tunnel));
+        assert_eq!(transport(true, &near, ip("192.0.2.2")), Transport::Direct);
+        assert_eq!(transport(true, &near, ip("198.51.100.3")), Transport::Tunnel, "not on this segment");
+        assert_eq!(transport(false, &near, ip("192.0.2.2")), Transport::Tunnel, "direct routing off");
     }
 
     #[test]

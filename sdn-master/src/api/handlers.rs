@@ -1,5 +1,6 @@
 //! Request handlers. Each validates fully before it writes anything.
 
+use crate::quorum::Lost;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -205,11 +206,13 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
     if state.informer.read().revision() == 0 {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first read from etcd has not completed\n".into());
     }
-    if !state.informer.is_connected() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: etcd is unreachable\n".into());
-    }
-    if let Some(why) = state.quorum.lost() {
+    // Before the connection: the informer of an etcd without quorum loses its watch and cannot
+    // list again either, and "unreachable" would hide why.
+    if let Some(Lost::CannotCommit(why)) = state.quorum.lost() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: etcd cannot commit (no quorum?): {why}\n"));
+    }
+    if !state.informer.is_connected() || state.quorum.lost().is_some() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: etcd is unreachable\n".into());
     }
     (StatusCode::OK, "ok\n".into())
 }

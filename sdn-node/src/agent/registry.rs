@@ -22,7 +22,7 @@ use crate::maps::FlowMaps;
 use crate::nat;
 use crate::net::netlink::Netlink;
 use crate::netns::NodeNamespace;
-use crate::remotes::{self, Admission, Peers, Refusal, Transport};
+use crate::remotes::{self, Admission, Peers, Refusal, Touched, Transport};
 use crate::status::Status;
 
 /// The cluster as this node's informer holds it.
@@ -69,7 +69,7 @@ impl Registry {
         let status = &self.status;
         let mut own_subnet_missing = false;
         let mut trust = Trust::default();
-        let (mut seen, mut admitted, mut peers) = (SubnetCache::default(), None, None);
+        let (mut seen, mut admitted) = (SubnetCache::default(), None);
         let mut services = match ServiceSync::adopt(&crate::locked(&built.dataplane)) {
             Ok(services) => Some(services),
             Err(err) => {
@@ -92,14 +92,14 @@ impl Registry {
                     }
                 }
             }
-            let changed = self.peers_changed(&subnet, &mut seen, &mut admitted);
-            // Unchanged peers are synced again only when their on-link answers are due.
-            let due = changed.is_some() || peers.as_ref().is_some_and(|p: &Peers| trust.links_due(p));
-            if let Some(fresh) = changed {
-                peers = Some(fresh);
-            }
-            if let Some(peers) = peers.as_ref().filter(|_| due) {
-                match trust.sync(built, ns, peers).await {
+            // Unchanged peers are synced again (all of them) only when their on-link answers
+            // are due.
+            let touched = self
+                .peers_changed(&subnet, &mut seen, &mut admitted)
+                .or_else(|| admitted.as_ref().filter(|a| trust.links_due(a.peers())).map(|_| Touched::All));
+            if let (Some(touched), Some(admission)) = (touched, admitted.as_ref()) {
+                let peers = admission.peers();
+                match trust.sync(built, ns, peers, &touched).await {
                     Ok((routes, senders)) => status.set_peers(routes, senders, peers.refused.len()),
                     Err(err) => {
                         seen.forget();
@@ -154,18 +154,20 @@ impl Registry {
     /// The other nodes this one believes, checked against the cluster network and `own`; `None`
     /// while the cache lacks the network.
     pub fn peers(&self, own: &HostSubnet) -> Option<Peers> {
-        self.peers_changed(own, &mut SubnetCache::default(), &mut None)
+        let mut admitted = None;
+        self.peers_changed(own, &mut SubnetCache::default(), &mut admitted)?;
+        admitted.map(|admission| admission.peers().clone())
     }
 
-    /// As [`Registry::peers`], but `None` also when no `HostSubnet` (nor the network) changed
-    /// since `seen` last looked; a join or a leave updates `admitted` instead of admitting
-    /// every record again.
+    /// Brings `admitted` up to the registry and says what changed in it; `None` when no
+    /// `HostSubnet` (nor the network) changed since `seen` last looked, or the cache lacks the
+    /// network. A join or a leave updates `admitted`; anything else admits every record again.
     pub fn peers_changed(
         &self,
         own: &HostSubnet,
         seen: &mut SubnetCache,
         admitted: &mut Option<Admission>,
-    ) -> Option<Peers> {
+    ) -> Option<Touched> {
         let network = own_subnet(&self.informer, &self.keys, &self.node).map(|(network, _)| network)?;
         let change = seen.changed(&self.informer.read(), &self.keys);
         let updated = match (change, admitted.as_mut()) {
@@ -181,7 +183,7 @@ impl Registry {
             }
             *admitted = Some(admission);
         }
-        admitted.as_ref().map(|admission| admission.peers().clone())
+        admitted.as_mut().map(Admission::take_touched)
     }
 }
 
@@ -249,56 +251,81 @@ impl Trust {
         peers.direct_routing && self.links.stale()
     }
 
-    /// Brings the route and sender maps and the nftables set in line with `peers`; the routes
-    /// and senders now in the maps.
+    /// Brings the route and sender maps and the nftables set in line with `peers`, where
+    /// `touched` says they may differ; the routes and senders now in the maps.
     async fn sync(
         &mut self,
         built: &BuiltNode,
         ns: &NodeNamespace,
         peers: &Peers,
+        touched: &Touched,
     ) -> Result<(usize, usize), AgentError> {
         for refusal in peers.refused.difference(&self.logged) {
             tracing::warn!("refusing {refusal}");
         }
-        self.logged = peers.refused.clone();
+        if self.logged != peers.refused {
+            self.logged = peers.refused.clone();
+        }
         // Without direct routing no route is looked up: the tunnel reaches every node.
         let on_link = match peers.direct_routing {
             true => self.links.on_link(ns, built.underlay_index, peers.senders.keys().copied()).await?,
             false => BTreeSet::new(),
         };
-        let routes = remotes::paths(&peers.routes, peers.direct_routing, &on_link);
-        let counts = sync_maps(&mut *crate::locked(&built.dataplane), &routes, peers)?;
-        let senders: BTreeSet<Ipv4Addr> = peers.senders.keys().copied().collect();
-        if self.in_nftables.as_ref() != Some(&senders) {
-            let list: Vec<Ipv4Addr> = senders.iter().copied().collect();
-            ns.run(move || async move { nat::set_nodes(&list) }).await??;
-            self.in_nftables = Some(senders);
+        let transport = |ip| remotes::transport(peers.direct_routing, &on_link, ip);
+        let counts = sync_maps(&mut *crate::locked(&built.dataplane), peers, transport, touched)?;
+        if touched.senders() {
+            let senders: BTreeSet<Ipv4Addr> = peers.senders.keys().copied().collect();
+            if self.in_nftables.as_ref() != Some(&senders) {
+                let list: Vec<Ipv4Addr> = senders.iter().copied().collect();
+                ns.run(move || async move { nat::set_nodes(&list) }).await??;
+                self.in_nftables = Some(senders);
+            }
         }
         Ok(counts)
     }
 }
 
-/// Brings the routes (with their paths) and tunnel senders in `maps` in line with `routes` and
-/// `peers`; the routes and senders they then hold.
+/// Brings the routes and tunnel senders in `maps` in line with `peers`, each route sent as
+/// `transport` says: all of them, or only what `touched` names. The routes and senders the
+/// maps then hold.
 pub fn sync_maps(
     maps: &mut impl FlowMaps,
-    routes: &BTreeMap<Ipv4Network, (Ipv4Addr, Transport)>,
     peers: &Peers,
+    transport: impl Fn(Ipv4Addr) -> Transport,
+    touched: &Touched,
 ) -> Result<(usize, usize), BpfError> {
-    let changes = remotes::diff(routes, &maps.remotes()?);
+    let (routes, senders) = match touched {
+        Touched::All => {
+            let routes = peers.routes.iter().map(|(subnet, ip)| (*subnet, (*ip, transport(*ip)))).collect();
+            let senders = remotes::diff(&peers.senders, &maps.nodes()?);
+            (remotes::diff(&routes, &maps.remotes()?), senders)
+        }
+        Touched::Some { routes, senders } => {
+            let wanted_route = |subnet: &Ipv4Network| peers.routes.get(subnet).map(|ip| (*ip, transport(*ip)));
+            (
+                remotes::Changes {
+                    upsert: routes.iter().filter_map(|s| wanted_route(s).map(|route| (*s, route))).collect(),
+                    remove: routes.iter().filter(|s| !peers.routes.contains_key(s)).copied().collect(),
+                },
+                remotes::Changes {
+                    upsert: senders.iter().filter_map(|ip| peers.senders.get(ip).map(|s| (*ip, *s))).collect(),
+                    remove: senders.iter().filter(|ip| !peers.senders.contains_key(ip)).copied().collect(),
+                },
+            )
+        }
+    };
     // Senders first: a new node's packets are accepted before this node sends it any.
-    let senders = remotes::diff(&peers.senders, &maps.nodes()?);
     for (ip, subnet) in &senders.upsert {
         maps.upsert_node(*ip, *subnet)?;
     }
-    for (subnet, (ip, path)) in &changes.upsert {
+    for (subnet, (ip, path)) in &routes.upsert {
         maps.upsert_remote(*subnet, *ip, *path)?;
         match path {
             Transport::Tunnel => tracing::info!("remote subnet {subnet} via {ip} (VXLAN)"),
             Transport::Direct => tracing::info!("remote subnet {subnet} via {ip} (direct, on this segment)"),
         }
     }
-    for subnet in &changes.remove {
+    for subnet in &routes.remove {
         maps.remove_remote(*subnet)?;
         tracing::info!("remote subnet {subnet} withdrawn");
     }
@@ -306,5 +333,5 @@ pub fn sync_maps(
         maps.remove_node(*ip)?;
     }
     // Every write succeeded: the maps hold what was wanted.
-    Ok((routes.len(), peers.senders.len()))
+    Ok((peers.routes.len(), peers.senders.len()))
 }

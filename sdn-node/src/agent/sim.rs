@@ -4,7 +4,6 @@
 //! route, service and DNS code is the real agent's; only the devices, programs and sockets are
 //! left out.
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -20,7 +19,7 @@ use super::subnets::SubnetCache;
 use super::{AgentError, register};
 use crate::dns::feed::Feed;
 use crate::maps::MemoryMaps;
-use crate::remotes;
+use crate::remotes::Transport;
 use crate::status::Status;
 
 /// What a simulated agent holds, for the one who watches it.
@@ -71,11 +70,12 @@ pub async fn simulate(
         {
             let mut held = crate::locked(&state);
             let held = &mut *held;
-            if let Some(peers) = registry.peers_changed(&subnet, &mut seen, &mut admitted) {
-                let routes = remotes::paths(&peers.routes, false, &BTreeSet::new());
-                if let Err(err) = sync_maps(&mut held.maps, &routes, &peers) {
-                    tracing::error!("node {}: the routes: {err}", node.name);
-                }
+            if let Some(touched) = registry.peers_changed(&subnet, &mut seen, &mut admitted)
+                && let Some(admission) = &admitted
+                && let Err(err) = sync_maps(&mut held.maps, admission.peers(), |_| Transport::Tunnel, &touched)
+            {
+                seen.forget();
+                tracing::error!("node {}: the routes: {err}", node.name);
             }
             if let Err(err) = services.sync(&registry.informer, &registry.keys, &mut held.maps) {
                 tracing::error!("node {}: the service maps: {err}", node.name);
