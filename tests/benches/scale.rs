@@ -12,6 +12,8 @@
 //! - The reference: as many minimal watchers (one etcd watch each on the subnets, nothing
 //!   else) on the same cluster, timed for the same joins: what the registry itself costs.
 //! - The master's and etcd's CPU time and memory over the run.
+//! - One real agent (`sdn-node run` in a namespace of its own, its programs loaded) started on
+//!   the registry then, and again with 5,000 remote subnets: its resident memory.
 //!
 //! `SDN_SCALE_NODES` (default 1000) and `SDN_SCALE_CHANGES` (default 20) change the sizes.
 
@@ -32,6 +34,8 @@ use tokio::sync::watch;
 /// allocated within 2 s.
 const TARGET_CHANGE_P99: Duration = Duration::from_millis(100);
 const TARGET_ALL_ALLOCATED: Duration = Duration::from_secs(2);
+/// The agent's own memory with 5,000 remote subnets.
+const TARGET_AGENT_MIB: f64 = 30.0;
 
 fn wide() -> ClusterNetwork {
     ClusterNetwork { network: "10.0.0.0/8".parse().expect("cidr"), ..Default::default() }
@@ -304,7 +308,80 @@ async fn run() -> anyhow::Result<()> {
     for ((name, before), (after, rss)) in names.zip(cpu_before).zip(usage_after) {
         println!("  {name:<8} CPU {:6.2} s over the run, RSS {rss:6.1} MiB", after - before);
     }
+    agent_memory(&dir, &etcd, &admin).await?;
     println!("total {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Registers nodes `from..to` in transactions of 50 (etcd takes up to 128 operations in one).
+async fn register_many(store: &Store, from: usize, to: usize) -> anyhow::Result<()> {
+    let keys = store.keys();
+    for chunk in (from..to).collect::<Vec<_>>().chunks(50) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .flat_map(|&i| {
+                let n = node(i);
+                [
+                    etcd_client::TxnOp::put(keys.node(&n.name), sdn_cluster::store::encode(&n), None),
+                    etcd_client::TxnOp::put(keys.node_ip(n.ip), n.name.as_str(), None),
+                ]
+            })
+            .collect();
+        store.txn(etcd_client::Txn::new().and_then(ops)).await.context("registering nodes")?;
+    }
+    Ok(())
+}
+
+/// A real agent's resident memory with the registry as it is, and with 5,000 remote subnets.
+async fn agent_memory(dir: &Arc<RunDir>, etcd: &EtcdCluster, admin: &Store) -> anyhow::Result<()> {
+    let underlay = sdn_tests::netns::Underlay::new(dir.clone(), &format!("bsc-{}-sw", std::process::id()))?;
+    let name = format!("bsc-{}-real", std::process::id());
+    let target = (etcd.endpoints(), Vec::new());
+    let agent =
+        sdn_tests::node::NodeAgent::start_on(dir.clone(), target, &underlay, &name, Ipv4Addr::new(192, 0, 2, 11), true)
+            .await
+            .context("a real agent")?;
+    let pid = agent.pid().context("the agent's pid")?;
+    let mut measured = Vec::new();
+    for remote in [None, Some(5000usize)] {
+        // Every allocated subnet but the agent's own is a remote one.
+        let have = sdn_tests::master::Allocations::read(admin).await.subnets.len();
+        let total = match remote {
+            Some(remote) => {
+                register_many(admin, 100_000, 100_000 + (remote + 1).saturating_sub(have)).await?;
+                remote + 1
+            }
+            None => have,
+        };
+        let subnets = total.saturating_sub(1);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let line = format!("sdn_node_remote_subnets {subnets}");
+        loop {
+            let metrics = agent.metrics().await;
+            let count: Option<usize> = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("sdn_node_remote_subnets "))
+                .and_then(|v| v.trim().parse().ok());
+            if count.is_some_and(|c| c >= subnets) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the real agent holds {count:?} remote subnets, not {line}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Settled: the memory after the maps are written, not during.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        measured.push((subnets, usage(pid).1));
+    }
+    for (subnets, rss) in measured {
+        let verdict = match subnets >= 5000 {
+            true if rss < TARGET_AGENT_MIB => format!(" (target < {TARGET_AGENT_MIB:.0} MiB: met)"),
+            true => format!(" (target < {TARGET_AGENT_MIB:.0} MiB: NOT met)"),
+            false => String::new(),
+        };
+        println!("  one real agent with {subnets} remote subnets: RSS {rss:.1} MiB{verdict}");
+    }
     Ok(())
 }
 
