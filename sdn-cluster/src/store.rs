@@ -152,9 +152,27 @@ impl Store {
         node.validate()?;
         let node_key = self.keys.node(&node.name);
         let ip_key = self.keys.node_ip(node.ip);
-        for _ in 0..ATTEMPTS {
-            let read = Txn::new().and_then([TxnOp::get(node_key.as_str(), None), TxnOp::get(ip_key.as_str(), None)]);
-            let resp = self.txn(read).await?;
+        let reads = || [TxnOp::get(node_key.as_str(), None), TxnOp::get(ip_key.as_str(), None)];
+        // A new node is the common case (a thousand agents starting): created in one round
+        // trip if neither key exists, and otherwise both read in that same round trip.
+        let create = Txn::new()
+            .when([
+                Compare::create_revision(node_key.as_str(), CompareOp::Equal, 0),
+                Compare::create_revision(ip_key.as_str(), CompareOp::Equal, 0),
+            ])
+            .and_then([
+                TxnOp::put(node_key.as_str(), encode(node), None),
+                TxnOp::put(ip_key.as_str(), node.name.as_str(), None),
+            ])
+            .or_else(reads());
+        let mut resp = self.txn(create).await?;
+        if resp.succeeded() {
+            return Ok((Registered::Created, resp.header().map_or(0, |h| h.revision())));
+        }
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                resp = self.txn(Txn::new().and_then(reads())).await?;
+            }
             let [node_kv, ip_kv] = first_kvs(&resp.op_responses());
             if let Some((owner, _)) = &ip_kv {
                 let owner = String::from_utf8_lossy(owner).into_owned();

@@ -216,6 +216,22 @@ impl NodeAgent {
         self.process.as_ref().and_then(Process::pid)
     }
 
+    /// The packets a dataplane decision (its metrics label, e.g. `ToDirect`) counted.
+    pub async fn decision_packets(&self, decision: &str) -> u64 {
+        self.metric(&format!("sdn_node_decision_packets{{decision=\"{decision}\"}} ")).await
+    }
+
+    /// The packets dropped for `reason` (e.g. `spoofed-ip`).
+    pub async fn dropped(&self, reason: &str) -> u64 {
+        self.metric(&format!("sdn_node_dropped_packets{{reason=\"{reason}\"}} ")).await
+    }
+
+    /// The value of the metric line starting with `prefix`; 0 where there is none.
+    async fn metric(&self, prefix: &str) -> u64 {
+        let metrics = self.metrics().await;
+        metrics.lines().find_map(|l| l.strip_prefix(prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
@@ -423,4 +439,24 @@ impl Cluster {
         let nodes: String = self.nodes.iter().map(|n| format!("--- {} ---\n{}", n.name, n.log())).collect();
         format!("{nodes}{}", self.cp.logs())
     }
+}
+
+/// Bytes one iperf3 run of `seconds` from `from` to `to_ip` moved (the receiver's count), with
+/// the server in `server` (which may be another pod than the one `to_ip` names: a forwarder's).
+pub fn iperf3(from: &Pod, to_ip: Ipv4Addr, server: &Pod, seconds: u32) -> u64 {
+    let listening = Command::new("ip")
+        .args(["netns", "exec", server.ns.name(), "iperf3", "-s", "-1"])
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let Ok(listening) = listening else { return 0 };
+    std::thread::sleep(Duration::from_millis(300));
+    let out = from.ns.exec(&["iperf3", "-c", &to_ip.to_string(), "-t", &seconds.to_string(), "-J"]);
+    let _ = listening.wait_with_output();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0)
+}
+
+/// Whether a second of TCP from `from` to `to` moved more than a megabyte.
+pub fn tcp_transfer(from: &Pod, to: &Pod) -> bool {
+    iperf3(from, to.ip, to, 1) > 1_000_000
 }

@@ -1,21 +1,7 @@
 //! The dataplane with real packets: three nodes in network namespaces on an
 //! underlay switch, pods as further namespaces, an external host.
 
-use sdn_tests::node::Cluster;
-
-/// A one-second iperf3 TCP transfer from `from` to `to`; whether it moved data.
-fn tcp_transfer(from: &sdn_tests::node::Pod, to: &sdn_tests::node::Pod) -> bool {
-    let server = std::process::Command::new("ip")
-        .args(["netns", "exec", to.ns.name(), "iperf3", "-s", "-1"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 (Debian package iperf3)");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = from.ns.exec(&["iperf3", "-c", &to.ip.to_string(), "-t", "1", "-J"]);
-    let _ = server.wait_with_output();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) > 1_000_000
-}
+use sdn_tests::node::{Cluster, tcp_transfer};
 
 /// The first packet matching `filter` on `ns`'s underlay port while `traffic` runs, as
 /// `tcpdump -vv` prints it; `traffic` must succeed.
@@ -139,13 +125,6 @@ async fn nodes_tunnelling_through_vxlan0_and_through_ebpf_talk_to_each_other() {
     assert!(flows.contains("tun_dst,output:vxlan0"), "{flows}");
 }
 
-/// The packets a decision counted on a node, from its metrics.
-async fn decision_packets(node: &sdn_tests::node::NodeAgent, decision: &str) -> u64 {
-    let metrics = node.metrics().await;
-    let prefix = format!("sdn_node_decision_packets{{decision=\"{decision}\"}} ");
-    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_cannot_send_with_another_address() {
     let c = cluster("spoof", 2).await;
@@ -155,10 +134,10 @@ async fn a_pod_cannot_send_with_another_address() {
     // a1 claims an address of another pod's subnet range and uses it.
     let spoofed = std::net::Ipv4Addr::new(a1.ip.octets()[0], a1.ip.octets()[1], a1.ip.octets()[2], 200);
     a1.ns.ip(&["addr", "add", &format!("{spoofed}/32"), "dev", "eth0"]).expect("add address");
-    let before = decision_packets(&c.nodes[0], "SpoofedIp").await;
+    let before = c.nodes[0].decision_packets("SpoofedIp").await;
     let out = a1.ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "-I", &spoofed.to_string(), &b1.ip.to_string()]);
     assert!(!out.status.success(), "a spoofed source got through");
-    let after = decision_packets(&c.nodes[0], "SpoofedIp").await;
+    let after = c.nodes[0].decision_packets("SpoofedIp").await;
     assert!(after >= before + 3, "spoofed packets counted: {before} -> {after}");
 }
 

@@ -13,7 +13,7 @@ use sdn_tests::backend::Connection;
 use sdn_tests::cluster::ControlPlane;
 use sdn_tests::forge::{INNER_PORT, arrives, send_udp_from};
 use sdn_tests::netns::{Netns, Underlay};
-use sdn_tests::node::{Cluster, NodeAgent, Pod};
+use sdn_tests::node::{Cluster, NodeAgent, Pod, tcp_transfer};
 use sdn_tests::rundir::RunDir;
 
 const NEAR_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -67,20 +67,6 @@ impl Mixed {
     }
 }
 
-/// The packets a decision (its metrics label, e.g. `ToDirect`) counted on a node.
-async fn decision_packets(node: &NodeAgent, decision: &str) -> u64 {
-    let metrics = node.metrics().await;
-    let prefix = format!("sdn_node_decision_packets{{decision=\"{decision}\"}} ");
-    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-/// A node's count of packets dropped for `reason`, from its metrics.
-async fn dropped(node: &NodeAgent, reason: &str) -> u64 {
-    let metrics = node.metrics().await;
-    let prefix = format!("sdn_node_dropped_packets{{reason=\"{reason}\"}} ");
-    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 /// The `/24` host subnet of a pod (the default host subnet length).
 fn subnet_of(pod: &Pod) -> String {
     let [a, b, c, _] = pod.ip.octets();
@@ -107,19 +93,6 @@ async fn wait_transport(node: &NodeAgent, subnet: &str, direct: bool) {
     }
 }
 
-fn tcp_transfer(from: &Pod, to: &Pod) -> bool {
-    let server = std::process::Command::new("ip")
-        .args(["netns", "exec", to.ns.name(), "iperf3", "-s", "-1"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 (Debian package iperf3)");
-    std::thread::sleep(Duration::from_millis(300));
-    let out = from.ns.exec(&["iperf3", "-c", &to.ip.to_string(), "-t", "1", "-J"]);
-    let _ = server.wait_with_output();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) > 1_000_000
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_on_a_segment_route_directly_and_across_a_router_tunnel() {
     let m = Mixed::start("drt", ClusterNetwork { direct_routing: true, ..Default::default() }).await;
@@ -134,22 +107,22 @@ async fn nodes_on_a_segment_route_directly_and_across_a_router_tunnel() {
         wait_transport(node, &subnet_of(far), false).await;
     }
     let direct_before =
-        (decision_packets(&m.nodes[0], "ToDirect").await, decision_packets(&m.nodes[1], "FromDirect").await);
+        (m.nodes[0].decision_packets("ToDirect").await, m.nodes[1].decision_packets("FromDirect").await);
     for (from, to) in [(a, b), (b, a), (a, c), (c, a), (b, c), (c, b)] {
         assert!(from.ns.ping(to.ip, 2, 56, false), "{} to {}\n{}", from.ip, to.ip, m.logs());
         assert!(from.ns.ping(to.ip, 2, 1400, true), "{} to {}: 1,400 bytes with DF\n{}", from.ip, to.ip, m.logs());
     }
     assert!(tcp_transfer(a, b) && tcp_transfer(b, a), "TCP on the segment\n{}", m.logs());
     assert!(tcp_transfer(a, c) && tcp_transfer(c, b), "TCP across the router\n{}", m.logs());
-    let sent = decision_packets(&m.nodes[0], "ToDirect").await - direct_before.0;
-    let taken = decision_packets(&m.nodes[1], "FromDirect").await - direct_before.1;
+    let sent = m.nodes[0].decision_packets("ToDirect").await - direct_before.0;
+    let taken = m.nodes[1].decision_packets("FromDirect").await - direct_before.1;
     assert!(sent >= 4 && taken >= 4, "node 0 sent {sent} and node 1 took {taken} packets directly");
     // A node's own traffic to a pod on its segment goes directly too, and the answer reaches it.
     assert!(m.nodes[0].ns.ping(b.ip, 2, 56, false), "node 0 to pod b\n{}", m.logs());
     // Nothing between the two segment nodes went through VXLAN: the tunnel carried only the
     // far node's traffic.
     for node in &m.nodes[..2] {
-        assert_eq!(dropped(node, "direct-foreign-source").await, 0, "{}", node.log());
+        assert_eq!(node.dropped("direct-foreign-source").await, 0, "{}", node.log());
     }
 }
 
@@ -176,10 +149,10 @@ async fn only_the_node_itself_may_route_its_pods_packets_directly() {
     {
         ns.ip(&["addr", "add", &format!("{source}/32"), "dev", dev]).expect("forged address");
         ns.ip(&["route", "add", &format!("{}/32", b.ip), "via", &node1, "dev", dev]).expect("route to b via node 1");
-        let before = dropped(&m.nodes[1], "direct-foreign-source").await;
+        let before = m.nodes[1].dropped("direct-foreign-source").await;
         let got = arrives(&b.ns, || send_udp_from(ns, source, target, b"forged")).expect("listening in b");
         assert_eq!(got, None, "the {who}'s datagram from {source} reached b\n{}", m.logs());
-        let counted = dropped(&m.nodes[1], "direct-foreign-source").await - before;
+        let counted = m.nodes[1].dropped("direct-foreign-source").await - before;
         assert!(counted >= 1, "the {who}'s datagram was not counted as direct-foreign-source\n{}", m.logs());
     }
 }

@@ -21,13 +21,6 @@ async fn cluster(tag: &str, nodes: usize) -> Cluster {
     }
 }
 
-/// A node's count of packets dropped for `reason`, from its metrics.
-async fn dropped(node: &NodeAgent, reason: &str) -> u64 {
-    let metrics = node.metrics().await;
-    let prefix = format!("sdn_node_dropped_packets{{reason=\"{reason}\"}} ");
-    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 /// Sends a VXLAN datagram from `from` to `node_ip`, claiming `source`, for `target` (a pod in
 /// `target_ns`); asserts it is not delivered and that `counted` on `counter` counts it under
 /// `reason`.
@@ -42,13 +35,13 @@ async fn refused(
     reason: &str,
     c: &Cluster,
 ) {
-    let before = dropped(counter, reason).await;
+    let before = counter.dropped(reason).await;
     let payload = vxlan_payload(source, target.1, what.as_bytes());
     let to = SocketAddrV4::new(node_ip, VXLAN_PORT);
     let got = arrives(target.0, || send_udp(from, to, &payload)).unwrap_or_else(|e| panic!("{what}: {e}"));
     assert_eq!(got, None, "{what}: the forged packet was delivered\n{}", c.logs());
     let counted = sdn_tests::wait::until(Duration::from_secs(3), || async {
-        let after = dropped(counter, reason).await;
+        let after = counter.dropped(reason).await;
         if after > before { Ok(()) } else { Err(format!("{reason}: {before} -> {after}")) }
     })
     .await;
@@ -84,13 +77,13 @@ async fn vxlan_wrapped_packets_from_pods_and_strangers_are_not_delivered_and_are
     // A pod's IPv6 (neighbour discovery too) is dropped as such, never counted as a spoof.
     let _ = a1.ns.exec(&["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", "ff02::1%eth0"]);
     let ipv6 = sdn_tests::wait::until(Duration::from_secs(3), || async {
-        let counted = dropped(&c.nodes[0], "ipv6").await;
+        let counted = c.nodes[0].dropped("ipv6").await;
         if counted > 0 { Ok(()) } else { Err("no IPv6 drop counted".to_owned()) }
     })
     .await;
     assert!(ipv6.is_ok(), "{ipv6:?}");
     for spoof in ["spoofed-ip", "spoofed-mac", "spoofed-arp"] {
-        assert_eq!(dropped(&c.nodes[0], spoof).await, 0, "honest pods counted as {spoof}");
+        assert_eq!(c.nodes[0].dropped(spoof).await, 0, "honest pods counted as {spoof}");
     }
 
     // The control: the same datagram sent straight to the pod arrives.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sdn_tests::node::{Cluster, NodeAgent, Pod};
+use sdn_tests::node::{Cluster, NodeAgent, Pod, iperf3};
 
 /// The `tunnel_gso=` of `pod`'s `table=local` line in its node's flows.
 fn tunnel_gso(node: &NodeAgent, pod: &Pod) -> String {
@@ -32,21 +32,6 @@ fn nstat(pod: &Pod, counter: &str) -> u64 {
     let text = String::from_utf8_lossy(&out.stdout);
     let value = text.lines().find_map(|l| l.strip_prefix(counter)).and_then(|v| v.split_whitespace().next());
     value.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("nstat {counter} in {}: {text}", pod.ns.name()))
-}
-
-/// Bytes an iperf3 run of `seconds` from `from` to `to_ip` moved (the receiver's count), with
-/// the server in `server`.
-fn iperf3(from: &Pod, to_ip: std::net::Ipv4Addr, server: &Pod, seconds: u32) -> u64 {
-    let listening = std::process::Command::new("ip")
-        .args(["netns", "exec", server.ns.name(), "iperf3", "-s", "-1"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 (Debian package iperf3)");
-    std::thread::sleep(Duration::from_millis(300));
-    let out = from.ns.exec(&["iperf3", "-c", &to_ip.to_string(), "-t", &seconds.to_string(), "-J"]);
-    let _ = listening.wait_with_output();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
