@@ -8,7 +8,7 @@
 //! wait for a revision they wrote themselves (read-your-writes).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions, WatchStream};
@@ -59,6 +59,15 @@ impl Cache {
             return (0, 0);
         }
         self.range(prefix).fold((0, 0), |(count, newest), (_, entry)| (count + 1, newest.max(entry.mod_revision)))
+    }
+
+    /// Replaces every entry under `prefix` by `kvs`, listed at `revision`; how many there are.
+    fn relist(&mut self, prefix: &str, kvs: &[KeyValue], revision: i64) -> usize {
+        let gone: Vec<String> = self.range(prefix).map(|(key, _)| key.to_owned()).collect();
+        gone.iter().for_each(|key| self.delete(key));
+        kvs.iter().for_each(|kv| self.upsert(kv));
+        self.revision = self.revision.max(revision);
+        kvs.len()
     }
 
     /// The directories `key` lies in: its prefixes that end in `/`.
@@ -128,7 +137,9 @@ impl Cache {
 
 struct Shared {
     cache: RwLock<Cache>,
-    connected: AtomicBool,
+    /// How many of the watch streams are connected.
+    connected: AtomicUsize,
+    streams: usize,
 }
 
 /// Handle to a running informer; cheap to clone.
@@ -140,11 +151,11 @@ pub struct Informer {
     _task: Arc<AbortOnDrop>,
 }
 
-struct AbortOnDrop(JoinHandle<()>);
+struct AbortOnDrop(Vec<JoinHandle<()>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        self.0.iter().for_each(JoinHandle::abort);
     }
 }
 
@@ -152,10 +163,20 @@ impl Informer {
     /// Starts watching `prefix`. Returns at once; [`Informer::synced`] waits
     /// for the first list.
     pub fn start(client: Client, prefix: String) -> Self {
-        let shared = Arc::new(Shared { cache: RwLock::default(), connected: AtomicBool::new(false) });
+        Self::start_dirs(client, vec![prefix])
+    }
+
+    /// Starts watching each of `dirs` (disjoint prefixes) into one cache, a list and watch
+    /// each: a reader that needs only some directories of the prefix is sent only their
+    /// events. The cache's revision is the newest any of them reached.
+    pub fn start_dirs(client: Client, dirs: Vec<String>) -> Self {
+        let streams = dirs.len();
+        let shared = Arc::new(Shared { cache: RwLock::default(), connected: AtomicUsize::new(0), streams });
         let (tx, revision) = watch::channel(0);
-        let task = tokio::spawn(run(client, prefix, shared.clone(), tx));
-        Self { shared, revision, _task: Arc::new(AbortOnDrop(task)) }
+        let tx = Arc::new(tx);
+        let tasks: Vec<JoinHandle<()>> =
+            dirs.into_iter().map(|dir| tokio::spawn(run(client.clone(), dir, shared.clone(), tx.clone()))).collect();
+        Self { shared, revision, _task: Arc::new(AbortOnDrop(tasks)) }
     }
 
     /// Read access to the cache. Do not hold it across an await.
@@ -164,9 +185,9 @@ impl Informer {
         self.shared.cache.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether the last etcd call of the informer succeeded.
+    /// Whether the last etcd call of every watch stream succeeded.
     pub fn is_connected(&self) -> bool {
-        self.shared.connected.load(Ordering::Relaxed)
+        self.shared.connected.load(Ordering::Relaxed) == self.shared.streams
     }
 
     /// A receiver that changes whenever the cache moves to a new revision.
@@ -199,14 +220,25 @@ enum WatchEnd {
     Relist,
 }
 
-async fn run(client: Client, prefix: String, shared: Arc<Shared>, tx: watch::Sender<i64>) {
+/// One stream's list and watch of `prefix`, for as long as the informer lives. `tx` carries
+/// the newest revision any stream reached, and wakes the readers on every change.
+async fn run(client: Client, prefix: String, shared: Arc<Shared>, tx: Arc<watch::Sender<i64>>) {
     let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
     let mut watcher = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
     let mut backoff = Backoff::default();
     let mut need_list = true;
-    let set_connected = |up: bool| {
-        if shared.connected.swap(up, Ordering::Relaxed) != up && up {
-            tracing::info!("informer {prefix}: connected to etcd");
+    // This stream's own progress: where its watch resumes.
+    let mut applied = 0;
+    // Only this task touches it; atomic because the task's future must be `Send`.
+    let up = std::sync::atomic::AtomicBool::new(false);
+    let set_connected = |now: bool| {
+        if up.swap(now, Ordering::Relaxed) != now {
+            if now {
+                shared.connected.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("informer {prefix}: connected to etcd");
+            } else {
+                shared.connected.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     };
     loop {
@@ -214,11 +246,11 @@ async fn run(client: Client, prefix: String, shared: Arc<Shared>, tx: watch::Sen
             match kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())).await {
                 Ok(resp) => {
                     let revision = resp.header().map_or(0, |h| h.revision());
-                    let mut cache = Cache { revision, ..Cache::default() };
-                    resp.kvs().iter().for_each(|kv| cache.upsert(kv));
-                    tracing::info!("informer {prefix}: listed {} keys at revision {revision}", cache.entries.len());
-                    *shared.cache.write().unwrap_or_else(|p| p.into_inner()) = cache;
-                    tx.send_replace(revision);
+                    let listed =
+                        shared.cache.write().unwrap_or_else(|p| p.into_inner()).relist(&prefix, resp.kvs(), revision);
+                    tracing::info!("informer {prefix}: listed {listed} keys at revision {revision}");
+                    applied = revision;
+                    tx.send_modify(|newest| *newest = (*newest).max(revision));
                     set_connected(true);
                 }
                 Err(err) => {
@@ -230,10 +262,13 @@ async fn run(client: Client, prefix: String, shared: Arc<Shared>, tx: watch::Sen
                 }
             }
         }
-        let from = *tx.borrow() + 1;
+        let from = applied + 1;
         let options = WatchOptions::new().with_prefix().with_start_revision(from).with_progress_notify();
         let end = match watcher.watch(prefix.as_str(), Some(options)).await {
-            Ok(stream) => follow(stream, &prefix, &shared, &tx, &mut backoff, &set_connected).await,
+            Ok(stream) => {
+                let mut progress = Progress { applied: &mut applied, tx: &tx };
+                follow(stream, &prefix, &shared, &mut progress, &mut backoff, &set_connected).await
+            }
             Err(err) => {
                 set_connected(false);
                 tracing::warn!("informer {prefix}: watch from revision {from} failed ({})", concise(&err));
@@ -249,12 +284,18 @@ async fn run(client: Client, prefix: String, shared: Arc<Shared>, tx: watch::Sen
     }
 }
 
+/// A stream's revision and the readers' channel.
+struct Progress<'a> {
+    applied: &'a mut i64,
+    tx: &'a watch::Sender<i64>,
+}
+
 /// Applies one watch stream's events to the cache until it ends.
 async fn follow(
     mut stream: WatchStream,
     prefix: &str,
     shared: &Shared,
-    tx: &watch::Sender<i64>,
+    progress: &mut Progress<'_>,
     backoff: &mut Backoff,
     set_connected: &impl Fn(bool),
 ) -> WatchEnd {
@@ -263,14 +304,14 @@ async fn follow(
             Ok(Some(resp)) => resp,
             Ok(None) => {
                 set_connected(false);
-                tracing::warn!("informer {prefix}: watch closed by etcd at revision {}; resuming", *tx.borrow());
+                tracing::warn!("informer {prefix}: watch closed by etcd at revision {}; resuming", progress.applied);
                 return WatchEnd::Resume;
             }
             Err(err) => {
                 set_connected(false);
                 tracing::warn!(
                     "informer {prefix}: watch broken at revision {} ({}); resuming",
-                    *tx.borrow(),
+                    progress.applied,
                     concise(&err)
                 );
                 return WatchEnd::Resume;
@@ -280,7 +321,7 @@ async fn follow(
             if resp.compact_revision() > 0 {
                 tracing::info!(
                     "informer {prefix}: revision {} was compacted (now {}); listing again",
-                    *tx.borrow() + 1,
+                    *progress.applied + 1,
                     resp.compact_revision()
                 );
             } else {
@@ -293,7 +334,7 @@ async fn follow(
         if resp.created() {
             // A store whose revision went backwards was wiped and recreated;
             // what we hold describes a cluster that no longer exists.
-            if header_revision < *tx.borrow() {
+            if header_revision < *progress.applied {
                 tracing::warn!("informer {prefix}: etcd revision went back to {header_revision}; listing again");
                 return WatchEnd::Relist;
             }
@@ -319,8 +360,9 @@ async fn follow(
             }
             cache.revision = cache.revision.max(revision);
         }
-        if revision > *tx.borrow() {
-            tx.send_replace(revision);
+        if revision > *progress.applied {
+            *progress.applied = revision;
+            progress.tx.send_modify(|newest| *newest = (*newest).max(revision));
         }
     }
 }

@@ -34,6 +34,12 @@ impl Keys {
         format!("{}/", self.prefix)
     }
 
+    /// The directories a node agent reads: the network's, the subnets, services and endpoints.
+    /// Nothing else under the prefix (node records, claims, pods) reaches an agent.
+    pub fn agent_dirs(&self) -> Vec<String> {
+        vec![format!("{}/config/", self.prefix), self.subnets(), self.services(), self.endpoints()]
+    }
+
     pub fn network(&self) -> String {
         format!("{}/config/network", self.prefix)
     }

@@ -94,6 +94,11 @@ impl Store {
         Informer::start(self.client.clone(), self.keys.root())
     }
 
+    /// A list+watch cache of what a node agent reads ([`Keys::agent_dirs`]).
+    pub fn agent_informer(&self) -> Informer {
+        Informer::start_dirs(self.client.clone(), self.keys.agent_dirs())
+    }
+
     pub fn etcd_error(&self, source: etcd_client::Error) -> StoreError {
         StoreError::Etcd(EtcdError::Client { endpoints: self.endpoints.clone(), source })
     }

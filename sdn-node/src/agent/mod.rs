@@ -132,7 +132,7 @@ pub async fn run(
     );
     register(&store, &node).await?;
     let registry = Registry {
-        informer: store.informer(),
+        informer: store.agent_informer(),
         keys: store.keys().clone(),
         node: node.name.clone(),
         node_ip: ip,

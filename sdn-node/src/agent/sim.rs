@@ -47,7 +47,7 @@ pub async fn simulate(
     };
     register(&store, &node).await?;
     let registry = Registry {
-        informer: store.informer(),
+        informer: store.agent_informer(),
         keys: store.keys().clone(),
         node: node.name.clone(),
         node_ip,
