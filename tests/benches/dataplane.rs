@@ -77,6 +77,8 @@ const TARGET_VS_VXLAN: f64 = 1.15;
 /// Cross-node against host-gw: at least its throughput, as sdn's
 /// encapsulation is to cost pods nothing against plain routing.
 const TARGET_VS_HOST_GW: f64 = 1.0;
+/// Over VXLAN, CPU per GB no more than host-gw's.
+const TARGET_CPU_VS_HOST_GW: f64 = 1.0;
 /// Same-node against a plain bridge: at least its throughput.
 const TARGET_SAME_VS_BRIDGE: f64 = 1.0;
 /// Direct routing (no encapsulation at all) against host-gw: throughput and RTT p50.
@@ -86,15 +88,28 @@ const TARGET_DIRECT_RTT_VS_HOST_GW: f64 = 0.9;
 /// sdn's targets, latency (RTT p50) ones beside the throughput ones; each
 /// throughput target holds with every stream count of [`STREAMS`].
 const TARGETS: [Target; 4] = [
-    Target { setup: SDN_CROSS, reference: VXLAN, throughput: TARGET_VS_VXLAN, rtt_p50: None },
-    Target { setup: SDN_CROSS, reference: HOST_GW, throughput: TARGET_VS_HOST_GW, rtt_p50: Some(Rtt::AtMost(1.0)) },
+    Target { setup: SDN_CROSS, reference: VXLAN, throughput: TARGET_VS_VXLAN, rtt_p50: None, cpu_per_gb: None },
+    Target {
+        setup: SDN_CROSS,
+        reference: HOST_GW,
+        throughput: TARGET_VS_HOST_GW,
+        rtt_p50: Some(Rtt::AtMost(1.0)),
+        cpu_per_gb: Some(TARGET_CPU_VS_HOST_GW),
+    },
     Target {
         setup: SDN_DIRECT,
         reference: HOST_GW,
         throughput: TARGET_DIRECT_VS_HOST_GW,
         rtt_p50: Some(Rtt::AtMost(TARGET_DIRECT_RTT_VS_HOST_GW)),
+        cpu_per_gb: None,
     },
-    Target { setup: SDN_SAME, reference: BRIDGE, throughput: TARGET_SAME_VS_BRIDGE, rtt_p50: Some(Rtt::Below(1.0)) },
+    Target {
+        setup: SDN_SAME,
+        reference: BRIDGE,
+        throughput: TARGET_SAME_VS_BRIDGE,
+        rtt_p50: Some(Rtt::Below(1.0)),
+        cpu_per_gb: None,
+    },
 ];
 
 /// A command's stdout, or an error with its stderr.

@@ -63,6 +63,8 @@ pub struct Target {
     pub throughput: f64,
     /// The bound of the RTT p50 ratio, where latency is a target too.
     pub rtt_p50: Option<Rtt>,
+    /// The most CPU per GB may be, in multiples of the reference's, where it is a target.
+    pub cpu_per_gb: Option<f64>,
 }
 
 /// A bound of sdn's RTT p50 in multiples of the reference's.
@@ -350,6 +352,13 @@ fn summary(setups: &[Setup], targets: &[Resolved]) -> String {
         if !latency.is_empty() {
             clause += &format!(", latency (RTT p50) {}", latency.join(" and "));
         }
+        let cpu: Vec<String> = mine
+            .iter()
+            .filter_map(|t| t.target.cpu_per_gb.map(|most| format!("<= {}x {}", times(most), reference(t))))
+            .collect();
+        if !cpu.is_empty() {
+            clause += &format!(", CPU per GB {}", cpu.join(" and "));
+        }
         clauses.push(clause);
     }
     clauses.join("; ")
@@ -373,9 +382,20 @@ fn verdicts(setups: &[Setup], samples: &[Samples], targets: &[Resolved]) {
             let figures = format!("{lat:.1} us vs {lat_ref:.1} us ({:.2}x, {})", lat / lat_ref, bound.describe());
             verdict(&format!("{name} latency vs {reference}"), &figures, bound.met(lat, lat_ref));
         }
-        let cpu: Vec<String> = (0..STREAMS.len())
-            .map(|s| format!("{:.2}x{}", sdn.cpu_per_gb(s) / other.cpu_per_gb(s), parallel(s)))
-            .collect();
-        println!("  ({name} CPU per GB vs {reference} {}; lower is cheaper)", cpu.join(", "));
+        match t.target.cpu_per_gb {
+            Some(most) => {
+                for s in 0..STREAMS.len() {
+                    let ratio = sdn.cpu_per_gb(s) / other.cpu_per_gb(s);
+                    let what = format!("{name} CPU per GB{} vs {reference}", parallel(s));
+                    verdict(&what, &format!("{ratio:.2}x (<= {}x)", times(most)), ratio <= most);
+                }
+            }
+            None => {
+                let cpu: Vec<String> = (0..STREAMS.len())
+                    .map(|s| format!("{:.2}x{}", sdn.cpu_per_gb(s) / other.cpu_per_gb(s), parallel(s)))
+                    .collect();
+                println!("  ({name} CPU per GB vs {reference} {}; lower is cheaper)", cpu.join(", "));
+            }
+        }
     }
 }
