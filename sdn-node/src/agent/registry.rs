@@ -140,6 +140,12 @@ impl Registry {
     }
 }
 
+/// The cluster network, as the cache holds it.
+fn cluster_network(informer: &Informer, keys: &Keys) -> Option<ClusterNetwork> {
+    let key = keys.network();
+    decode(&key, &informer.read().get(&key)?.value).ok()
+}
+
 /// The cluster network and this node's subnet, as the cache holds them.
 fn own_subnet(informer: &Informer, keys: &Keys, name: &str) -> Option<(ClusterNetwork, HostSubnet)> {
     let cache = informer.read();
@@ -168,7 +174,6 @@ impl Registry {
         seen: &mut SubnetCache,
         admitted: &mut Option<Admission>,
     ) -> Option<Touched> {
-        let network = own_subnet(&self.informer, &self.keys, &self.node).map(|(network, _)| network)?;
         let change = seen.changed(&self.informer.read(), &self.keys);
         let updated = match (change, admitted.as_mut()) {
             (Change::Unchanged, Some(_)) => return None,
@@ -177,6 +182,12 @@ impl Registry {
             _ => false,
         };
         if !updated {
+            // Decoded only here: a join or a leave does not need it.
+            let Some(network) = cluster_network(&self.informer, &self.keys) else {
+                // Looked at again once the network is there.
+                seen.forget();
+                return None;
+            };
             let mut admission = Admission::new(&network, own, self.node_ip);
             for (record, revision) in seen.records() {
                 admission.add(&record, revision);
