@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: setup build lint test lab lab-down bench bench-master bench-dataplane bench-cni bench-dns bench-services bench-scale fuzz-dns
+.PHONY: setup build lint test lab lab-down vagrant-setup vagrant-box vagrant-up vagrant-check vagrant-down test-vagrant bench bench-master bench-dataplane bench-cni bench-dns bench-services bench-scale fuzz-dns
 
 setup:
 	bash scripts/setup.sh
@@ -32,6 +32,30 @@ lab: build
 
 lab-down:
 	@if [ -x target/debug/sdn-lab ]; then target/debug/sdn-lab down; else echo "no lab binary: nothing to stop"; fi
+
+# The Vagrant lab: a master and two nodes as libvirt VMs, inside network namespace
+# sdn-vagrant, from a box built here from Debian packages and the binaries built here.
+# See vagrant/README.md.
+vagrant-setup: setup
+	bash scripts/vagrant-setup.sh
+
+vagrant-box: vagrant-setup
+	bash vagrant/lab.sh box
+
+vagrant-up: vagrant-setup
+	$(CARGO) build --release --workspace --bins
+	bash vagrant/lab.sh up
+
+vagrant-check:
+	bash vagrant/lab.sh check
+
+vagrant-down:
+	bash vagrant/lab.sh down
+
+# Up, check and down, with a "N passed, N failed" line.
+test-vagrant: vagrant-setup
+	$(CARGO) build --release --workspace --bins
+	bash vagrant/lab.sh test
 
 bench: bench-master bench-dataplane bench-cni bench-dns bench-services bench-scale
 

@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# Provisions one VM of the lab (see README.md beside this file): builds sdn
-# from the repository synced to /sdn and gives the VM its part in the cluster.
+# Provisions one VM of the lab (see README.md beside this file) from what the
+# host staged for it: the binaries built on the host and this VM's own
+# certificates, uploaded by the Vagrantfile as /tmp/sdn.tar. Nothing here
+# compiles, and nothing downloads unless the box lacks a package (the public
+# debian/bookworm64 box does; the lab's own box has them all).
 #
 #   provision.sh master|node
 #
-# The Vagrantfile sets SDN_MASTER_IP (the master's lab address) and, for a
-# node, SDN_NODE_IP (this VM's lab address). Idempotent: a second run rebuilds
-# only what cargo finds stale and restarts a service only if its binary,
-# token, configuration or unit changed, so `vagrant rsync && vagrant provision`
-# rolls code changes out.
+# The Vagrantfile sets SDN_MASTER_IP (the master's lab address), SDN_NODES
+# (the nodes as name=ip,name=ip, for the master to authorize) and, for a node,
+# SDN_NODE_IP. Idempotent: a service restarts only if its binary, certificate,
+# configuration or unit changed, so `make vagrant-up` again rolls out a new
+# build.
+#
+# The set-up is the production one of docs/production.md: etcd over TLS with
+# client certificates and auth on, the master as etcd's root, each node as
+# the etcd user its certificate names with a role that writes only its own
+# keys, and the admin API over TLS with a token.
 set -euo pipefail
 
-REPO=/sdn
+STAGE=/tmp/sdn.tar
+PKI=/etc/sdn/pki
 TOKEN_FILE=/etc/sdn/admin-token
 API_PORT=8440
+PACKAGES=(etcd-server etcd-client nftables iproute2 iputils-ping curl ca-certificates dnsutils busybox-static)
 
 log() { printf 'provision: %s\n' "$*"; }
 die() {
@@ -21,30 +31,32 @@ die() {
   exit 1
 }
 
-# Set to 1 by put_file and install_binaries when they rewrite a file, so
-# start_service knows to restart the service that reads it.
+# Set to 1 when a file a service reads is rewritten, so start_service knows to
+# restart it. STAGED_CHANGED says the stage (binaries, certificates) changed,
+# which every service reads.
 CHANGED=0
+STAGED_CHANGED=0
 
-# put_file PATH MODE < CONTENT: writes CONTENT to PATH with octal MODE (as
-# `stat -c %a` prints it) unless PATH already holds exactly that. Feed it by
-# redirection, not a pipe: a pipe runs it in a subshell and loses CHANGED.
+# put_file PATH MODE [OWNER] < CONTENT: writes CONTENT to PATH unless PATH
+# already holds exactly that with that mode. Feed it by redirection, not a
+# pipe: a pipe runs it in a subshell and loses CHANGED.
 put_file() {
-  local path=$1 mode=$2 content
-  content=$(cat)
-  if [ -f "$path" ] && [ "$(cat "$path")" = "$content" ] && [ "$(stat -c %a "$path")" = "$mode" ]; then
+  local path=$1 mode=$2 owner=${3:-root} tmp
+  tmp=$(mktemp)
+  cat >"$tmp"
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c %a:%U "$path")" = "$mode:$owner" ]; then
+    rm -f "$tmp"
     return
   fi
   mkdir -p "$(dirname "$path")"
-  # umask: a secret is never readable by others, not even between the write
-  # and the chmod.
-  (umask 077 && printf '%s\n' "$content" >"$path")
-  chmod "$mode" "$path"
+  # install sets mode and owner before the file is in place: a key is never
+  # readable by others, not even for a moment.
+  install -m "$mode" -o "$owner" -g root "$tmp" "$path"
+  rm -f "$tmp"
   CHANGED=1
 }
 
-# start_service UNIT: enables UNIT and leaves it running on its current files:
-# restarted if CHANGED says one was rewritten, else only started (a no-op
-# when it already runs).
+# start_service UNIT: enables UNIT and leaves it running on its current files.
 start_service() {
   local unit=$1
   if [ "$CHANGED" -eq 1 ]; then
@@ -56,97 +68,115 @@ start_service() {
   fi
 }
 
-# wait_ready URL SECONDS: polls URL until it answers 2xx; fails after SECONDS.
-wait_ready() {
-  local url=$1 deadline=$((SECONDS + $2))
-  until curl -fs --max-time 5 -o /dev/null "$url"; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 5
+# until_ok SECONDS WHAT COMMAND...: runs COMMAND every 2 s until it succeeds;
+# fails naming WHAT after SECONDS.
+until_ok() {
+  local limit=$1 what=$2
+  local deadline=$((SECONDS + limit))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || die "$what: not so after $limit s"
+    sleep 2
   done
 }
 
-install_rust() {
-  if command -v rustup >/dev/null; then
-    log "rustup present"
-    return
-  fi
-  # scripts/setup.sh needs rustup (for nightly and rust-src), and Debian 12
-  # packages neither rustup nor a cargo new enough for edition 2024.
-  if ! command -v curl >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl ca-certificates
-  fi
-  log "installing Rust through rustup"
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
-    sh -s -- -y --profile minimal --default-toolchain stable
+ensure_packages() {
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return
+  log "the box lacks ${missing[*]}: installing them from Debian (this needs the Internet)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian's etcd-server starts its own etcd on install; the master starts its
+  # own configuration below, and nodes run none.
+  systemctl disable --quiet --now etcd
 }
 
-# Builds every binary of the workspace and installs those that differ from
-# the installed ones.
-install_binaries() {
-  local built bin
-  log "building sdn (release; the first build takes a while)"
-  # json-render-diagnostics keeps compiler messages readable on stderr while
-  # stdout names every executable, freshly built or already up to date.
-  built=$(cargo build --manifest-path "$REPO/Cargo.toml" --locked --release --bins \
-    --message-format=json-render-diagnostics |
-    jq -r 'select(.reason == "compiler-artifact" and .executable != null) | .executable')
-  [ -n "$built" ] || die "cargo built no binaries"
-  while read -r bin; do
-    if ! cmp -s "$bin" "/usr/local/bin/${bin##*/}"; then
-      log "installing ${bin##*/}"
-      install -m 0755 "$bin" /usr/local/bin/
+# Unpacks the stage into /tmp/sdn and installs what differs from what is
+# installed: binaries into /usr/local/bin, certificates into /etc/sdn/pki.
+unpack() {
+  [ -f "$STAGE" ] || die "$STAGE is missing: the Vagrantfile uploads it; run make vagrant-up on the host"
+  rm -rf /tmp/sdn
+  mkdir -p /tmp/sdn
+  tar -C /tmp/sdn -xf "$STAGE"
+  local f
+  for f in /tmp/sdn/bin/*; do
+    if ! cmp -s "$f" "/usr/local/bin/${f##*/}"; then
+      log "installing ${f##*/}"
+      install -m 0755 "$f" /usr/local/bin/
       CHANGED=1
     fi
-  done <<<"$built"
+  done
+  install -d -m 0755 "$PKI"
+  for f in /tmp/sdn/pki/*.pem; do
+    case $f in
+      *-key.pem) put_file "$PKI/${f##*/}" 600 <"$f" ;;
+      *) put_file "$PKI/${f##*/}" 644 <"$f" ;;
+    esac
+  done
+  STAGED_CHANGED=$CHANGED
 }
 
-# One admin token for the whole lab. No VM can read another's files, so the
-# Vagrantfile makes it on the host (vagrant/.token) and the rsync of the
-# repository carries it to every VM: the master serves with it, nodes present it.
-install_token() {
-  [ -s "$REPO/vagrant/.token" ] ||
-    die "$REPO/vagrant/.token is missing; the Vagrantfile writes it on the host: run 'vagrant rsync' and provision again"
-  put_file "$TOKEN_FILE" 600 <"$REPO/vagrant/.token"
+etcdctl_root() {
+  ETCDCTL_API=3 etcdctl --endpoints "https://127.0.0.1:2379" --cacert "$PKI/ca.pem" \
+    --cert "$PKI/root.pem" --key "$PKI/root-key.pem" "$@"
 }
 
-# etcd serves the whole lab: nodes reach it on the master's lab address. The
-# Debian unit reads ETCD_* from /etc/default/etcd, after its own defaults
-# (member name = host name, data in /var/lib/etcd/default).
 run_etcd() {
-  CHANGED=0
+  CHANGED=$STAGED_CHANGED
+  # etcd runs as user etcd: its own copy of its key, readable by it alone.
+  put_file /etc/etcd/etcd-key.pem 600 etcd <"$PKI/etcd-key.pem"
+  put_file /etc/etcd/etcd.pem 644 etcd <"$PKI/etcd.pem"
   put_file /etc/default/etcd 644 <<EOF
-# Written by /sdn/vagrant/provision.sh; a provision run overwrites edits.
-ETCD_LISTEN_CLIENT_URLS="http://$SDN_MASTER_IP:2379,http://127.0.0.1:2379"
-ETCD_ADVERTISE_CLIENT_URLS="http://$SDN_MASTER_IP:2379"
+# Written by provision.sh; a provision run overwrites edits.
+ETCD_NAME="master"
+ETCD_LISTEN_CLIENT_URLS="https://$SDN_MASTER_IP:2379,https://127.0.0.1:2379"
+ETCD_ADVERTISE_CLIENT_URLS="https://$SDN_MASTER_IP:2379"
+ETCD_CERT_FILE="/etc/etcd/etcd.pem"
+ETCD_KEY_FILE="/etc/etcd/etcd-key.pem"
+ETCD_TRUSTED_CA_FILE="$PKI/ca.pem"
+ETCD_CLIENT_CERT_AUTH="true"
 EOF
   start_service etcd
+  until_ok 60 "etcd answering on 127.0.0.1:2379" etcdctl_root endpoint health
+  # Authentication on, as docs/production.md does it: user root, no password,
+  # its certificate says who it is.
+  if ! etcdctl_root user get root 2>/dev/null | grep -q "Roles: root"; then
+    log "turning etcd's authentication on"
+    etcdctl_root user get root >/dev/null 2>&1 || etcdctl_root user add root --no-password
+    etcdctl_root user grant-role root root
+  fi
+  etcdctl_root auth enable >/dev/null
 }
 
-# Starts sdn-master; CHANGED already says whether its binary or token changed.
 run_master() {
+  CHANGED=$STAGED_CHANGED
+  put_file "$TOKEN_FILE" 600 </tmp/sdn/token
   put_file /etc/sdn/master.toml 644 <<EOF
-# Written by /sdn/vagrant/provision.sh; a provision run overwrites edits.
-# The defaults of the design, spelled out so the lab shows where they live.
+# Written by provision.sh; a provision run overwrites edits.
 [network]
 cluster-network = "10.1.0.0/16"
 host-subnet-length = 8
 service-network = "172.30.0.0/16"
 vxlan-port = 4789
-# mtu is left out: each node then uses its underlay MTU less 50 (VXLAN).
 
 [etcd]
-endpoints = ["http://$SDN_MASTER_IP:2379"]
+endpoints = ["https://$SDN_MASTER_IP:2379"]
 prefix = "/sdn"
+ca-file = "$PKI/ca.pem"
+cert-file = "$PKI/root.pem"
+key-file = "$PKI/root-key.pem"
 
 [api]
 listen = "0.0.0.0:$API_PORT"
-# Plain HTTP on the lab's private host-only network: the master refuses it elsewhere without TLS.
-insecure-listen = true
 token-file = "$TOKEN_FILE"
+tls-cert-file = "$PKI/api.pem"
+tls-key-file = "$PKI/api-key.pem"
 EOF
   put_file /etc/systemd/system/sdn-master.service 644 <<EOF
-# Written by /sdn/vagrant/provision.sh; a provision run overwrites edits.
 [Unit]
 Description=sdn master: node registry, HostSubnet allocation, admin API
 Wants=etcd.service
@@ -155,86 +185,70 @@ After=etcd.service
 [Service]
 ExecStart=/usr/local/bin/sdn-master --config /etc/sdn/master.toml
 Restart=on-failure
-# Keeps a crash loop under systemd's start limit (5 starts in 10 s), so
-# systemd goes on retrying.
-RestartSec=5
+RestartSec=2
 
 [Install]
 WantedBy=multi-user.target
 EOF
   start_service sdn-master
-  log "waiting for sdn-master to be ready"
-  wait_ready "http://127.0.0.1:$API_PORT/readyz" 120 ||
-    die "sdn-master is not ready after 2 minutes; see: journalctl -u sdn-master"
-  log "master ready. On this VM, as root: SDN_TOKEN_FILE=$TOKEN_FILE sdnctl nodes list"
-  log "from the host: vagrant ssh master -c 'sudo SDN_TOKEN_FILE=$TOKEN_FILE sdnctl nodes list'"
+  until_ok 120 "sdn-master ready (journalctl -u sdn-master)" \
+    curl -fs --cacert "$PKI/ca.pem" "https://127.0.0.1:$API_PORT/readyz"
+  local entry
+  IFS=, read -ra entries <<<"${SDN_NODES-}"
+  for entry in "${entries[@]}"; do
+    SDN_SERVER="https://127.0.0.1:$API_PORT" SDN_CA_FILE="$PKI/ca.pem" SDN_TOKEN_FILE="$TOKEN_FILE" \
+      sdnctl nodes authorize "${entry%%=*}" --ip "${entry#*=}"
+  done
+  log "master ready: https://$SDN_MASTER_IP:$API_PORT (CA and token in the lab's directory on the host)"
 }
 
-# The node's part of the cluster. The node agent sdn-node does not exist yet,
-# so for now this only registers the node with the master, which allocates
-# the node's HostSubnet. When sdn-node exists, an sdn-node.service (the agent
-# registers its node itself) replaces the registration here.
-start_node_agent() {
-  local master="http://$SDN_MASTER_IP:$API_PORT"
-  # Debian's etcd-server package enables its own etcd on install; a node uses
-  # the master's, and a local one would only answer clients that default to
-  # 127.0.0.1:2379 with an empty cluster.
-  systemctl disable --quiet --now etcd
-  # With `vagrant up` in parallel (libvirt's default) the master may still be
-  # building: allow for a whole first build.
-  log "waiting for the master's admin API at $master"
-  wait_ready "$master/readyz" 1800 ||
-    die "the master is not ready after 30 minutes; provision this node again once it is"
-  # The agent registers the node itself, builds its network and installs
-  # sdn-cni with its conflist for a container runtime.
-  put_file /etc/systemd/system/sdn-node.service 644 <<UNIT
+run_node() {
+  CHANGED=$STAGED_CHANGED
+  local name
+  name=$(hostname)
+  # The master authorizes this node's etcd user; until it has, etcd refuses
+  # this certificate, and the agent would only fail and restart.
+  until_ok 1800 "etcd accepting node $name's certificate (the master authorizes it when provisioned)" \
+    env ETCDCTL_API=3 etcdctl --endpoints "https://$SDN_MASTER_IP:2379" --cacert "$PKI/ca.pem" \
+    --cert "$PKI/$name.pem" --key "$PKI/$name-key.pem" get --limit 1 /sdn/
+  put_file /etc/systemd/system/sdn-node.service 644 <<EOF
 [Unit]
 Description=sdn node agent
 After=network-online.target
 Wants=network-online.target
 
 [Service]
-ExecStart=/usr/local/bin/sdn-node run --node-name $(hostname) --node-ip $SDN_NODE_IP --etcd-endpoints http://$SDN_MASTER_IP:2379
+ExecStart=/usr/local/bin/sdn-node run --node-name $name --node-ip $SDN_NODE_IP \\
+  --etcd-endpoints https://$SDN_MASTER_IP:2379 --etcd-ca-file $PKI/ca.pem \\
+  --etcd-cert-file $PKI/$name.pem --etcd-key-file $PKI/$name-key.pem
 Restart=always
 RestartSec=2
 
 [Install]
 WantedBy=multi-user.target
-UNIT
+EOF
   start_service sdn-node
-  wait_ready http://127.0.0.1:9441/readyz 120 ||
-    die "sdn-node is not ready after 2 minutes: journalctl -u sdn-node"
-  log "node ready. On this VM, as root: sdn-node flows --node-name $(hostname)"
+  until_ok 120 "sdn-node ready (journalctl -u sdn-node)" curl -fs http://127.0.0.1:9441/readyz
+  log "node $name ready"
 }
 
 main() {
   [ "$(id -u)" -eq 0 ] || die "must run as root"
   [ "$#" -eq 1 ] || die "usage: $0 master|node"
-  local role=$1
-  case "$role" in
+  [ -n "${SDN_MASTER_IP-}" ] || die "SDN_MASTER_IP (the master's lab address) is not set"
+  case "$1" in
     master) ;;
     node) [ -n "${SDN_NODE_IP-}" ] || die "SDN_NODE_IP (this node's lab address) is not set" ;;
     *) die "usage: $0 master|node" ;;
   esac
-  [ -n "${SDN_MASTER_IP-}" ] || die "SDN_MASTER_IP (the master's lab address) is not set"
-
-  # Vagrant's sudo may keep the vagrant user's HOME; rustup, cargo and
-  # scripts/setup.sh all keep root's toolchain under $HOME.
-  export HOME=/root
-  export PATH="$HOME/.cargo/bin:$PATH"
-
-  install_rust
-  log "running scripts/setup.sh"
-  bash "$REPO/scripts/setup.sh"
-  if [ "$role" = master ]; then
-    run_etcd
-  fi
-  CHANGED=0
-  install_binaries
-  install_token
-  case "$role" in
-    master) run_master ;;
-    node) start_node_agent ;;
+  ensure_packages
+  unpack
+  case "$1" in
+    master)
+      run_etcd
+      run_master
+      ;;
+    node) run_node ;;
   esac
 }
 

@@ -147,7 +147,11 @@ fn report(ctx: &TcContext, reason: Decision) {
     let Some(mut entry) = SDN_DROPS.reserve::<DropEvent>(0) else { return };
     let event = entry.as_mut_ptr();
     let len = ctx.len();
-    let captured = if len < DROP_CAPTURE as u32 { len } else { DROP_CAPTURE as u32 };
+    // Through black_box, so that LLVM cannot fold the signed test below into `!= 0`: kernels
+    // such as Debian 12's 6.1 learn no lower bound from `!= 0`, and their verifier then refuses
+    // the helper's size as possibly zero; a signed `> 0` gives it the bound 1 on every kernel.
+    // As a u64, because the verifier keeps a value's bounds across an 8-byte stack slot only.
+    let captured = core::hint::black_box(u64::from(if len < DROP_CAPTURE as u32 { len } else { DROP_CAPTURE as u32 }));
     // SAFETY: `event` points at the reserved record, which this run owns until it submits it;
     // the fields are written through raw pointers (the record's bytes are not initialised), and
     // the helper writes at most `captured <= DROP_CAPTURE` bytes into `bytes`.
@@ -156,8 +160,9 @@ fn report(ctx: &TcContext, reason: Decision) {
         ptr::addr_of_mut!((*event).ifindex).write(ingress_ifindex(ctx));
         ptr::addr_of_mut!((*event).len).write(len);
         let into = ptr::addr_of_mut!((*event).bytes).cast::<c_void>();
-        let loaded = captured != 0 && bpf_skb_load_bytes(ctx.skb.skb as *const c_void, 0, into, captured) == 0;
-        ptr::addr_of_mut!((*event).captured).write(if loaded { captured } else { 0 });
+        let loaded =
+            (captured as i64) > 0 && bpf_skb_load_bytes(ctx.skb.skb as *const c_void, 0, into, captured as u32) == 0;
+        ptr::addr_of_mut!((*event).captured).write(if loaded { captured as u32 } else { 0 });
     }
     entry.submit(0);
 }

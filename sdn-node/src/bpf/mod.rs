@@ -156,7 +156,8 @@ impl Dataplane {
     /// Attaches `program` to the ingress of `iface` as a TCX link pinned at
     /// `<pin_dir>/links/<iface>`. If that pin exists (an earlier agent's link), the link's
     /// program is replaced atomically instead; a pinned link whose interface is gone is
-    /// replaced by a new one.
+    /// replaced by a new one. Where the kernel has no TCX, the program is attached as the
+    /// device's `cls_bpf` filter instead ([`Dataplane::attach_filter`]).
     ///
     /// Must run in the network namespace of `iface` (on the calling thread).
     pub fn attach(&mut self, program: Program, iface: &str) -> Result<(), BpfError> {
@@ -193,7 +194,17 @@ impl Dataplane {
             Some(id) => (id, false),
             None => {
                 let options = TcAttachOptions::TcxOrder(LinkOrder::default());
-                (prog.attach_with_options(iface, TcAttachType::Ingress, options).map_err(attach_err)?, true)
+                match prog.attach_with_options(iface, TcAttachType::Ingress, options) {
+                    Ok(id) => (id, true),
+                    // Kernels before 6.6 (Debian 12's 6.1) have no TCX: the program goes on as
+                    // a cls_bpf filter, which outlives the agent with the device as the pin would.
+                    Err(ProgramError::SyscallError(SyscallError { io_error, .. }))
+                        if io_error.raw_os_error() == Some(libc::EINVAL) =>
+                    {
+                        return self.attach_filter(program, iface);
+                    }
+                    Err(source) => return Err(attach_err(source)),
+                }
             }
         };
         // Take the link out of the program's care (which would detach it when the program is
