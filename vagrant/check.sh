@@ -131,10 +131,20 @@ endpoints=$(api PUT /api/v1/endpoints/default/web "{\"addresses\":[$addresses],\
 check "the admin API creates service default/web (${cluster_ip:-no cluster IP}) with a backend on each node" \
   test -n "$cluster_ip" -a -n "$endpoints"
 
+# The name first, with dig against the pod's resolv.conf: a failure here is the cluster DNS's,
+# not the service's.
+first=${names%%$'\n'*}
+service_resolves() {
+  local answer
+  answer=$(on "$first" "ip netns exec $POD dig +short +search +time=2 +tries=1 web") || return 1
+  [ "$answer" = "$cluster_ip" ] || { echo "dig web from the pod answered '$answer', not $cluster_ip"; return 1; }
+}
+[ -z "$cluster_ip" ] || check "web resolves to $cluster_ip in the pod on $first (dig, the node's cluster DNS)" \
+  retry 30 service_resolves
+
 # Every backend answers http://web/ from the first node's pod: by name
 # through the node's cluster DNS, to the cluster IP, balanced by the
 # programs to a pod on either VM.
-first=${names%%$'\n'*}
 service_answers() {
   local answers n
   answers=$(on "$first" "for i in \$(seq 20); do ip netns exec $POD curl -s --max-time 3 http://web/ || true; done")

@@ -248,6 +248,8 @@ cmd_check() {
 
 cmd_test() {
   local rc=0
+  # From nothing, whatever an interrupted earlier run left.
+  cmd_down
   trap cmd_down EXIT
   cmd_up || { log "up failed"; echo "0 passed, 1 failed"; exit 1; }
   cmd_check || rc=$?

@@ -117,6 +117,17 @@ fn builds_the_node_devices_and_adopts_them_on_a_second_run() {
         .output()
         .expect("read sysctl");
     assert_eq!(String::from_utf8_lossy(&forward.stdout).trim(), "1");
+
+    // The veths' MACs are the layout's and marked as set by their creator (addr_assign_type 3,
+    // NET_ADDR_SET), which systemd-udevd's MACAddressPolicy=persistent leaves alone: a random
+    // one (0) it replaces after the agent has read it, and pods then reach no gateway.
+    let [tun0_mac, tun0_br_mac] = layout().tun0_macs();
+    assert_eq!((second.tun0.mac, second.tun0_br.mac), (tun0_mac, tun0_br_mac));
+    for device in ["tun0", "tun0-br", "vlinuxbr", "vovsbr"] {
+        let path = format!("/sys/class/net/{device}/addr_assign_type");
+        let out = Command::new("ip").args(["netns", "exec", &ns.0, "cat", &path]).output().expect("read sysfs");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3", "{device}'s MAC is not marked as set");
+    }
 }
 
 #[test]

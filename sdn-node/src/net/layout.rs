@@ -68,6 +68,21 @@ impl NodeLayout {
     pub fn prefix(&self) -> u8 {
         self.subnet.prefix()
     }
+
+    /// The MACs of `tun0` and `tun0-br`: a pod's pair's scheme (`0a:58:<ip>` inside,
+    /// `0a:59:<ip>` on the bridge) for the gateway address, which no pod has. Fixed, not
+    /// random, so that they stay what the agent wrote into the programs' configuration.
+    pub fn tun0_macs(&self) -> [[u8; 6]; 2] {
+        let [a, b, c, d] = self.gateway.octets();
+        [[0x0a, 0x58, a, b, c, d], [0x0a, 0x59, a, b, c, d]]
+    }
+
+    /// The MACs of `vlinuxbr` and `vovsbr`, the link between `lbr0` and `br0`, in the same
+    /// locally administered range as `tun0_macs`, one step further.
+    pub fn vlinuxbr_macs(&self) -> [[u8; 6]; 2] {
+        let [a, b, c, d] = self.gateway.octets();
+        [[0x0a, 0x5a, a, b, c, d], [0x0a, 0x5b, a, b, c, d]]
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +102,19 @@ mod tests {
         assert_eq!(layout.cluster_network.to_string(), "10.1.0.0/16");
         let fixed = ClusterNetwork { mtu: Some(1400), ..Default::default() };
         assert_eq!(NodeLayout::new(&fixed, &host_subnet("10.1.7.0/24"), 9000).expect("layout").pod_mtu, 1400);
+    }
+
+    #[test]
+    fn node_veths_have_fixed_macs_from_the_gateway_address() {
+        let layout = NodeLayout::new(&ClusterNetwork::default(), &host_subnet("10.1.7.0/24"), 1500).expect("layout");
+        let [tun0, tun0_br] = layout.tun0_macs();
+        assert_eq!((tun0, tun0_br), ([0x0a, 0x58, 10, 1, 7, 1], [0x0a, 0x59, 10, 1, 7, 1]));
+        let [vlinuxbr, vovsbr] = layout.vlinuxbr_macs();
+        let all = [tun0, tun0_br, vlinuxbr, vovsbr];
+        for (i, mac) in all.iter().enumerate() {
+            assert_eq!(mac[0] & 0b11, 0b10, "{mac:02x?} is locally administered unicast");
+            assert!(all[i + 1..].iter().all(|other| other != mac), "{mac:02x?} is unique");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub async fn build(nl: &Netlink, layout: &NodeLayout) -> Result<NodeDevices, Net
     let mtu = layout.pod_mtu;
     let br0 = nl.ensure_bridge(BR0, mtu).await?;
 
-    let (tun0, tun0_br) = nl.ensure_veth(TUN0, TUN0_BR, mtu).await?;
+    let (tun0, tun0_br) = nl.ensure_veth(TUN0, TUN0_BR, mtu, layout.tun0_macs()).await?;
     nl.attach(&tun0_br, &br0).await?;
     nl.ensure_address(&tun0, layout.gateway, layout.prefix(), true).await?;
 
@@ -34,7 +34,7 @@ pub async fn build(nl: &Netlink, layout: &NodeLayout) -> Result<NodeDevices, Net
     // only); without a prefix route, so the subnet stays routed via tun0.
     let lbr0 = nl.ensure_bridge(LBR0, mtu).await?;
     nl.ensure_address(&lbr0, layout.gateway, layout.prefix(), false).await?;
-    let (vlinuxbr, vovsbr) = nl.ensure_veth(VLINUXBR, VOVSBR, mtu).await?;
+    let (vlinuxbr, vovsbr) = nl.ensure_veth(VLINUXBR, VOVSBR, mtu, layout.vlinuxbr_macs()).await?;
     nl.attach(&vlinuxbr, &lbr0).await?;
     nl.attach(&vovsbr, &br0).await?;
 

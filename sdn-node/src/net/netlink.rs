@@ -277,9 +277,29 @@ impl Netlink {
         self.settle(name, mtu).await
     }
 
-    pub async fn ensure_veth(&self, name: &str, peer: &str, mtu: u32) -> Result<(Link, Link), NetError> {
+    /// A veth pair `name`/`peer` with the MACs `macs` (`name`'s, then `peer`'s), or the pair
+    /// already there. The MACs are set at creation because systemd-udevd (its default
+    /// `MACAddressPolicy=persistent`) replaces a new device's random MAC a moment after it
+    /// appears, after the agent has read it; a MAC set by its creator it leaves alone.
+    pub async fn ensure_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        mtu: u32,
+        macs: [[u8; 6]; 2],
+    ) -> Result<(Link, Link), NetError> {
         if self.existing(name, "veth").await?.is_none() {
-            let message = LinkVeth::new(name, peer).mtu(mtu).build();
+            let peer_message = LinkMessageBuilder::<LinkUnspec>::new()
+                .name(peer.to_owned())
+                .mtu(mtu)
+                .address(macs[1].to_vec())
+                .build();
+            let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                .name(name.to_owned())
+                .mtu(mtu)
+                .address(macs[0].to_vec())
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message)))
+                .build();
             self.handle.link().add(message).execute().await.map_err(failed(format!("creating veth {name}")))?;
         }
         Ok((self.settle(name, mtu).await?, self.settle(peer, mtu).await?))
