@@ -19,9 +19,10 @@ lint: setup
 	cd ebpf && rustup run nightly cargo clippy --release -Z build-std=core --target bpfel-unknown-none -- -D warnings
 
 # Every test: style, unit tests of the pure cores, integration tests against
-# real etcd and master processes.
+# real etcd and master processes, and last the Vagrant lab.
 test: lint build fuzz-dns
 	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) test-vagrant
 
 # The DNS query path under libFuzzer for a bounded time (FUZZ_SECONDS, default 60).
 fuzz-dns: setup

@@ -230,10 +230,25 @@ The lab runs in network namespace $NS; from the host:
 EOF
 }
 
+# Destroys the VMs and what libvirt keeps of them, whether or not the lab's
+# libvirtd still runs (an interrupted run, a rebooted machine): then it is
+# started for the purpose. Driver qemu is enough to destroy.
 cmd_down() {
-  if [ -d "$STATE/dot" ] && ip netns list | grep -qx "$NS\( .*\)\?"; then
-    pid_in_ns /run/libvirtd.pid || { choose_driver && start_libvirt; }
-    in_ns vagrant destroy -f || true
+  if [ -d "$STATE/dot" ] || [ -n "$(ls /etc/libvirt/qemu/sdn-vagrant-*.xml 2>/dev/null)" ]; then
+    if ! pid_in_ns /run/libvirtd.pid; then
+      SDN_VM_DRIVER=${SDN_VM_DRIVER:-qemu}
+      start_libvirt
+    fi
+    [ ! -d "$STATE/dot" ] || in_ns vagrant destroy -f || true
+    local domain network
+    for domain in $(virsh list --all --name | grep '^sdn-vagrant-'); do
+      virsh -q destroy "$domain" >/dev/null 2>&1 || true
+      virsh -q undefine "$domain" --remove-all-storage >/dev/null 2>&1 || true
+    done
+    for network in sdn-lab sdn-vagrant-mgmt; do
+      virsh -q net-destroy "$network" >/dev/null 2>&1 || true
+      virsh -q net-undefine "$network" >/dev/null 2>&1 || true
+    done
   fi
   stop_libvirt
   rm -rf "$STATE/dot" "$STATE/stage" "$STATE/ssh_config" "$STATE"/console-*.log
