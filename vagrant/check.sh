@@ -170,5 +170,16 @@ done
 [ -z "$cluster_ip" ] || check "sdn-node flows on $first counts packets to the cluster IP" \
   flows_count "$first" "table=service.*nw_dst=$cluster_ip"
 
+# libvirt names its bridges virbr* and the VMs' taps vnet*: none may be in the
+# machine's own network namespace, only in the lab's.
+root_namespace_untouched() {
+  local ours theirs
+  ours=$(ip -o link show | awk -F': ' '$2 ~ /^(virbr|vnet)/ {print $2}')
+  [ -z "$ours" ] || { echo "in the machine's own network namespace: $ours"; return 1; }
+  theirs=$(ip netns exec "$NS" ip -o link show | awk -F': ' '$2 ~ /^(virbr|vnet)/' | wc -l)
+  [ "$theirs" -gt 0 ] || { echo "no bridge or tap in $NS either: is this the lab?"; return 1; }
+}
+check "the VMs' bridges and taps are in namespace $NS, none in the machine's own" root_namespace_untouched
+
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -2,6 +2,8 @@
 # The Vagrant lab, driven from the host (see README.md beside this file):
 #
 #   lab.sh box     build the box from Debian packages, once (cached)
+#   lab.sh stage   stage the host's binaries and the lab's certificates only
+#                  (for running Vagrant by hand, see README.md)
 #   lab.sh up      box, stage the host's binaries and the lab's certificates,
 #                  start libvirtd in the lab's network namespace, vagrant up
 #   lab.sh check   check the running lab from outside the VMs
@@ -271,7 +273,12 @@ cmd_test() {
   exit "$rc"
 }
 
+cmd_stage() {
+  stage
+  log "staged in $STATE/stage"
+}
+
 case ${1-} in
-  box | up | check | down | test) "cmd_$1" ;;
-  *) die "usage: $0 box|up|check|down|test" ;;
+  box | stage | up | check | down | test) "cmd_$1" ;;
+  *) die "usage: $0 box|stage|up|check|down|test" ;;
 esac
