@@ -13,6 +13,7 @@ build: setup
 	$(CARGO) build --workspace --bins
 
 lint: setup
+	shellcheck -S warning scripts/*.sh vagrant/*.sh vagrant/box/*.sh .ci/run
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	cd ebpf && rustup run nightly cargo fmt --all -- --check

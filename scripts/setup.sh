@@ -19,6 +19,8 @@ PACKAGES=(
   # their test image is made of
   podman runc containerd busybox-static
   procps psmisc curl jq
+  # make lint checks the shell scripts too
+  shellcheck
 )
 
 log() { printf 'setup: %s\n' "$*"; }

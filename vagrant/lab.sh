@@ -152,8 +152,7 @@ start_libvirt() {
     [ "$SDN_VM_DRIVER" = kvm ] || [ ! -e /dev/kvm ] || mask='mount --bind /dev/null /dev/kvm && '
     in_ns sh -c "${mask}exec libvirtd -d -f '$STATE/libvirtd.conf'"
   fi
-  local i
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     virsh version >/dev/null 2>&1 && break
     sleep 0.2
   done

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Runs inside the box's root file system (mmdebstrap's customize hook, as
 # `chroot ROOTFS sh -s`): makes it a Vagrant box that boots straight from
 # libvirt's <kernel> with its root on /dev/vda.
