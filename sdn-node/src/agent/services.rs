@@ -2,12 +2,16 @@
 //! core (`crate::services`) says which frontends and backends there should be, this shell
 //! writes what differs from what it wrote last. Frontend ids survive a restart (they are read
 //! back from the pinned map), so tracked connections keep theirs.
+//!
+//! A sync decodes only the services whose record or endpoints changed since the last one, and
+//! makes their frontends again. Decoding all 10,000 services with their endpoints on every
+//! event made most of the agent's memory churn (glibc kept the pages) and CPU per event.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use sdn_cluster::Keys;
-use sdn_cluster::informer::Informer;
+use sdn_cluster::informer::{Cache, Entry, Informer};
 use sdn_cluster::services::{Endpoints, Service};
 use sdn_cluster::store::decode;
 use sdn_ebpf_common::ServiceKey;
@@ -15,7 +19,7 @@ use sdn_ebpf_common::ServiceKey;
 use crate::bpf::services::{backend_value, frontend_key, marker_key};
 use crate::bpf::{BpfError, Dataplane, ip_key};
 use crate::maps::FlowMaps;
-use crate::services::{self, Table};
+use crate::services::{self, Frontend, ServicePort, Table};
 
 /// What the maps hold, as this agent wrote (or found) it.
 pub struct ServiceSync {
@@ -25,6 +29,16 @@ pub struct ServiceSync {
     markers: BTreeSet<u32>,
     /// The table last written; empty after a start, so the first sync writes every frontend.
     written: Table,
+    /// The mod revisions of the records `written` was made from, by `<namespace>/<name>`.
+    /// Empty whenever `written` is.
+    loaded: HashMap<Box<str>, Loaded>,
+    /// Flips on every sync that compares revisions: a loaded record that the last one did not
+    /// see is gone.
+    pass: bool,
+    /// Some record is not at the key of its own namespace and name, or two services ask for
+    /// one frontend: a record then decides more than its own service's frontends, so every
+    /// sync reads all of them, as `services::wanted` defines the table.
+    entangled: bool,
     /// The informer revision of the last sync: nothing can have changed while it stands.
     synced_revision: i64,
     /// The fingerprints of `services/` and `endpoints/` the last sync read: nothing to do while
@@ -32,6 +46,40 @@ pub struct ServiceSync {
     seen: Option<((usize, i64), (usize, i64))>,
     /// Records already logged as unreadable or unsupported, so each is logged once.
     reported: BTreeSet<String>,
+}
+
+/// The revisions of one service's records that were loaded ([`NONE`]: no record), each with
+/// the pass that saw it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Loaded {
+    service: (i64, bool),
+    endpoints: (i64, bool),
+}
+
+/// No record: etcd's revisions start at 1.
+const NONE: i64 = 0;
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Service,
+    Endpoints,
+}
+
+impl Loaded {
+    fn record(&mut self, kind: Kind) -> &mut (i64, bool) {
+        match kind {
+            Kind::Service => &mut self.service,
+            Kind::Endpoints => &mut self.endpoints,
+        }
+    }
+}
+
+/// What a sync read from the cache.
+enum Update {
+    /// Every record: the table is made again from them.
+    All { services: Vec<Service>, endpoints: Vec<Endpoints> },
+    /// The services named (`<namespace>/<name>`) changed; `table` is all their frontends now.
+    Some { services: BTreeSet<String>, table: Table },
 }
 
 impl Default for ServiceSync {
@@ -43,10 +91,17 @@ impl Default for ServiceSync {
 impl ServiceSync {
     /// Maps that hold nothing yet (a simulated agent's).
     pub fn new() -> Self {
+        Self::holding(HashMap::new(), BTreeSet::new())
+    }
+
+    fn holding(frontends: HashMap<ServiceKey, (u32, u32)>, markers: BTreeSet<u32>) -> Self {
         Self {
-            frontends: HashMap::new(),
-            markers: BTreeSet::new(),
+            frontends,
+            markers,
             written: Table::new(),
+            loaded: HashMap::new(),
+            pass: false,
+            entangled: false,
             synced_revision: -1,
             seen: None,
             reported: BTreeSet::new(),
@@ -64,14 +119,7 @@ impl ServiceSync {
                 frontends.insert(key, (entry.id, entry.count));
             }
         }
-        Ok(Self {
-            frontends,
-            markers,
-            written: Table::new(),
-            synced_revision: -1,
-            seen: None,
-            reported: BTreeSet::new(),
-        })
+        Ok(Self::holding(frontends, markers))
     }
 
     /// Brings the maps in line with the records in the informer's cache. Returns the number of
@@ -82,7 +130,7 @@ impl ServiceSync {
         keys: &Keys,
         dataplane: &mut impl FlowMaps,
     ) -> Result<(usize, usize), BpfError> {
-        let (services, endpoints) = {
+        let update = {
             let cache = informer.read();
             if cache.revision() == self.synced_revision {
                 return Ok(self.counts());
@@ -94,17 +142,9 @@ impl ServiceSync {
                 return Ok(self.counts());
             }
             self.seen = Some(seen);
-            let services: Vec<Service> = self.readable(cache.range(&service_dir));
-            let endpoints: Vec<Endpoints> = self.readable(cache.range(&endpoints_dir));
-            (services, endpoints)
+            self.read(&cache, &service_dir, &endpoints_dir)
         };
-        let wanted = services::wanted(&services, &endpoints);
-        for port in &wanted.unsupported {
-            if self.reported.insert(format!("unsupported {port}")) {
-                tracing::warn!("service port {port} is not load-balanced: only TCP and UDP on IPv4 cluster IPs are");
-            }
-        }
-        if let Err(err) = self.write(&wanted.table, dataplane) {
+        if let Err(err) = self.apply(update, dataplane) {
             // The next sync tries again, whether or not anything changes meanwhile.
             (self.synced_revision, self.seen) = (-1, None);
             return Err(err);
@@ -112,32 +152,185 @@ impl ServiceSync {
         Ok(self.counts())
     }
 
-    fn readable<'a, T: serde::de::DeserializeOwned>(
-        &mut self,
-        records: impl Iterator<Item = (&'a str, &'a sdn_cluster::informer::Entry)>,
-    ) -> Vec<T> {
-        records
-            .filter_map(|(key, entry)| match decode::<T>(key, &entry.value) {
-                Ok(record) => Some(record),
-                Err(err) => {
-                    if self.reported.insert(format!("{key}@{}", entry.mod_revision)) {
-                        tracing::warn!("services skip a record: {err}");
-                    }
-                    None
-                }
-            })
-            .collect()
+    /// What changed in the cache since the last sync, or every record when that cannot tell.
+    fn read(&mut self, cache: &Cache, service_dir: &str, endpoints_dir: &str) -> Update {
+        if !self.entangled
+            && let Some(update) = self.read_changed(cache, service_dir, endpoints_dir)
+        {
+            return update;
+        }
+        self.read_all(cache, service_dir, endpoints_dir)
     }
 
-    fn write(&mut self, wanted: &Table, dataplane: &mut impl FlowMaps) -> Result<(), BpfError> {
-        let changes = services::diff(&self.written, wanted);
+    /// The services whose records changed, with their frontends now; `None` when some record
+    /// is not at its own key or a frontend would be another service's too.
+    fn read_changed(&mut self, cache: &Cache, service_dir: &str, endpoints_dir: &str) -> Option<Update> {
+        self.pass = !self.pass;
+        let pass = self.pass;
+        let mut changed = BTreeSet::new();
+        for (dir, kind) in [(service_dir, Kind::Service), (endpoints_dir, Kind::Endpoints)] {
+            for (key, entry) in cache.range(dir) {
+                let id = record_id(key, dir)?;
+                if self.load(id, kind, entry.mod_revision, pass) {
+                    changed.insert(id.to_owned());
+                }
+            }
+        }
+        self.loaded.retain(|id, loaded| {
+            for kind in [Kind::Service, Kind::Endpoints] {
+                let (revision, seen) = loaded.record(kind);
+                if *revision != NONE && *seen != pass {
+                    *revision = NONE;
+                    changed.insert(id.to_string());
+                }
+            }
+            loaded.service.0 != NONE || loaded.endpoints.0 != NONE
+        });
+        let mut table = Table::new();
+        for id in &changed {
+            let service: Option<Service> = self.record(cache, service_dir, id);
+            let endpoints: Option<Endpoints> = self.record(cache, endpoints_dir, id);
+            let elsewhere = |namespace: &str, name: &str| id.split_once('/') != Some((namespace, name));
+            if service.as_ref().is_some_and(|s| elsewhere(&s.namespace, &s.name))
+                || endpoints.as_ref().is_some_and(|e| elsewhere(&e.namespace, &e.name))
+            {
+                return None;
+            }
+            let part = services::wanted(service.as_slice(), endpoints.as_slice());
+            self.report(&part.unsupported);
+            for (frontend, port) in part.table {
+                let theirs = |owner: &ServicePort| owner.service != *id && !changed.contains(&owner.service);
+                if table.contains_key(&frontend) || self.written.get(&frontend).is_some_and(theirs) {
+                    return None;
+                }
+                table.insert(frontend, port);
+            }
+        }
+        Some(Update::Some { services: changed, table })
+    }
+
+    /// Every record; notes whether the table they make can be followed one service at a time.
+    fn read_all(&mut self, cache: &Cache, service_dir: &str, endpoints_dir: &str) -> Update {
+        self.loaded.clear();
+        let mut at_own_keys = true;
+        let mut services = Vec::new();
+        for (key, entry) in cache.range(service_dir) {
+            let service: Option<Service> = self.decode(key, entry);
+            let names = service.as_ref().map(|s| (s.namespace.as_str(), s.name.as_str()));
+            at_own_keys &= self.load_at(service_dir, key, names, Kind::Service, entry.mod_revision);
+            services.extend(service);
+        }
+        let mut endpoints = Vec::new();
+        for (key, entry) in cache.range(endpoints_dir) {
+            let record: Option<Endpoints> = self.decode(key, entry);
+            let names = record.as_ref().map(|e| (e.namespace.as_str(), e.name.as_str()));
+            at_own_keys &= self.load_at(endpoints_dir, key, names, Kind::Endpoints, entry.mod_revision);
+            endpoints.extend(record);
+        }
+        self.entangled = !at_own_keys;
+        Update::All { services, endpoints }
+    }
+
+    /// Notes the revision of `key`'s record (named `names`, when readable); whether the key is
+    /// that of its namespace and name.
+    fn load_at(&mut self, dir: &str, key: &str, names: Option<(&str, &str)>, kind: Kind, revision: i64) -> bool {
+        let Some(id) = record_id(key, dir) else { return false };
+        self.load(id, kind, revision, self.pass);
+        names.is_none_or(|names| id.split_once('/') == Some(names))
+    }
+
+    /// Notes that the record of `kind` of service `id` is at `revision`, seen in `pass`; whether
+    /// that is another revision than the one loaded.
+    fn load(&mut self, id: &str, kind: Kind, revision: i64, pass: bool) -> bool {
+        // Looked up before inserting: a key is allocated only for a service not seen before.
+        if !self.loaded.contains_key(id) {
+            self.loaded.insert(id.into(), Loaded::default());
+        }
+        let Some(loaded) = self.loaded.get_mut(id) else { return true };
+        let record = loaded.record(kind);
+        let changed = record.0 != revision;
+        *record = (revision, pass);
+        changed
+    }
+
+    /// The record of `kind` at `<dir><id>`, if there is one and it can be read.
+    fn record<T: serde::de::DeserializeOwned>(&mut self, cache: &Cache, dir: &str, id: &str) -> Option<T> {
+        let key = format!("{dir}{id}");
+        let entry = cache.get(&key)?;
+        self.decode(&key, entry)
+    }
+
+    /// `key`'s record, logged once per revision when it cannot be read.
+    fn decode<T: serde::de::DeserializeOwned>(&mut self, key: &str, entry: &Entry) -> Option<T> {
+        match decode::<T>(key, &entry.value) {
+            Ok(record) => Some(record),
+            Err(err) => {
+                if self.reported.insert(format!("{key}@{}", entry.mod_revision)) {
+                    tracing::warn!("services skip a record: {err}");
+                }
+                None
+            }
+        }
+    }
+
+    fn report(&mut self, unsupported: &[String]) {
+        for port in unsupported {
+            if self.reported.insert(format!("unsupported {port}")) {
+                tracing::warn!("service port {port} is not load-balanced: only TCP and UDP on IPv4 cluster IPs are");
+            }
+        }
+    }
+
+    /// Writes what `update` changes in the table.
+    fn apply(&mut self, update: Update, dataplane: &mut impl FlowMaps) -> Result<(), BpfError> {
+        let (upsert, wanted) = match update {
+            Update::All { services, endpoints } => {
+                let wanted = services::wanted(&services, &endpoints);
+                self.report(&wanted.unsupported);
+                self.entangled |= !wanted.shared.is_empty();
+                (services::diff(&self.written, &wanted.table).upsert, wanted.table)
+            }
+            Update::Some { services, table } => {
+                let upsert: Vec<(Frontend, ServicePort)> = table
+                    .iter()
+                    .filter(|(frontend, port)| self.written.get(frontend) != Some(port))
+                    .map(|(frontend, port)| (*frontend, port.clone()))
+                    .collect();
+                let mut wanted = std::mem::take(&mut self.written);
+                wanted.retain(|_, port| !services.contains(&port.service));
+                wanted.extend(table);
+                (upsert, wanted)
+            }
+        };
+        match self.write(&upsert, &wanted, dataplane) {
+            Ok(()) => {
+                self.written = wanted;
+                Ok(())
+            }
+            Err(err) => {
+                // The maps hold some of the table: the next sync reads every record again and
+                // writes every frontend.
+                self.written = Table::new();
+                self.loaded.clear();
+                Err(err)
+            }
+        }
+    }
+
+    /// Writes `upsert` and removes what `wanted` (the table once written) no longer has.
+    fn write(
+        &mut self,
+        upsert: &[(Frontend, ServicePort)],
+        wanted: &Table,
+        dataplane: &mut impl FlowMaps,
+    ) -> Result<(), BpfError> {
         // New cluster IPs are marked before their frontends exist, old ones after theirs went.
         let wanted_ips: BTreeSet<u32> = wanted.keys().map(|frontend| ip_key(frontend.ip)).collect();
         for ip in wanted_ips.difference(&self.markers.clone()) {
             dataplane.write_marker(Ipv4Addr::from(ip.to_ne_bytes()))?;
             self.markers.insert(*ip);
         }
-        for (frontend, port) in &changes.upsert {
+        for (frontend, port) in upsert {
             let key = frontend_key(frontend);
             let (id, old_count) = match self.frontends.get(&key) {
                 Some(&(id, count)) => (id, count),
@@ -160,7 +353,6 @@ impl ServiceSync {
             dataplane.remove_frontend(marker_key(Ipv4Addr::from(ip.to_ne_bytes())), 0, 0)?;
             self.markers.remove(ip);
         }
-        self.written = wanted.clone();
         Ok(())
     }
 
@@ -172,5 +364,138 @@ impl ServiceSync {
 
     fn counts(&self) -> (usize, usize) {
         (self.frontends.len(), self.frontends.values().map(|(_, count)| *count as usize).sum())
+    }
+}
+
+/// The `<namespace>/<name>` of the record at `key` under `dir`, if that is all the key holds.
+fn record_id<'a>(key: &'a str, dir: &str) -> Option<&'a str> {
+    let id = key.strip_prefix(dir)?;
+    let (namespace, name) = id.split_once('/')?;
+    (!namespace.is_empty() && !name.is_empty() && !name.contains('/')).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::maps::MemoryMaps;
+
+    const SERVICES: &str = "/sdn/services/";
+    const ENDPOINTS: &str = "/sdn/endpoints/";
+
+    fn service(namespace: &str, name: &str, ip: &str, port: u16) -> String {
+        format!(
+            r#"{{"namespace":"{namespace}","name":"{name}","clusterIP":"{ip}","ports":[{{"name":"http","port":{port}}}]}}"#
+        )
+    }
+
+    fn endpoints(namespace: &str, name: &str, ips: &[&str]) -> String {
+        let addresses: Vec<String> = ips.iter().map(|ip| format!(r#"{{"ip":"{ip}"}}"#)).collect();
+        format!(
+            r#"{{"namespace":"{namespace}","name":"{name}","addresses":[{}],"ports":[{{"name":"http","port":8080}}]}}"#,
+            addresses.join(",")
+        )
+    }
+
+    /// The records of a cluster, as the informer's cache would hold them after `revision`.
+    #[derive(Default)]
+    struct Records {
+        entries: BTreeMap<String, Entry>,
+        revision: i64,
+    }
+
+    impl Records {
+        fn put(&mut self, key: &str, value: &str) {
+            self.revision += 1;
+            let entry = Entry { value: value.as_bytes().to_vec(), create_revision: self.revision, mod_revision: self.revision };
+            self.entries.insert(key.to_owned(), entry);
+        }
+
+        fn delete(&mut self, key: &str) {
+            self.revision += 1;
+            self.entries.remove(key);
+        }
+
+        fn cache(&self) -> Cache {
+            self.entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
+
+        /// The table of every readable record, made at once.
+        fn wanted(&self) -> Table {
+            fn readable<T: serde::de::DeserializeOwned>(records: &Records, dir: &str) -> Vec<T> {
+                let under = records.entries.iter().filter(|(key, _)| key.starts_with(dir));
+                under.filter_map(|(key, entry)| decode(key, &entry.value).ok()).collect()
+            }
+            services::wanted(&readable(self, SERVICES), &readable(self, ENDPOINTS)).table
+        }
+    }
+
+    /// What the maps hold, frontend by frontend: backends (ids depend on the order of writes).
+    fn held(maps: &MemoryMaps) -> BTreeMap<(u32, u16, u8), Vec<(u32, u16)>> {
+        let frontends = maps.frontends.iter();
+        let backends = |b: &[sdn_ebpf_common::Backend]| b.iter().map(|b| (b.ip, b.port)).collect();
+        frontends.map(|(key, (_, b, _))| ((key.ip, key.port, key.protocol), backends(b))).collect()
+    }
+
+    fn sync(services: &mut ServiceSync, records: &Records, maps: &mut MemoryMaps) {
+        let update = services.read(&records.cache(), SERVICES, ENDPOINTS);
+        services.apply(update, maps).expect("memory maps");
+    }
+
+    #[test]
+    fn following_changes_gives_the_maps_a_fresh_agent_writes() {
+        let mut records = Records::default();
+        let (mut following, mut maps) = (ServiceSync::new(), MemoryMaps::default());
+        let mut step = |records: &Records, what: &str| {
+            sync(&mut following, records, &mut maps);
+            assert_eq!(following.written, records.wanted(), "{what}");
+            let (mut fresh, mut fresh_maps) = (ServiceSync::new(), MemoryMaps::default());
+            sync(&mut fresh, records, &mut fresh_maps);
+            assert_eq!(held(&maps), held(&fresh_maps), "{what}");
+            following.entangled
+        };
+        for i in 0..20 {
+            records.put(&format!("{SERVICES}ns/s{i}"), &service("ns", &format!("s{i}"), &format!("172.30.0.{i}"), 80));
+            records.put(&format!("{ENDPOINTS}ns/s{i}"), &endpoints("ns", &format!("s{i}"), &[&format!("10.1.0.{i}")]));
+        }
+        assert!(!step(&records, "the first records"));
+        records.put(&format!("{ENDPOINTS}ns/s3"), &endpoints("ns", "s3", &["10.1.1.1", "10.1.1.2"]));
+        records.put(&format!("{SERVICES}ns/s4"), &service("ns", "s4", "172.30.0.4", 81));
+        assert!(!step(&records, "endpoints and a port changed"));
+        records.delete(&format!("{SERVICES}ns/s5"));
+        records.delete(&format!("{ENDPOINTS}ns/s6"));
+        records.put(&format!("{ENDPOINTS}ns/new"), &endpoints("ns", "new", &["10.1.2.1"]));
+        assert!(!step(&records, "a service gone, endpoints gone, endpoints before their service"));
+        records.put(&format!("{SERVICES}ns/new"), &service("ns", "new", "172.30.0.99", 80));
+        records.put(&format!("{SERVICES}ns/bad"), "{not json");
+        assert!(!step(&records, "the service after its endpoints, an unreadable record"));
+
+        // Two services on one frontend: the later key's wins, and whichever changes, the other
+        // may get it back.
+        records.put(&format!("{SERVICES}ns/twin"), &service("ns", "twin", "172.30.0.7", 80));
+        assert!(step(&records, "a frontend asked for twice"));
+        records.put(&format!("{ENDPOINTS}ns/twin"), &endpoints("ns", "twin", &["10.1.3.1"]));
+        assert!(step(&records, "its endpoints"));
+        records.delete(&format!("{SERVICES}ns/twin"));
+        assert!(!step(&records, "the frontend is the first one's again"));
+        records.put(&format!("{SERVICES}ns/s8"), &service("ns", "s8", "172.30.0.9", 80));
+        assert!(step(&records, "a port moved onto another service's"));
+        records.put(&format!("{SERVICES}ns/s8"), &service("ns", "s8", "172.30.0.8", 80));
+        assert!(!step(&records, "and back"));
+
+        // A record at a key that is not its name's.
+        records.put(&format!("{ENDPOINTS}ns/s9"), &endpoints("ns", "s10", &["10.1.4.1"]));
+        assert!(step(&records, "endpoints at another service's key"));
+        records.put(&format!("{ENDPOINTS}ns/s9"), &endpoints("ns", "s9", &["10.1.4.1"]));
+        assert!(!step(&records, "put right"));
+        records.put(&format!("{SERVICES}odd/key/deep"), &service("odd", "key", "172.30.0.50", 80));
+        assert!(step(&records, "a key below a service's"));
+        records.delete(&format!("{SERVICES}odd/key/deep"));
+        for i in 0..20 {
+            records.delete(&format!("{SERVICES}ns/s{i}"));
+        }
+        assert!(!step(&records, "most services gone"));
+        assert_eq!(maps.frontends.len(), 2 * following.written.len(), "a marker each");
     }
 }
