@@ -103,9 +103,7 @@ stage() {
   mkdir -p "$bins"
   for b in sdn-master sdnctl sdn-node sdn-cni; do
     # Stripped: a quarter of the size, and the VMs have no use for the symbols.
-    if [ ! -f "$bins/$b" ] || [ "$repo/target/release/$b" -nt "$bins/$b" ]; then
-      strip -o "$bins/$b" "$repo/target/release/$b"
-    fi
+    strip -o "$bins/$b" "$repo/target/release/$b"
   done
   make_pki
   local pki=$STATE/pki work

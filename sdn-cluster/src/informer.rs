@@ -135,6 +135,19 @@ impl Cache {
     }
 }
 
+impl FromIterator<(String, Entry)> for Cache {
+    /// A cache holding `entries`, at the newest revision among them: what a reader of the
+    /// cache sees, without etcd (readers' tests).
+    fn from_iter<I: IntoIterator<Item = (String, Entry)>>(entries: I) -> Self {
+        let mut cache = Self::default();
+        for (key, entry) in entries {
+            cache.revision = cache.revision.max(entry.mod_revision);
+            cache.put(key, entry);
+        }
+        cache
+    }
+}
+
 struct Shared {
     cache: RwLock<Cache>,
     /// How many of the watch streams are connected.

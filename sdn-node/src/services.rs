@@ -47,6 +47,8 @@ pub struct Wanted {
     pub table: Table,
     /// `<namespace>/<name>:<port>` of ports left out: SCTP or an IPv6 cluster IP.
     pub unsupported: Vec<String>,
+    /// Frontends that more than one service asks for; the table has the last one's port.
+    pub shared: Vec<Frontend>,
 }
 
 /// The frontends of `services`, with the ready IPv4 backends of their `endpoints`. Headless
@@ -71,7 +73,9 @@ pub fn wanted(services: &[Service], endpoints: &[Endpoints]) -> Wanted {
             let backends = endpoints.map_or_else(Vec::new, |e| backends(port, service.ports.len(), e));
             let affinity = service.affinity_timeout();
             let port = ServicePort { service: name.clone(), port_name: port.name.clone(), backends, affinity };
-            wanted.table.insert(frontend, port);
+            if wanted.table.insert(frontend, port).is_some_and(|earlier| earlier.service != name) {
+                wanted.shared.push(frontend);
+            }
         }
     }
     wanted
@@ -233,6 +237,16 @@ mod tests {
         assert_eq!(wanted.table.len(), 1);
         assert!(wanted.table[&frontend("172.30.0.2", Protocol::Tcp, 80)].backends.is_empty());
         assert_eq!(wanted.unsupported, ["shop/sctp:9", "shop/six:80"]);
+    }
+
+    #[test]
+    fn a_frontend_two_services_ask_for_is_the_later_ones() {
+        let ports = || vec![port("http", 80, Protocol::Tcp), port("http", 80, Protocol::Tcp)];
+        let services = [service("a", Some("172.30.0.1"), ports()), service("b", Some("172.30.0.1"), ports())];
+        let wanted = wanted(&services, &[]);
+        assert_eq!(wanted.table[&frontend("172.30.0.1", Protocol::Tcp, 80)].service, "shop/b");
+        assert_eq!(wanted.shared, [frontend("172.30.0.1", Protocol::Tcp, 80)], "a service's own port twice is not shared");
+        assert!(super::wanted(&services[..1], &[]).shared.is_empty());
     }
 
     #[test]
