@@ -20,7 +20,9 @@ use crate::etcd::{Backoff, concise};
 /// One key's value and revisions, as etcd reported them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub value: Vec<u8>,
+    /// Boxed, as the key is: a cache holds tens of thousands of entries, and a vector's
+    /// capacity would be 8 bytes more of each (16 with a `String` key) in every map node.
+    pub value: Box<[u8]>,
     pub create_revision: i64,
     pub mod_revision: i64,
 }
@@ -28,7 +30,7 @@ pub struct Entry {
 /// The cached keys and the etcd revision they reflect.
 #[derive(Debug, Default)]
 pub struct Cache {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<Box<str>, Entry>,
     revision: i64,
     /// Per directory (every prefix of a key that ends in `/`): its entries' count and newest
     /// mod revision, kept as entries come and go, so [`Cache::fingerprint`] of a directory is
@@ -77,7 +79,7 @@ impl Cache {
 
     fn put(&mut self, key: String, entry: Entry) {
         let revision = entry.mod_revision;
-        let new = self.entries.insert(key.clone(), entry).is_none();
+        let new = self.entries.insert(key.as_str().into(), entry).is_none();
         for dir in Self::dirs_of(&key) {
             match self.dirs.get_mut(dir) {
                 Some((count, newest)) => {
@@ -110,7 +112,7 @@ impl Cache {
         self.entries
             .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.as_str(), v))
+            .map(|(k, v)| (&**k, v))
     }
 
     fn upsert(&mut self, kv: &KeyValue) {
@@ -120,11 +122,7 @@ impl Cache {
         };
         self.put(
             key.to_owned(),
-            Entry {
-                value: kv.value().to_vec(),
-                create_revision: kv.create_revision(),
-                mod_revision: kv.mod_revision(),
-            },
+            Entry { value: kv.value().into(), create_revision: kv.create_revision(), mod_revision: kv.mod_revision() },
         );
     }
 
@@ -385,7 +383,7 @@ mod tests {
     use super::*;
 
     fn entry(rev: i64) -> Entry {
-        Entry { value: vec![], create_revision: rev, mod_revision: rev }
+        Entry { value: Box::default(), create_revision: rev, mod_revision: rev }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use hickory_proto::rr::rdata::{A, AAAA, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::SCHEMA_VERSION;
-use crate::index::{EndpointLabel, Entry, Index, PtrOwner};
+use crate::index::{EndpointLabel, Entry, Index};
 use crate::names::{Relative, absolute, parse_dashed, relative};
 use crate::reverse::{self, Place, Reverse};
 
@@ -97,7 +97,7 @@ fn forward_node(index: &Index, labels: &[String]) -> Option<Node> {
         }
         ["endpoints", ns, svc] => {
             let ready = index.matching(ns, svc).into_iter().filter(|(_, entry)| entry.service.is_some());
-            addresses(ready.flat_map(|(_, entry)| entry.endpoints.iter().map(|e| e.ip)))
+            addresses(ready.flat_map(|(_, entry)| entry.endpoints.ips()))
         }
         _ => None,
     }
@@ -113,7 +113,7 @@ fn addresses(ips: impl Iterator<Item = IpAddr>) -> Option<Node> {
 fn service_addresses(entry: &Entry) -> Vec<IpAddr> {
     match entry.service.as_ref().and_then(|s| s.cluster_ip) {
         Some(ip) => vec![ip],
-        None => entry.endpoints.iter().map(|e| e.ip).collect(),
+        None => entry.endpoints.ips().collect(),
     }
 }
 
@@ -131,7 +131,7 @@ fn below_service(index: &Index, ns: &str, svc: &str, label: &str) -> Option<Node
     let ips: Vec<IpAddr> = entry
         .endpoints
         .iter()
-        .filter(|ep| match entry.label_of(ep) {
+        .filter(|ep| match entry.label_of(*ep) {
             EndpointLabel::Hostname(hostname) => hostname == label,
             EndpointLabel::Dashed(ip) => addresses.contains(&ip),
         })
@@ -158,7 +158,7 @@ fn srv_targets(index: &Index, key: &str, entry: &Entry, proto: &str, port: &str)
     } else {
         // Endpoints sharing a hostname share a target (whose A records list them all).
         let mut by_label: HashMap<String, usize> = HashMap::new();
-        for endpoint in &entry.endpoints {
+        for endpoint in entry.endpoints.iter() {
             let label = entry.label_of(endpoint).text();
             if let Some(&i) = by_label.get(&label) {
                 targets[i].addresses.push(endpoint.ip);
@@ -174,7 +174,8 @@ fn srv_targets(index: &Index, key: &str, entry: &Entry, proto: &str, port: &str)
 fn reverse_node(index: &Index, place: Place) -> Option<Node> {
     match place {
         Place::Address(ip) => {
-            let names: Vec<Name> = index.ptr_owners(ip).iter().filter_map(|o| ptr_target(index, o, ip)).collect();
+            let owners = index.ptr_owners(ip).into_iter();
+            let names: Vec<Name> = owners.filter_map(|(key, endpoint)| ptr_target(index, key, endpoint, ip)).collect();
             (!names.is_empty()).then_some(Node::Ptr(names))
         }
         Place::Range { apex: true, .. } => Some(Node::Apex),
@@ -183,14 +184,15 @@ fn reverse_node(index: &Index, place: Place) -> Option<Node> {
     }
 }
 
-fn ptr_target(index: &Index, owner: &PtrOwner, ip: IpAddr) -> Option<Name> {
-    let entry = index.entry_by_key(&owner.key)?;
+/// The name `ip` has as an endpoint of the service `key`, or as its cluster IP.
+fn ptr_target(index: &Index, key: &str, endpoint: bool, ip: IpAddr) -> Option<Name> {
+    let entry = index.entry_by_key(key)?;
     let zone = &index.settings.zone;
-    if owner.endpoint {
-        let endpoint = entry.endpoints.iter().find(|e| e.ip == ip)?;
-        endpoint_name(&entry.label_of(endpoint).text(), &owner.key, zone)
+    if endpoint {
+        let endpoint = entry.endpoints.find(ip)?;
+        endpoint_name(&entry.label_of(endpoint).text(), key, zone)
     } else {
-        service_name(&owner.key, zone)
+        service_name(key, zone)
     }
 }
 

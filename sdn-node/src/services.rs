@@ -26,14 +26,15 @@ pub struct Backend {
 }
 
 /// A frontend's service port and its ready backends, sorted (so the same records always give
-/// the same slots).
+/// the same slots). Boxed rather than growable: the agent keeps one for every frontend of the
+/// cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePort {
     /// `<namespace>/<name>`.
-    pub service: String,
+    pub service: Box<str>,
     /// The port's name; empty for a service's single unnamed port.
-    pub port_name: String,
-    pub backends: Vec<Backend>,
+    pub port_name: Box<str>,
+    pub backends: Box<[Backend]>,
     /// `ClientIP` session affinity: seconds a client stays on its backend.
     pub affinity: Option<u32>,
 }
@@ -70,10 +71,11 @@ pub fn wanted(services: &[Service], endpoints: &[Endpoints]) -> Wanted {
                 }
             };
             let frontend = Frontend { ip, protocol: port.protocol, port: port.port };
-            let backends = endpoints.map_or_else(Vec::new, |e| backends(port, service.ports.len(), e));
+            let backends = endpoints.map_or_else(Box::default, |e| backends(port, service.ports.len(), e));
             let affinity = service.affinity_timeout();
-            let port = ServicePort { service: name.clone(), port_name: port.name.clone(), backends, affinity };
-            if wanted.table.insert(frontend, port).is_some_and(|earlier| earlier.service != name) {
+            let port =
+                ServicePort { service: name.as_str().into(), port_name: port.name.as_str().into(), backends, affinity };
+            if wanted.table.insert(frontend, port).is_some_and(|earlier| *earlier.service != *name) {
                 wanted.shared.push(frontend);
             }
         }
@@ -82,8 +84,8 @@ pub fn wanted(services: &[Service], endpoints: &[Endpoints]) -> Wanted {
 }
 
 /// The ready IPv4 backends of `endpoints` for the service port `port` (one of `port_count`).
-fn backends(port: &Port, port_count: usize, endpoints: &Endpoints) -> Vec<Backend> {
-    let Some(target) = target_port(port, port_count, &endpoints.ports) else { return Vec::new() };
+fn backends(port: &Port, port_count: usize, endpoints: &Endpoints) -> Box<[Backend]> {
+    let Some(target) = target_port(port, port_count, &endpoints.ports) else { return Box::default() };
     let mut backends: Vec<Backend> = endpoints
         .addresses
         .iter()
@@ -95,7 +97,7 @@ fn backends(port: &Port, port_count: usize, endpoints: &Endpoints) -> Vec<Backen
         .collect();
     backends.sort_unstable();
     backends.dedup();
-    backends
+    backends.into_boxed_slice()
 }
 
 /// The endpoints port a service port maps to: the one of the same name and protocol, or the
@@ -197,10 +199,10 @@ mod tests {
         let wanted = wanted(&services, &eps);
         assert!(wanted.unsupported.is_empty());
         let http = &wanted.table[&frontend("172.30.0.1", Protocol::Tcp, 80)];
-        assert_eq!(http.service, "shop/web");
-        assert_eq!(http.backends, [backend("10.1.0.2", 8080), backend("10.1.1.2", 8080)], "ready, sorted, once");
+        assert_eq!(&*http.service, "shop/web");
+        assert_eq!(*http.backends, [backend("10.1.0.2", 8080), backend("10.1.1.2", 8080)], "ready, sorted, once");
         let dns = &wanted.table[&frontend("172.30.0.1", Protocol::Udp, 53)];
-        assert_eq!(dns.backends, [backend("10.1.0.2", 5353), backend("10.1.1.2", 5353)]);
+        assert_eq!(*dns.backends, [backend("10.1.0.2", 5353), backend("10.1.1.2", 5353)]);
         // The endpoints have no TCP port named dns: the frontend exists and refuses.
         assert!(wanted.table[&frontend("172.30.0.1", Protocol::Tcp, 53)].backends.is_empty());
         assert_eq!(wanted.table.len(), 3, "the headless service has no frontend");
@@ -211,12 +213,12 @@ mod tests {
         let services = [service("web", Some("172.30.0.1"), vec![port("", 80, Protocol::Tcp)])];
         let eps = [endpoints("web", &[("10.1.0.2", true)], vec![port("", 8080, Protocol::Tcp)])];
         assert_eq!(
-            wanted(&services, &eps).table.values().next().expect("frontend").backends,
+            *wanted(&services, &eps).table.values().next().expect("frontend").backends,
             [backend("10.1.0.2", 8080)]
         );
         let named = [endpoints("web", &[("10.1.0.2", true)], vec![port("metrics", 9090, Protocol::Tcp)])];
         assert_eq!(
-            wanted(&services, &named).table.values().next().expect("frontend").backends,
+            *wanted(&services, &named).table.values().next().expect("frontend").backends,
             [backend("10.1.0.2", 9090)]
         );
         let two =
@@ -244,8 +246,12 @@ mod tests {
         let ports = || vec![port("http", 80, Protocol::Tcp), port("http", 80, Protocol::Tcp)];
         let services = [service("a", Some("172.30.0.1"), ports()), service("b", Some("172.30.0.1"), ports())];
         let wanted = wanted(&services, &[]);
-        assert_eq!(wanted.table[&frontend("172.30.0.1", Protocol::Tcp, 80)].service, "shop/b");
-        assert_eq!(wanted.shared, [frontend("172.30.0.1", Protocol::Tcp, 80)], "a service's own port twice is not shared");
+        assert_eq!(wanted.table[&frontend("172.30.0.1", Protocol::Tcp, 80)].service, "shop/b".into());
+        assert_eq!(
+            wanted.shared,
+            [frontend("172.30.0.1", Protocol::Tcp, 80)],
+            "a service's own port twice is not shared"
+        );
         assert!(super::wanted(&services[..1], &[]).shared.is_empty());
     }
 

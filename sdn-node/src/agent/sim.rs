@@ -87,7 +87,8 @@ pub async fn simulate(
                 && fingerprint != dns_seen
             {
                 dns_seen = fingerprint;
-                let synced = feed.sync(index, cache.range(&service_dir), cache.range(&endpoints_dir));
+                let (services, endpoints) = (cache.range(&service_dir), cache.range(&endpoints_dir));
+                let synced = feed.sync(index, &service_dir, services, &endpoints_dir, endpoints);
                 if synced.changed > 0 {
                     held.dns_changed = Some(Instant::now());
                 }

@@ -110,7 +110,7 @@ mod tests {
 
     fn entry(host: &str, subnet: &str, revision: i64) -> Entry {
         let record = format!(r#"{{"host":"{host}","hostIP":"192.0.2.9","subnet":"{subnet}"}}"#);
-        Entry { value: record.into_bytes(), create_revision: revision, mod_revision: revision }
+        Entry { value: record.into_bytes().into(), create_revision: revision, mod_revision: revision }
     }
 
     #[test]

@@ -20,89 +20,139 @@ pub struct Synced {
     pub errors: Vec<String>,
 }
 
-/// The mod revision of every record loaded into the index, by key.
+/// The mod revision of every record loaded into the index, by its key below its directory (a
+/// service's and its endpoints' are `<namespace>/<name>` both): one entry holds both, and the
+/// directories are not repeated in every key (two maps of whole keys took 2 MB for 10,000
+/// services).
 #[derive(Debug, Default)]
 pub struct Feed {
-    services: HashMap<String, i64>,
-    endpoints: HashMap<String, i64>,
+    loaded: HashMap<Box<str>, [i64; 2]>,
+    /// How many records of each kind are loaded.
+    counts: [usize; 2],
 }
+
+/// A [`Feed::loaded`] revision where no record of that kind is loaded (etcd's start at 1).
+const NONE: i64 = 0;
+const SERVICE: usize = 0;
+const ENDPOINTS: usize = 1;
 
 impl Feed {
     /// Whether the index holds exactly the cached records (same keys, same revisions). A pass
     /// over the keys without the index, so answers are not held up while nothing changed.
+    /// `services` and `endpoints` are every key and entry under the directories `service_dir`
+    /// and `endpoints_dir`.
     pub fn is_current<'a>(
         &self,
+        service_dir: &str,
         services: impl Iterator<Item = (&'a str, &'a Entry)>,
+        endpoints_dir: &str,
         endpoints: impl Iterator<Item = (&'a str, &'a Entry)>,
     ) -> bool {
-        same(&self.services, services) && same(&self.endpoints, endpoints)
+        self.same(SERVICE, service_dir, services) && self.same(ENDPOINTS, endpoints_dir, endpoints)
     }
 
-    /// Brings `index` up to the cached records: `services` and `endpoints` are every key and
-    /// entry under the `services/` and `endpoints/` prefixes.
+    /// Brings `index` up to the cached records, given as for [`Feed::is_current`].
     pub fn sync<'a>(
         &mut self,
         index: &mut Index,
+        service_dir: &str,
         services: impl Iterator<Item = (&'a str, &'a Entry)>,
+        endpoints_dir: &str,
         endpoints: impl Iterator<Item = (&'a str, &'a Entry)>,
     ) -> Synced {
         let mut synced = Synced::default();
-        let gone = sync_kind(&mut self.services, services, &mut synced, |key, value| {
+        let gone = self.sync_kind(SERVICE, service_dir, services, &mut synced, |key, value| {
             let service: Service = decode(key, value).map_err(|e| e.to_string())?;
             index.upsert_service(&service).map_err(|e| format!("{key}: {e}"))
         });
         gone.iter().for_each(|(namespace, name)| index.remove_service(namespace, name));
-        let gone = sync_kind(&mut self.endpoints, endpoints, &mut synced, |key, value| {
+        let gone = self.sync_kind(ENDPOINTS, endpoints_dir, endpoints, &mut synced, |key, value| {
             let endpoints: Endpoints = decode(key, value).map_err(|e| e.to_string())?;
             index.set_endpoints(&endpoints).map_err(|e| format!("{key}: {e}"))
         });
         gone.iter().for_each(|(namespace, name)| index.remove_endpoints(namespace, name));
         synced
     }
+
+    /// The revision of the record of `kind` at `id` loaded.
+    fn revision(&self, kind: usize, id: &str) -> i64 {
+        self.loaded.get(id).map_or(NONE, |revisions| revisions[kind])
+    }
+
+    /// Whether `cached` (under `dir`) has exactly the records of `kind` loaded, at the
+    /// revisions loaded.
+    fn same<'a>(&self, kind: usize, dir: &str, cached: impl Iterator<Item = (&'a str, &'a Entry)>) -> bool {
+        let mut count = 0;
+        for (key, entry) in cached {
+            if self.revision(kind, below(key, dir)) != entry.mod_revision {
+                return false;
+            }
+            count += 1;
+        }
+        count == self.counts[kind]
+    }
+
+    /// Loads every record of `kind` whose revision changed (with `load`) and returns the
+    /// namespace and name of every loaded record that is gone, for the caller to remove.
+    fn sync_kind<'a>(
+        &mut self,
+        kind: usize,
+        dir: &str,
+        cached: impl Iterator<Item = (&'a str, &'a Entry)>,
+        synced: &mut Synced,
+        mut load: impl FnMut(&str, &[u8]) -> Result<(), String>,
+    ) -> Vec<(String, String)> {
+        let mut seen = HashSet::with_capacity(self.counts[kind]);
+        for (key, entry) in cached {
+            let id = below(key, dir);
+            seen.insert(id);
+            let loaded = self.revision(kind, id);
+            if loaded == entry.mod_revision {
+                continue;
+            }
+            synced.changed += 1;
+            // A record that cannot be read keeps whatever was loaded before for it, and is
+            // tried again when it changes.
+            if let Err(reason) = load(key, &entry.value) {
+                synced.errors.push(reason);
+            }
+            if loaded == NONE {
+                self.counts[kind] += 1;
+            }
+            match self.loaded.get_mut(id) {
+                Some(revisions) => revisions[kind] = entry.mod_revision,
+                None => {
+                    let mut revisions = [NONE; 2];
+                    revisions[kind] = entry.mod_revision;
+                    self.loaded.insert(id.into(), revisions);
+                }
+            }
+        }
+        let gone: Vec<Box<str>> = self
+            .loaded
+            .iter()
+            .filter(|(id, revisions)| revisions[kind] != NONE && !seen.contains(&***id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        synced.changed += gone.len();
+        self.counts[kind] -= gone.len();
+        gone.into_iter()
+            .filter_map(|id| {
+                if let Some(revisions) = self.loaded.get_mut(&id) {
+                    revisions[kind] = NONE;
+                    if *revisions == [NONE; 2] {
+                        self.loaded.remove(&id);
+                    }
+                }
+                id_from_key(&format!("{dir}{id}"))
+            })
+            .collect()
+    }
 }
 
-/// Whether `cached` has exactly the keys of `loaded`, at the revisions loaded.
-fn same<'a>(loaded: &HashMap<String, i64>, cached: impl Iterator<Item = (&'a str, &'a Entry)>) -> bool {
-    let mut count = 0;
-    for (key, entry) in cached {
-        if loaded.get(key) != Some(&entry.mod_revision) {
-            return false;
-        }
-        count += 1;
-    }
-    count == loaded.len()
-}
-
-/// Loads every record of one kind whose revision changed (with `load`) and returns the
-/// namespace and name of every loaded record that is gone, for the caller to remove.
-fn sync_kind<'a>(
-    loaded: &mut HashMap<String, i64>,
-    cached: impl Iterator<Item = (&'a str, &'a Entry)>,
-    synced: &mut Synced,
-    mut load: impl FnMut(&str, &[u8]) -> Result<(), String>,
-) -> Vec<(String, String)> {
-    let mut seen = HashSet::with_capacity(loaded.len());
-    for (key, entry) in cached {
-        seen.insert(key);
-        if loaded.get(key) == Some(&entry.mod_revision) {
-            continue;
-        }
-        synced.changed += 1;
-        // A record that cannot be read keeps whatever was loaded before for it, and is tried
-        // again when it changes.
-        if let Err(reason) = load(key, &entry.value) {
-            synced.errors.push(reason);
-        }
-        loaded.insert(key.to_owned(), entry.mod_revision);
-    }
-    let gone: Vec<String> = loaded.keys().filter(|key| !seen.contains(key.as_str())).cloned().collect();
-    synced.changed += gone.len();
-    gone.into_iter()
-        .filter_map(|key| {
-            loaded.remove(&key);
-            id_from_key(&key)
-        })
-        .collect()
+/// `key` without `dir`, which every cached key of the directory starts with.
+fn below<'a>(key: &'a str, dir: &str) -> &'a str {
+    key.strip_prefix(dir).unwrap_or(key)
 }
 
 /// The namespace and name of `…/<kind>/<namespace>/<name>`.
@@ -119,8 +169,11 @@ mod tests {
 
     use super::*;
 
+    const SERVICES: &str = "/sdn/services/";
+    const ENDPOINTS_DIR: &str = "/sdn/endpoints/";
+
     fn entry(json: &str, revision: i64) -> Entry {
-        Entry { value: json.as_bytes().to_vec(), create_revision: revision, mod_revision: revision }
+        Entry { value: json.as_bytes().into(), create_revision: revision, mod_revision: revision }
     }
 
     fn service(ns: &str, name: &str, ip: &str) -> String {
@@ -158,7 +211,9 @@ mod tests {
         let run = |feed: &mut Feed, index: &mut Index, services: &BTreeMap<String, Entry>| {
             feed.sync(
                 index,
+                SERVICES,
                 services.iter().map(|(k, v)| (k.as_str(), v)),
+                ENDPOINTS_DIR,
                 endpoints.iter().map(|(k, v)| (k.as_str(), v)),
             )
         };
@@ -171,7 +226,9 @@ mod tests {
 
         let current = |feed: &Feed, services: &BTreeMap<String, Entry>| {
             feed.is_current(
+                SERVICES,
                 services.iter().map(|(k, v)| (k.as_str(), v)),
+                ENDPOINTS_DIR,
                 endpoints.iter().map(|(k, v)| (k.as_str(), v)),
             )
         };

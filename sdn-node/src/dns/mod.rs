@@ -133,13 +133,15 @@ impl ClusterDns {
         let (services, endpoints) = (keys.services(), keys.endpoints());
         // Most changes are elsewhere under the prefix (pods, nodes): a look at the revisions.
         let seen = Some((cache.fingerprint(&services), cache.fingerprint(&endpoints)));
-        if seen == self.seen || self.feed.is_current(cache.range(&services), cache.range(&endpoints)) {
+        if seen == self.seen
+            || self.feed.is_current(&services, cache.range(&services), &endpoints, cache.range(&endpoints))
+        {
             self.seen = seen;
             return;
         }
         self.seen = seen;
         let mut index = self.shared.index.write().unwrap_or_else(PoisonError::into_inner);
-        let synced = self.feed.sync(&mut index, cache.range(&services), cache.range(&endpoints));
+        let synced = self.feed.sync(&mut index, &services, cache.range(&services), &endpoints, cache.range(&endpoints));
         drop(index);
         for error in &synced.errors {
             tracing::warn!("cluster DNS skips a record: {error}");

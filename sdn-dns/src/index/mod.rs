@@ -6,7 +6,10 @@
 //! labels and looked up by `<svc>.<ns>`. That holds 10,000 services with 50,000 endpoints in a
 //! few megabytes, and one etcd event touches one entry. Only PTR needs a second map, by address.
 
-use std::collections::{BTreeMap, HashMap};
+mod ptr;
+mod ready;
+
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -15,6 +18,8 @@ use sdn_cluster::{Endpoints, Port, Protocol, RecordError, Service};
 
 use crate::config::{Config, ConfigError, Settings};
 use crate::names::dashed;
+use ptr::{Ids, PtrOwner, Reverse};
+pub(crate) use ready::{Endpoint, Ready};
 
 /// A service or endpoints record the index did not take, and why. Its name then answers as if
 /// the record were absent.
@@ -43,7 +48,9 @@ pub struct Index {
     /// has one.
     namespaces: HashMap<Box<str>, u32>,
     /// Addresses with a PTR, inside the networks whose reverse names are ours.
-    reverse: BTreeMap<IpAddr, Vec<PtrOwner>>,
+    reverse: Reverse,
+    /// The entries' keys by their ids, which `reverse` holds.
+    ids: Ids,
     /// The SOA serial: bumped on every change, so it says which state an answer came from.
     serial: u32,
 }
@@ -51,18 +58,20 @@ pub struct Index {
 /// One service's records. Either may arrive first from etcd.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Entry {
+    /// Its id in [`Index::ids`] while it is in the index.
+    id: u32,
     pub service: Option<ServiceData>,
     /// Ready endpoints only (not-ready ones are never answered), each address once.
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Ready,
     /// The endpoints' named ports: a headless service's SRV records use these.
-    pub endpoint_ports: Vec<NamedPort>,
+    pub endpoint_ports: Box<[NamedPort]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServiceData {
     /// `None` for a headless service.
     pub cluster_ip: Option<IpAddr>,
-    pub ports: Vec<NamedPort>,
+    pub ports: Box<[NamedPort]>,
 }
 
 /// A port with a name: only those have SRV records.
@@ -71,20 +80,6 @@ pub(crate) struct NamedPort {
     pub name: Box<str>,
     pub port: u16,
     pub protocol: Protocol,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Endpoint {
-    pub ip: IpAddr,
-    pub hostname: Option<Box<str>>,
-}
-
-/// Who an address belongs to, for its PTR.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PtrOwner {
-    pub key: Arc<str>,
-    /// An endpoint of the service rather than its cluster IP.
-    pub endpoint: bool,
 }
 
 /// The label an endpoint is known by under its service.
@@ -116,8 +111,8 @@ impl Entry {
 
     /// A hostname names an endpoint only in a headless service (Kubernetes DNS spec 2.4.1);
     /// every other endpoint is known by its dashed address.
-    pub fn label_of<'a>(&self, endpoint: &'a Endpoint) -> EndpointLabel<'a> {
-        match &endpoint.hostname {
+    pub fn label_of<'a>(&self, endpoint: Endpoint<'a>) -> EndpointLabel<'a> {
+        match endpoint.hostname {
             Some(hostname) if self.headless() => EndpointLabel::Hostname(hostname),
             _ => EndpointLabel::Dashed(endpoint.ip),
         }
@@ -143,7 +138,7 @@ fn ptr_addresses<'e>(settings: &'e Settings, entry: &'e Entry) -> impl Iterator<
     let service = entry.service.as_ref();
     let cluster_ip = service.and_then(|s| s.cluster_ip).map(|ip| (ip, false));
     // Endpoints have names only while their service exists.
-    let endpoints = entry.endpoints.iter().filter(move |_| service.is_some()).map(|e| (e.ip, true));
+    let endpoints = entry.endpoints.ips().filter(move |_| service.is_some()).map(|ip| (ip, true));
     cluster_ip.into_iter().chain(endpoints).filter(|(ip, _)| settings.owns_reverse(*ip))
 }
 
@@ -151,7 +146,9 @@ fn key(namespace: &str, name: &str) -> String {
     format!("{name}.{namespace}")
 }
 
-fn named(ports: &[Port]) -> Vec<NamedPort> {
+/// A boxed slice: collecting into a vector leaves room for four ports, for the one or two a
+/// service has.
+fn named(ports: &[Port]) -> Box<[NamedPort]> {
     ports
         .iter()
         .filter(|p| !p.name.is_empty())
@@ -166,7 +163,8 @@ impl Index {
             settings: Settings::new(config)?,
             entries: HashMap::new(),
             namespaces: HashMap::new(),
-            reverse: BTreeMap::new(),
+            reverse: Reverse::default(),
+            ids: Ids::default(),
             serial: 1,
         })
     }
@@ -246,13 +244,8 @@ impl Index {
                 source: Box::new(source),
             });
         }
-        let mut ready: Vec<Endpoint> = Vec::with_capacity(endpoints.addresses.len());
-        for address in endpoints.addresses.iter().filter(|a| a.ready) {
-            // Two records with one address would make a duplicate record in an RRset.
-            if !ready.iter().any(|e| e.ip == address.ip) {
-                ready.push(Endpoint { ip: address.ip, hostname: address.hostname.as_deref().map(Into::into) });
-            }
-        }
+        let ready = endpoints.addresses.iter().filter(|a| a.ready).map(|a| (a.ip, a.hostname.as_deref()));
+        let ready = Ready::new(ready);
         let ports = named(&endpoints.ports);
         self.update(&endpoints.namespace, &endpoints.name, |entry| {
             entry.endpoints = ready;
@@ -265,8 +258,8 @@ impl Index {
     pub fn remove_endpoints(&mut self, namespace: &str, name: &str) {
         if self.entries.contains_key(key(namespace, name).as_str()) {
             self.update(namespace, name, |entry| {
-                entry.endpoints = Vec::new();
-                entry.endpoint_ports = Vec::new();
+                entry.endpoints = Ready::default();
+                entry.endpoint_ports = Box::default();
             });
         }
     }
@@ -277,32 +270,33 @@ impl Index {
         let key = key(namespace, name);
         let (key, mut entry) = match self.entries.remove_entry(key.as_str()) {
             Some(found) => found,
-            None => (Arc::from(key), Entry::default()),
+            None => {
+                let key = Arc::from(key);
+                let id = self.ids.take(&key);
+                (key, Entry { id, ..Entry::default() })
+            }
         };
-        self.unlink(&key, &entry);
+        self.unlink(&entry);
         let result = change(&mut entry);
-        self.link(&key, &entry);
-        if !entry.is_empty() {
+        self.link(&entry);
+        if entry.is_empty() {
+            self.ids.release(entry.id);
+        } else {
             self.entries.insert(key, entry);
         }
         self.serial = self.serial.checked_add(1).unwrap_or(1);
         result
     }
 
-    fn link(&mut self, key: &Arc<str>, entry: &Entry) {
+    fn link(&mut self, entry: &Entry) {
         for (ip, endpoint) in ptr_addresses(&self.settings, entry) {
-            self.reverse.entry(ip).or_default().push(PtrOwner { key: key.clone(), endpoint });
+            self.reverse.add(ip, PtrOwner { entry: entry.id, endpoint });
         }
     }
 
-    fn unlink(&mut self, key: &Arc<str>, entry: &Entry) {
+    fn unlink(&mut self, entry: &Entry) {
         for (ip, endpoint) in ptr_addresses(&self.settings, entry) {
-            if let Some(owners) = self.reverse.get_mut(&ip) {
-                owners.retain(|o| !(o.endpoint == endpoint && o.key == *key));
-                if owners.is_empty() {
-                    self.reverse.remove(&ip);
-                }
-            }
+            self.reverse.remove(ip, PtrOwner { entry: entry.id, endpoint });
         }
     }
 
@@ -337,14 +331,17 @@ impl Index {
         self.namespaces.contains_key(namespace)
     }
 
-    pub(crate) fn ptr_owners(&self, ip: IpAddr) -> &[PtrOwner] {
-        self.reverse.get(&ip).map_or(&[], Vec::as_slice)
+    /// The keys of the entries that give `ip` a PTR, each with whether as an endpoint's address
+    /// (rather than the cluster IP).
+    pub(crate) fn ptr_owners(&self, ip: IpAddr) -> Vec<(&Arc<str>, bool)> {
+        let owners = self.reverse.owners(ip).into_iter();
+        owners.filter_map(|owner| Some((self.ids.key(owner.entry)?, owner.endpoint))).collect()
     }
 
     /// Whether any address from `first` to `last` has a PTR (so the reverse name above them
     /// exists).
     pub(crate) fn any_ptr_in(&self, first: IpAddr, last: IpAddr) -> bool {
-        first <= last && self.reverse.range(first..=last).next().is_some()
+        self.reverse.any_in(first, last)
     }
 }
 
@@ -357,9 +354,13 @@ mod tests {
         Index::new(Config::default()).expect("config")
     }
 
+    /// By key.
     fn owners(index: &Index, ip: &str) -> Vec<(String, bool)> {
         let owners = index.ptr_owners(ip.parse().expect("ip"));
-        owners.iter().map(|o| (o.key.to_string(), o.endpoint)).collect()
+        let mut owners: Vec<(String, bool)> =
+            owners.iter().map(|(key, endpoint)| (key.to_string(), *endpoint)).collect();
+        owners.sort();
+        owners
     }
 
     #[test]
@@ -389,6 +390,26 @@ mod tests {
         assert!(owners(&index, "10.1.0.2").is_empty());
         index.remove_service("ns", "web");
         assert!(index.entries.is_empty() && index.reverse.is_empty() && index.namespaces.is_empty());
+    }
+
+    #[test]
+    fn an_address_of_two_services_has_two_owners_until_one_goes() {
+        let mut index = index();
+        for name in ["a", "b", "c"] {
+            index.upsert_service(&service("ns", name, None)).expect("service");
+            index.set_endpoints(&endpoints("ns", name, &[("10.1.0.2", None, true)])).expect("ep");
+        }
+        let all = [("a.ns".to_string(), true), ("b.ns".to_string(), true), ("c.ns".to_string(), true)];
+        assert_eq!(owners(&index, "10.1.0.2"), all);
+        index.remove_endpoints("ns", "b");
+        assert_eq!(owners(&index, "10.1.0.2"), [all[0].clone(), all[2].clone()]);
+        index.remove_service("ns", "a");
+        assert_eq!(owners(&index, "10.1.0.2"), [all[2].clone()]);
+        index.set_endpoints(&endpoints("ns", "b", &[("10.1.0.2", None, true)])).expect("ep");
+        assert_eq!(owners(&index, "10.1.0.2"), [all[1].clone(), all[2].clone()]);
+        index.remove_service("ns", "b");
+        index.remove_service("ns", "c");
+        assert!(index.reverse.is_empty());
     }
 
     #[test]
@@ -433,7 +454,7 @@ mod tests {
         );
         index.set_endpoints(&eps).expect("ep");
         let (_, entry) = index.entry("ns", "web").expect("entry");
-        assert_eq!(entry.endpoints.len(), 2, "one record per address");
+        assert_eq!(entry.endpoints.iter().count(), 2, "one record per address");
         assert!(owners(&index, "192.0.2.1").is_empty(), "its reverse name is not ours");
     }
 }
