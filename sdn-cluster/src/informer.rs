@@ -7,7 +7,7 @@
 //! it lists again. Readers see a consistent snapshot at one revision and can
 //! wait for a revision they wrote themselves (read-your-writes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -77,17 +77,32 @@ impl Cache {
         key.match_indices('/').map(move |(i, _)| &key[..=i])
     }
 
-    fn put(&mut self, key: String, entry: Entry) {
+    /// Takes `key` as it is stored: the entry API keeps the map and the directory counts to
+    /// one allocation of the key per event.
+    fn put(&mut self, key: Box<str>, entry: Entry) {
         let revision = entry.mod_revision;
-        let new = self.entries.insert(key.as_str().into(), entry).is_none();
-        for dir in Self::dirs_of(&key) {
-            match self.dirs.get_mut(dir) {
+        match self.entries.entry(key) {
+            btree_map::Entry::Occupied(mut slot) => {
+                slot.insert(entry);
+                Self::count(&mut self.dirs, slot.key(), false, revision);
+            }
+            btree_map::Entry::Vacant(slot) => {
+                Self::count(&mut self.dirs, slot.key(), true, revision);
+                slot.insert(entry);
+            }
+        }
+    }
+
+    /// Counts a write of `key` in its directories' stats: a `new` key, at `revision`.
+    fn count(dirs: &mut std::collections::HashMap<String, (usize, i64)>, key: &str, new: bool, revision: i64) {
+        for dir in Self::dirs_of(key) {
+            match dirs.get_mut(dir) {
                 Some((count, newest)) => {
                     *count += usize::from(new);
                     *newest = (*newest).max(revision);
                 }
                 None => {
-                    self.dirs.insert(dir.to_owned(), (1, revision));
+                    dirs.insert(dir.to_owned(), (1, revision));
                 }
             }
         }
@@ -121,7 +136,7 @@ impl Cache {
             return;
         };
         self.put(
-            key.to_owned(),
+            key.into(),
             Entry { value: kv.value().into(), create_revision: kv.create_revision(), mod_revision: kv.mod_revision() },
         );
     }
@@ -140,7 +155,7 @@ impl FromIterator<(String, Entry)> for Cache {
         let mut cache = Self::default();
         for (key, entry) in entries {
             cache.revision = cache.revision.max(entry.mod_revision);
-            cache.put(key, entry);
+            cache.put(key.into_boxed_str(), entry);
         }
         cache
     }
@@ -391,7 +406,7 @@ mod tests {
         let mut cache = Cache::default();
         for (i, k) in ["/sdn/nodes/a", "/sdn/nodes/b", "/sdn/nodesx", "/sdn/node", "/sdn/subnets/a"].iter().enumerate()
         {
-            cache.put((*k).to_owned(), entry(i as i64));
+            cache.put((*k).into(), entry(i as i64));
         }
         let keys: Vec<_> = cache.range("/sdn/nodes/").map(|(k, _)| k).collect();
         assert_eq!(keys, ["/sdn/nodes/a", "/sdn/nodes/b"]);

@@ -41,17 +41,16 @@ pub(crate) struct Reverse {
 impl Reverse {
     /// The owners of `ip`, ordered by entry id.
     pub fn owners(&self, ip: IpAddr) -> Vec<PtrOwner> {
-        let packed: Vec<u32> = match ip {
+        match ip {
             IpAddr::V4(ip) => {
                 let ip = u32::from(ip);
-                self.v4.range((ip, 0)..=(ip, u32::MAX)).map(|&(_, owner)| owner).collect()
+                self.v4.range((ip, 0)..=(ip, u32::MAX)).map(|&(_, packed)| PtrOwner::unpack(packed)).collect()
             }
             IpAddr::V6(ip) => {
                 let ip = u128::from(ip);
-                self.v6.range((ip, 0)..=(ip, u32::MAX)).map(|&(_, owner)| owner).collect()
+                self.v6.range((ip, 0)..=(ip, u32::MAX)).map(|&(_, packed)| PtrOwner::unpack(packed)).collect()
             }
-        };
-        packed.into_iter().map(PtrOwner::unpack).collect()
+        }
     }
 
     /// Adds an owner of `ip`; an entry id past [`MAX_ENTRIES`] (an index no memory could hold)
