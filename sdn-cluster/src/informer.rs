@@ -7,7 +7,7 @@
 //! it lists again. Readers see a consistent snapshot at one revision and can
 //! wait for a revision they wrote themselves (read-your-writes).
 
-use std::collections::{BTreeMap, btree_map};
+use std::collections::{BTreeMap, VecDeque, btree_map};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -36,7 +36,15 @@ pub struct Cache {
     /// mod revision, kept as entries come and go, so [`Cache::fingerprint`] of a directory is
     /// a lookup (every agent asks it on every event of a thousand-node cluster).
     dirs: std::collections::HashMap<String, (usize, i64)>,
+    /// The keys written or deleted last, oldest first, the first numbered `log_start`: a reader
+    /// that kept [`Cache::position`] finds what changed since without a scan of a directory
+    /// (each of a thousand agents would scan a thousand subnets on every join).
+    log: VecDeque<Box<str>>,
+    log_start: u64,
 }
+
+/// How many changes [`Cache::changed_since`] reaches back: a reader further behind scans.
+const LOG: usize = 1024;
 
 impl Cache {
     pub fn revision(&self) -> i64 {
@@ -63,12 +71,41 @@ impl Cache {
         self.range(prefix).fold((0, 0), |(count, newest), (_, entry)| (count + 1, newest.max(entry.mod_revision)))
     }
 
+    /// Where the change log ends: what [`Cache::changed_since`] takes to tell what changed
+    /// after this read.
+    pub fn position(&self) -> u64 {
+        self.log_start + self.log.len() as u64
+    }
+
+    /// The keys written or deleted since `position` (a key may come more than once); `None` if
+    /// the log no longer reaches back that far, or a list replaced entries since: the reader
+    /// must look at everything.
+    pub fn changed_since(&self, position: u64) -> Option<impl Iterator<Item = &str>> {
+        let skip = position.checked_sub(self.log_start)?;
+        Some(self.log.iter().skip(usize::try_from(skip).ok()?).map(|key| &**key))
+    }
+
+    fn logged(&mut self, key: &str) {
+        if self.log.len() == LOG {
+            self.log.pop_front();
+            self.log_start += 1;
+        }
+        self.log.push_back(key.into());
+    }
+
     /// Replaces every entry under `prefix` by `kvs`, listed at `revision`; how many there are.
     fn relist(&mut self, prefix: &str, kvs: &[KeyValue], revision: i64) -> usize {
         let gone: Vec<String> = self.range(prefix).map(|(key, _)| key.to_owned()).collect();
-        gone.iter().for_each(|key| self.delete(key));
-        kvs.iter().for_each(|kv| self.upsert(kv));
+        gone.iter().for_each(|key| {
+            self.delete(key);
+        });
+        for (key, entry) in kvs.iter().filter_map(entry_of) {
+            self.put(key, entry);
+        }
         self.revision = self.revision.max(revision);
+        // What the list changed is not in the log: every reader's position is now before it.
+        self.log_start = self.position() + 1;
+        self.log.clear();
         kvs.len()
     }
 
@@ -108,9 +145,10 @@ impl Cache {
         }
     }
 
-    fn delete(&mut self, key: &str) {
+    /// Whether there was an entry at `key`.
+    fn delete(&mut self, key: &str) -> bool {
         if self.entries.remove(key).is_none() {
-            return;
+            return false;
         }
         for dir in Self::dirs_of(key) {
             if let Some((count, _)) = self.dirs.get_mut(dir) {
@@ -120,6 +158,7 @@ impl Cache {
                 }
             }
         }
+        true
     }
 
     /// Entries whose key starts with `prefix`, in key order.
@@ -130,22 +169,43 @@ impl Cache {
             .map(|(k, v)| (&**k, v))
     }
 
+    /// A watched write: applied and logged.
     fn upsert(&mut self, kv: &KeyValue) {
-        let Ok(key) = kv.key_str() else {
-            tracing::warn!("informer: ignoring a key that is not UTF-8: {:?}", kv.key());
-            return;
-        };
-        self.put(
-            key.into(),
-            Entry { value: kv.value().into(), create_revision: kv.create_revision(), mod_revision: kv.mod_revision() },
-        );
-    }
-
-    fn remove(&mut self, kv: &KeyValue) {
-        if let Ok(key) = kv.key_str() {
-            self.delete(key);
+        if let Some((key, entry)) = entry_of(kv) {
+            self.watched_put(key, entry);
         }
     }
+
+    /// A watched write as the informer applies it, without etcd (readers' tests).
+    pub fn watched_put(&mut self, key: Box<str>, entry: Entry) {
+        self.logged(&key);
+        self.put(key, entry);
+    }
+
+    /// A watched deletion: applied and logged.
+    fn remove(&mut self, kv: &KeyValue) {
+        if let Ok(key) = kv.key_str() {
+            self.watched_delete(key);
+        }
+    }
+
+    /// A watched deletion as the informer applies it, without etcd (readers' tests).
+    pub fn watched_delete(&mut self, key: &str) {
+        if self.delete(key) {
+            self.logged(key);
+        }
+    }
+}
+
+/// A listed or watched key and its entry; `None` (logged) for a key that is not UTF-8.
+fn entry_of(kv: &KeyValue) -> Option<(Box<str>, Entry)> {
+    let Ok(key) = kv.key_str() else {
+        tracing::warn!("informer: ignoring a key that is not UTF-8: {:?}", kv.key());
+        return None;
+    };
+    let entry =
+        Entry { value: kv.value().into(), create_revision: kv.create_revision(), mod_revision: kv.mod_revision() };
+    Some((key.into(), entry))
 }
 
 impl FromIterator<(String, Entry)> for Cache {
@@ -399,6 +459,40 @@ mod tests {
 
     fn entry(rev: i64) -> Entry {
         Entry { value: Box::default(), create_revision: rev, mod_revision: rev }
+    }
+
+    #[test]
+    fn the_log_tells_what_changed_since_a_position_as_far_as_it_reaches() {
+        let mut cache = Cache::default();
+        let start = cache.position();
+        cache.watched_put("/sdn/subnets/a".into(), entry(2));
+        let after_a = cache.position();
+        cache.watched_put("/sdn/subnets/b".into(), entry(3));
+        cache.watched_delete("/sdn/subnets/a");
+        cache.watched_delete("/sdn/subnets/none");
+        fn since(cache: &Cache, at: u64) -> Option<Vec<&str>> {
+            cache.changed_since(at).map(Iterator::collect)
+        }
+        assert_eq!(since(&cache, start), Some(vec!["/sdn/subnets/a", "/sdn/subnets/b", "/sdn/subnets/a"]));
+        assert_eq!(
+            since(&cache, after_a),
+            Some(vec!["/sdn/subnets/b", "/sdn/subnets/a"]),
+            "an absent key's deletion is no change"
+        );
+        assert_eq!(since(&cache, cache.position()), Some(vec![]));
+        // A reader further behind than the log reaches is told to look at everything.
+        let behind = cache.position();
+        for i in 0..LOG {
+            cache.watched_put(format!("/sdn/pods/{i}").into(), entry(4));
+        }
+        assert_eq!(since(&cache, behind).map(|keys| keys.len()), Some(LOG));
+        cache.watched_put("/sdn/pods/last".into(), entry(5));
+        assert_eq!(since(&cache, behind), None);
+        // So is every reader after a list replaced entries.
+        let listed = cache.position();
+        cache.relist("/sdn/subnets/", &[], 6);
+        assert_eq!(since(&cache, listed), None);
+        assert_eq!(since(&cache, cache.position()), Some(vec![]));
     }
 
     #[test]

@@ -39,8 +39,10 @@ pub struct ServiceSync {
     /// one frontend: a record then decides more than its own service's frontends, so every
     /// sync reads all of them, as `services::wanted` defines the table.
     entangled: bool,
-    /// The informer revision of the last sync: nothing can have changed while it stands.
-    synced_revision: i64,
+    /// Where the cache's change log stood at the last sync: nothing can have changed while it
+    /// stands. (Not the cache's revision: that is the newest of its watch streams', and a
+    /// stream can be behind another, so an event may arrive without raising it.)
+    synced_at: Option<u64>,
     /// The fingerprints of `services/` and `endpoints/` the last sync read: nothing to do while
     /// equal.
     seen: Option<((usize, i64), (usize, i64))>,
@@ -102,7 +104,7 @@ impl ServiceSync {
             loaded: HashMap::new(),
             pass: false,
             entangled: false,
-            synced_revision: -1,
+            synced_at: None,
             seen: None,
             reported: BTreeSet::new(),
         }
@@ -130,23 +132,32 @@ impl ServiceSync {
         keys: &Keys,
         dataplane: &mut impl FlowMaps,
     ) -> Result<(usize, usize), BpfError> {
+        self.sync_cache(&informer.read(), keys, dataplane)
+    }
+
+    /// [`ServiceSync::sync`] on the informer's cache.
+    fn sync_cache(
+        &mut self,
+        cache: &Cache,
+        keys: &Keys,
+        dataplane: &mut impl FlowMaps,
+    ) -> Result<(usize, usize), BpfError> {
         let update = {
-            let cache = informer.read();
-            if cache.revision() == self.synced_revision {
+            if self.synced_at == Some(cache.position()) {
                 return Ok(self.counts());
             }
-            self.synced_revision = cache.revision();
+            self.synced_at = Some(cache.position());
             let (service_dir, endpoints_dir) = (keys.services(), keys.endpoints());
             let seen = (cache.fingerprint(&service_dir), cache.fingerprint(&endpoints_dir));
             if self.seen == Some(seen) {
                 return Ok(self.counts());
             }
             self.seen = Some(seen);
-            self.read(&cache, &service_dir, &endpoints_dir)
+            self.read(cache, &service_dir, &endpoints_dir)
         };
         if let Err(err) = self.apply(update, dataplane) {
             // The next sync tries again, whether or not anything changes meanwhile.
-            (self.synced_revision, self.seen) = (-1, None);
+            (self.synced_at, self.seen) = (None, None);
             return Err(err);
         }
         Ok(self.counts())
@@ -462,6 +473,33 @@ mod tests {
     fn sync(services: &mut ServiceSync, records: &Records, maps: &mut MemoryMaps) {
         let update = services.read(&records.cache(), SERVICES, ENDPOINTS);
         services.apply(update, maps).expect("memory maps");
+    }
+
+    #[test]
+    fn an_event_that_does_not_raise_the_cache_revision_is_synced() {
+        let keys = Keys::new("/sdn");
+        let entry = |value: String, revision| Entry {
+            value: value.into_bytes().into(),
+            create_revision: revision,
+            mod_revision: revision,
+        };
+        let mut cache: Cache = [
+            (format!("{SERVICES}ns/web"), entry(service("ns", "web", "172.30.0.1", 80), 1)),
+            (format!("{ENDPOINTS}ns/web"), entry(endpoints("ns", "web", &["10.1.0.1"]), 2)),
+            // Another watch stream is ahead: the cache is at its revision.
+            ("/sdn/subnets/n1".to_owned(), entry("{}".to_owned(), 10)),
+        ]
+        .into_iter()
+        .collect();
+        let (mut services, mut maps) = (ServiceSync::new(), MemoryMaps::default());
+        services.sync_cache(&cache, &keys, &mut maps).expect("memory maps");
+        let backends = |maps: &MemoryMaps| held(maps).into_values().flatten().map(|(ip, _)| ip).collect::<Vec<_>>();
+        assert_eq!(backends(&maps), [u32::from_ne_bytes([10, 1, 0, 1])]);
+        // The endpoints stream's event at revision 5 arrives after that: the revision stays 10.
+        cache.watched_put(format!("{ENDPOINTS}ns/web").into(), entry(endpoints("ns", "web", &["10.1.0.2"]), 5));
+        assert_eq!(cache.revision(), 10);
+        services.sync_cache(&cache, &keys, &mut maps).expect("memory maps");
+        assert_eq!(backends(&maps), [u32::from_ne_bytes([10, 1, 0, 2])], "the new backend is in the maps");
     }
 
     #[test]

@@ -42,8 +42,9 @@ pub enum DnsError {
 pub struct ClusterDns {
     shared: Arc<Shared>,
     feed: Feed,
-    /// The informer revision the index was last compared with.
-    synced_revision: i64,
+    /// Where the cache's change log stood when the index was last compared with it (not the
+    /// cache's revision: a watch stream behind another adds events without raising it).
+    synced_at: Option<u64>,
     /// The fingerprints of `services/` and `endpoints/` at the last sync.
     seen: Option<((usize, i64), (usize, i64))>,
     _listeners: server::Listeners,
@@ -118,7 +119,7 @@ impl ClusterDns {
             }
         );
         let listeners = server::start(shared.clone(), &listen, ns.path())?;
-        Ok(Self { shared, feed: Feed::default(), synced_revision: -1, seen: None, _listeners: listeners })
+        Ok(Self { shared, feed: Feed::default(), synced_at: None, seen: None, _listeners: listeners })
     }
 
     /// Brings the answers up to the informer's cache; logs records that cannot be served. The
@@ -126,10 +127,10 @@ impl ClusterDns {
     /// changed, not for every change under the prefix (pods come and go far more often).
     pub fn sync(&mut self, informer: &Informer, keys: &Keys) {
         let cache = informer.read();
-        if cache.revision() == self.synced_revision {
+        if self.synced_at == Some(cache.position()) {
             return;
         }
-        self.synced_revision = cache.revision();
+        self.synced_at = Some(cache.position());
         let (services, endpoints) = (keys.services(), keys.endpoints());
         // Most changes are elsewhere under the prefix (pods, nodes): a look at the revisions.
         let seen = Some((cache.fingerprint(&services), cache.fingerprint(&endpoints)));
