@@ -130,7 +130,9 @@ pub async fn run(
         underlay_link.mtu,
         config.etcd.endpoints_display()
     );
-    register(&store, &node).await?;
+    // The registry is listed while the node registers, not after: when a whole cluster starts
+    // at once, each list then holds the few subnets allocated so far instead of most of them,
+    // and the rest arrive as watch events.
     let registry = Registry {
         informer: store.agent_informer(),
         keys: store.keys().clone(),
@@ -138,6 +140,7 @@ pub async fn run(
         node_ip: ip,
         status: status.clone(),
     };
+    register(&store, &node).await?;
     let Some((network, subnet)) = registry.wait_for_subnet(&mut shutdown).await else { return Ok(()) };
     let senders = registry.peers(&subnet).map(|p| p.senders.into_keys().collect()).unwrap_or_default();
     let built = build_node(&ns, &config, &network, &subnet, &underlay_link, ip, senders).await?;

@@ -45,7 +45,7 @@ pub async fn simulate(
         std::net::IpAddr::V4(ip) => ip,
         std::net::IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
     };
-    register(&store, &node).await?;
+    // As the agent does: listed while it registers.
     let registry = Registry {
         informer: store.agent_informer(),
         keys: store.keys().clone(),
@@ -53,6 +53,7 @@ pub async fn simulate(
         node_ip,
         status: Arc::new(Status::default()),
     };
+    register(&store, &node).await?;
     let Some((network, subnet)) = registry.wait_for_subnet(&mut shutdown).await else { return Ok(()) };
     let config = sdn_dns::Config::for_network(&network);
     let index = Index::new(config).map_err(crate::dns::DnsError::from)?;
