@@ -188,6 +188,30 @@ async fn exhaustion_waits_quietly_and_recovers() {
     let nodes: Vec<NodeView> = master.client().get("/api/v1/nodes").await.expect("list");
     let pending: Vec<_> = nodes.iter().filter(|n| n.phase == Phase::Pending).map(|n| n.name.as_str()).collect();
     assert_eq!(pending, ["node-4", "node-5"], "the last two registered wait");
+    // Registered through the API: answered as pending, not held until the read-your-write wait
+    // runs out; a node that has its subnet is answered with it.
+    let asked = Instant::now();
+    let late: NodeView = master
+        .client()
+        .post("/api/v1/nodes", &RegisterNode { name: "node-6".into(), ip: ip(6) })
+        .await
+        .expect("register");
+    assert_eq!((late.phase, late.subnet), (Phase::Pending, None), "{late:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "an exhausted network is answered at once: {:?}",
+        asked.elapsed()
+    );
+    let again: NodeView = master
+        .client()
+        .post("/api/v1/nodes", &RegisterNode { name: "node-0".into(), ip: ip(0) })
+        .await
+        .expect("register");
+    assert_eq!(again.phase, Phase::Allocated, "{again:?}");
+    assert_eq!(
+        again.subnet.map(|s| s.to_string()),
+        nodes.iter().find(|n| n.name == "node-0").and_then(|n| n.subnet).map(|s| s.to_string())
+    );
 
     // Waiting nodes cause no writes and no retries: no retry storm.
     let r0 = cp.revision().await;
@@ -198,7 +222,7 @@ async fn exhaustion_waits_quietly_and_recovers() {
     assert_eq!(attempts(&master.log()), a0, "nothing is retried while nothing changes");
 
     let metrics = master.metrics().await.expect("metrics");
-    for line in ["sdn_master_nodes_pending 2", "sdn_master_subnets_free 0", "sdn_master_etcd_errors_total 0"] {
+    for line in ["sdn_master_nodes_pending 3", "sdn_master_subnets_free 0", "sdn_master_etcd_errors_total 0"] {
         assert!(metrics.lines().any(|l| l == line), "{line} missing:\n{metrics}");
     }
     let log = master.log();

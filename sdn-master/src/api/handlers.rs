@@ -93,16 +93,18 @@ pub async fn register_node(State(state): State<AppState>, body: Bytes) -> Result
     let request: RegisterNode = parse(&body)?;
     let node = Node { name: request.name, ip: request.ip };
     node.validate()?;
-    if let Some(network) = snapshot(&state).network {
+    // Lookups of the few keys this node needs, not a snapshot of the whole registry: a thousand
+    // nodes registering at once would each decode every other's records, several times over.
+    if let Some(network) = cached_network(&state) {
         node.validate_outside(&network)?;
     }
     let (registered, revision) = state.store.register_node(&node).await?;
     // Answer with the subnet when the leader allocates it promptly; a node
     // that has to wait (exhaustion, no leader) is answered as pending.
+    let subnet_key = state.store.keys().subnet(&node.name);
     let allocated = async {
         state.informer.wait_for(revision).await;
         let mut changes = state.informer.subscribe();
-        let subnet_key = state.store.keys().subnet(&node.name);
         while state.informer.read().get(&subnet_key).is_none() && !exhausted(&state) {
             if changes.changed().await.is_err() {
                 break;
@@ -114,8 +116,15 @@ pub async fn register_node(State(state): State<AppState>, body: Bytes) -> Result
         Registered::Created => StatusCode::CREATED,
         Registered::Unchanged | Registered::IpChanged { .. } => StatusCode::OK,
     };
-    let fallback = NodeView { name: node.name.clone(), ip: node.ip, subnet: None, phase: Phase::Pending };
-    Ok((status, Json(find_view(&snapshot(&state), &node.name).unwrap_or(fallback))))
+    let subnet = state
+        .informer
+        .read()
+        .get(&subnet_key)
+        .and_then(|entry| decode::<HostSubnet>(&subnet_key, &entry.value).ok())
+        .filter(|record| record.host == node.name)
+        .map(|record| record.subnet);
+    let phase = if subnet.is_some() { Phase::Allocated } else { Phase::Pending };
+    Ok((status, Json(NodeView { name: node.name, ip: node.ip, subnet, phase })))
 }
 
 /// Whether every host subnet is taken, so a new node cannot be served now.
@@ -123,7 +132,8 @@ fn exhausted(state: &AppState) -> bool {
     let Some(network) = cached_network(state) else {
         return false;
     };
-    state.informer.read().range(&state.store.keys().subnets()).count() as u64 >= network.subnet_count()
+    // The kept count of the directory: asked by every waiting registration on every change.
+    state.informer.read().fingerprint(&state.store.keys().subnets()).0 as u64 >= network.subnet_count()
 }
 
 /// The cluster network as the cache holds it, if it is there and readable.
