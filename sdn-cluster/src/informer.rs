@@ -96,9 +96,9 @@ impl Cache {
     /// Replaces every entry under `prefix` by `kvs`, listed at `revision`; how many there are.
     fn relist(&mut self, prefix: &str, kvs: &[KeyValue], revision: i64) -> usize {
         let gone: Vec<String> = self.range(prefix).map(|(key, _)| key.to_owned()).collect();
-        gone.iter().for_each(|key| {
+        for key in &gone {
             self.delete(key);
-        });
+        }
         for (key, entry) in kvs.iter().filter_map(entry_of) {
             self.put(key, entry);
         }
