@@ -105,6 +105,14 @@ pub struct IncompatibleChange {
 }
 
 impl ClusterNetwork {
+    /// The service network when it is IPv4: the dataplane translates IPv4 cluster IPs only.
+    pub fn ipv4_service_network(&self) -> Option<Ipv4Network> {
+        match self.service_network {
+            IpNetwork::V4(v4) => Some(v4),
+            IpNetwork::V6(_) => None,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), NetworkError> {
         if self.network.ip() != self.network.network() {
             return Err(NetworkError::HostBitsSet {

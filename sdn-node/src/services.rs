@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use ipnetwork::Ipv4Network;
+
 use sdn_cluster::services::{Endpoints, Port, Protocol, Service};
 
 /// Where clients connect: a cluster IP, a protocol and a port.
@@ -48,19 +50,30 @@ pub struct Wanted {
     pub table: Table,
     /// `<namespace>/<name>:<port>` of ports left out: SCTP or an IPv6 cluster IP.
     pub unsupported: Vec<String>,
+    /// `<namespace>/<name> <cluster IP>` of services whose cluster IP is outside the service
+    /// network (written to etcd past the master's checks): the programs translate only
+    /// destinations inside it, so such a frontend could never be reached.
+    pub outside: Vec<String>,
     /// Frontends that more than one service asks for; the table has the last one's port.
     pub shared: Vec<Frontend>,
 }
 
-/// The frontends of `services`, with the ready IPv4 backends of their `endpoints`. Headless
-/// services (no cluster IP) are the DNS's alone.
-pub fn wanted(services: &[Service], endpoints: &[Endpoints]) -> Wanted {
+/// The frontends of `services` in the IPv4 service network `network` (`None`: an IPv6 one),
+/// with the ready IPv4 backends of their `endpoints`. Headless services (no cluster IP) are the
+/// DNS's alone.
+pub fn wanted(services: &[Service], endpoints: &[Endpoints], network: Option<Ipv4Network>) -> Wanted {
     let by_name: BTreeMap<(&str, &str), &Endpoints> =
         endpoints.iter().map(|e| ((e.namespace.as_str(), e.name.as_str()), e)).collect();
     let mut wanted = Wanted::default();
     for service in services {
         let Some(cluster_ip) = service.cluster_ip else { continue };
         let name = format!("{}/{}", service.namespace, service.name);
+        if let IpAddr::V4(ip) = cluster_ip
+            && !network.is_some_and(|network| network.contains(ip))
+        {
+            wanted.outside.push(format!("{name} {ip}"));
+            continue;
+        }
         let endpoints = by_name.get(&(service.namespace.as_str(), service.name.as_str()));
         for port in &service.ports {
             let ip = match cluster_ip {
@@ -143,6 +156,8 @@ mod tests {
 
     use super::*;
 
+    const NET: Option<Ipv4Network> = Some(sdn_cluster::network::DEFAULT_SERVICE_NETWORK);
+
     fn port(name: &str, port: u16, protocol: Protocol) -> Port {
         Port { name: name.into(), port, protocol }
     }
@@ -196,7 +211,7 @@ mod tests {
             ),
             endpoints("db", &[("10.1.0.5", true)], vec![port("pg", 5432, Protocol::Tcp)]),
         ];
-        let wanted = wanted(&services, &eps);
+        let wanted = wanted(&services, &eps, NET);
         assert!(wanted.unsupported.is_empty());
         let http = &wanted.table[&frontend("172.30.0.1", Protocol::Tcp, 80)];
         assert_eq!(&*http.service, "shop/web");
@@ -213,19 +228,19 @@ mod tests {
         let services = [service("web", Some("172.30.0.1"), vec![port("", 80, Protocol::Tcp)])];
         let eps = [endpoints("web", &[("10.1.0.2", true)], vec![port("", 8080, Protocol::Tcp)])];
         assert_eq!(
-            *wanted(&services, &eps).table.values().next().expect("frontend").backends,
+            *wanted(&services, &eps, NET).table.values().next().expect("frontend").backends,
             [backend("10.1.0.2", 8080)]
         );
         let named = [endpoints("web", &[("10.1.0.2", true)], vec![port("metrics", 9090, Protocol::Tcp)])];
         assert_eq!(
-            *wanted(&services, &named).table.values().next().expect("frontend").backends,
+            *wanted(&services, &named, NET).table.values().next().expect("frontend").backends,
             [backend("10.1.0.2", 9090)]
         );
         let two =
             [endpoints("web", &[("10.1.0.2", true)], vec![port("a", 1, Protocol::Tcp), port("b", 2, Protocol::Tcp)])];
-        assert!(wanted(&services, &two).table.values().next().expect("frontend").backends.is_empty(), "ambiguous");
+        assert!(wanted(&services, &two, NET).table.values().next().expect("frontend").backends.is_empty(), "ambiguous");
         let udp = [endpoints("web", &[("10.1.0.2", true)], vec![port("", 8080, Protocol::Udp)])];
-        assert!(wanted(&services, &udp).table.values().next().expect("frontend").backends.is_empty(), "protocol");
+        assert!(wanted(&services, &udp, NET).table.values().next().expect("frontend").backends.is_empty(), "protocol");
     }
 
     #[test]
@@ -235,24 +250,39 @@ mod tests {
             service("sctp", Some("172.30.0.3"), vec![port("s", 9, Protocol::Sctp)]),
             service("six", Some("fd00::1"), vec![port("http", 80, Protocol::Tcp)]),
         ];
-        let wanted = wanted(&services, &[]);
+        let wanted = wanted(&services, &[], NET);
         assert_eq!(wanted.table.len(), 1);
         assert!(wanted.table[&frontend("172.30.0.2", Protocol::Tcp, 80)].backends.is_empty());
         assert_eq!(wanted.unsupported, ["shop/sctp:9", "shop/six:80"]);
     }
 
     #[test]
+    fn a_cluster_ip_outside_the_service_network_is_named_and_left_out() {
+        let services = [
+            service("web", Some("172.30.0.2"), vec![port("http", 80, Protocol::Tcp)]),
+            service("stray", Some("10.96.0.1"), vec![port("http", 80, Protocol::Tcp)]),
+        ];
+        let wanted = wanted(&services, &[], NET);
+        assert_eq!(wanted.table.keys().copied().collect::<Vec<_>>(), [frontend("172.30.0.2", Protocol::Tcp, 80)]);
+        assert_eq!(wanted.outside, ["shop/stray 10.96.0.1"]);
+        // An IPv6 service network has no room for IPv4 cluster IPs.
+        let six = super::wanted(&services, &[], None);
+        assert!(six.table.is_empty());
+        assert_eq!(six.outside, ["shop/web 172.30.0.2", "shop/stray 10.96.0.1"]);
+    }
+
+    #[test]
     fn a_frontend_two_services_ask_for_is_the_later_ones() {
         let ports = || vec![port("http", 80, Protocol::Tcp), port("http", 80, Protocol::Tcp)];
         let services = [service("a", Some("172.30.0.1"), ports()), service("b", Some("172.30.0.1"), ports())];
-        let wanted = wanted(&services, &[]);
+        let wanted = wanted(&services, &[], NET);
         assert_eq!(wanted.table[&frontend("172.30.0.1", Protocol::Tcp, 80)].service, "shop/b".into());
         assert_eq!(
             wanted.shared,
             [frontend("172.30.0.1", Protocol::Tcp, 80)],
             "a service's own port twice is not shared"
         );
-        assert!(super::wanted(&services[..1], &[]).shared.is_empty());
+        assert!(super::wanted(&services[..1], &[], NET).shared.is_empty());
     }
 
     #[test]
@@ -260,7 +290,8 @@ mod tests {
         use sdn_cluster::services::{ClientIpConfig, SessionAffinity, SessionAffinityConfig};
         let mut sticky = service("web", Some("172.30.0.1"), vec![port("http", 80, Protocol::Tcp)]);
         sticky.session_affinity = SessionAffinity::ClientIp;
-        let affinity = |s: &Service| wanted(std::slice::from_ref(s), &[]).table.values().next().expect("port").affinity;
+        let affinity =
+            |s: &Service| wanted(std::slice::from_ref(s), &[], NET).table.values().next().expect("port").affinity;
         assert_eq!(affinity(&sticky), Some(10800), "Kubernetes' default");
         sticky.session_affinity_config =
             Some(SessionAffinityConfig { client_ip: Some(ClientIpConfig { timeout_seconds: Some(60) }) });
@@ -272,11 +303,12 @@ mod tests {
     fn the_diff_writes_what_changed_and_removes_what_went() {
         let services = [service("web", Some("172.30.0.1"), vec![port("http", 80, Protocol::Tcp)])];
         let before =
-            wanted(&services, &[endpoints("web", &[("10.1.0.2", true)], vec![port("http", 80, Protocol::Tcp)])]);
+            wanted(&services, &[endpoints("web", &[("10.1.0.2", true)], vec![port("http", 80, Protocol::Tcp)])], NET);
         assert_eq!(diff(&before.table, &before.table), Changes::default());
         let after = wanted(
             &services,
             &[endpoints("web", &[("10.1.0.2", true), ("10.1.0.3", true)], vec![port("http", 80, Protocol::Tcp)])],
+            NET,
         );
         let changes = diff(&before.table, &after.table);
         assert_eq!(changes.upsert.len(), 1);

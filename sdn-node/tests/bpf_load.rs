@@ -24,6 +24,7 @@ use std::{
 
 use ipnetwork::Ipv4Network;
 use sdn_node::bpf::{self, Dataplane, Decision, Program};
+use sdn_node::net::layout::NodeLayout;
 
 const GW1: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
 const GW2: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x01];
@@ -190,7 +191,12 @@ fn setup() -> Env {
 fn bring_up(env: &Env, node: &str, gateway: Ipv4Addr, gw_mac: [u8; 6], pods: &[&str]) -> Dataplane {
     let mut dp = Dataplane::load(&env.pins(node)).unwrap_or_else(|e| panic!("loading the dataplane of {node}: {e}"));
     let node_ip = if node == "n1" { NODE1 } else { NODE2 };
-    let config = bpf::node_config(gateway, ifindex("vxlan-t"), ifindex("tun0-br"), gw_mac, node_ip, 4789, 0);
+    let network = sdn_cluster::ClusterNetwork::default();
+    let subnet = Ipv4Network::new(gateway, 24).and_then(|s| Ipv4Network::new(s.network(), 24)).expect("a /24");
+    let host = sdn_cluster::HostSubnet { host: node.into(), host_ip: node_ip.into(), subnet };
+    let layout = NodeLayout::new(&network, &host, 1500).expect("layout");
+    let ports = bpf::Ports { vxlan0: ifindex("vxlan-t"), tun0_br: ifindex("tun0-br"), underlay: 0 };
+    let config = bpf::node_config(&layout, ports, gw_mac, node_ip);
     dp.set_config(config).expect("set_config");
     assert_eq!(dp.config().expect("config"), config);
     for pod in pods {

@@ -140,8 +140,8 @@ pub const REMOTE_DIRECT: u32 = 1;
 
 /// The node's own settings, read by every program from index 0 of [`MAP_CONFIG`].
 ///
-/// Layout (28 bytes, align 4): three `u32` 0..12, `gateway_mac` 12..18, `vxlan_port` 18..20,
-/// `node_ip` 20..24, `underlay_ifindex` 24..28.
+/// Layout (36 bytes, align 4): three `u32` 0..12, `gateway_mac` 12..18, `vxlan_port` 18..20,
+/// `node_ip` 20..24, `underlay_ifindex` 24..28, `service_network` 28..32, `service_mask` 32..36.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeConfig {
@@ -159,6 +159,19 @@ pub struct NodeConfig {
     pub node_ip: u32,
     /// Ifindex of the underlay interface: where directly routed packets leave and arrive.
     pub underlay_ifindex: u32,
+    /// The service network's address and mask, network byte order: only packets to it can be
+    /// for a frontend, so only they are looked up in the service maps. All zero (nothing
+    /// written yet) looks everything up.
+    pub service_network: u32,
+    pub service_mask: u32,
+}
+
+impl NodeConfig {
+    /// Whether `ip` (network order) is in the service network, and so may be a cluster IP.
+    #[inline(always)]
+    pub fn in_service_network(&self, ip: u32) -> bool {
+        ip & self.service_mask == self.service_network
+    }
 }
 
 /// A registered remote node, keyed by its underlay address in [`MAP_NODES`]: the subnet whose
@@ -514,7 +527,7 @@ const _: () = {
     assert!(offset_of!(Endpoint, mac) == 4 && offset_of!(Endpoint, flags) == 10 && offset_of!(Endpoint, packets) == 16);
     assert!(size_of::<Remote>() == 24 && offset_of!(Remote, packets) == 8);
     assert!(size_of::<Remote>() == 24 && offset_of!(Remote, flags) == 4);
-    assert!(size_of::<NodeConfig>() == 28 && offset_of!(NodeConfig, underlay_ifindex) == 24);
+    assert!(size_of::<NodeConfig>() == 36 && offset_of!(NodeConfig, service_mask) == 32);
     assert!(size_of::<PeerNode>() == 8 && size_of::<DropEvent>() == 112);
     assert!(size_of::<Counter>() == 16);
     assert!(size_of::<Tunnel>() == 12 && offset_of!(Tunnel, port) == 8);

@@ -181,18 +181,28 @@ fn pod_onward(ctx: &TcContext, config: &NodeConfig, port: u32) -> i64 {
 fn pod_onward_result(ctx: &TcContext, config: &NodeConfig, port: u32) -> Result<i32, Decision> {
     let malformed = |()| Decision::Malformed;
     let mut headers: Headers = ctx.load(0).map_err(|_| Decision::Malformed)?;
-    // A reply from a service's backend, or a packet to a service (the pod is a client). Parsed
-    // once for both; a reply goes to a client, never to a service.
+    // A packet to a service (the pod is a client), or a reply from a service's backend. Parsed
+    // once for both; a reply goes to a client, never to a cluster IP. Only what is addressed to
+    // the service network or stays on this node can be either, so pod-to-pod traffic across
+    // nodes meets none of the service maps.
     let flow = service::flow(ctx, &headers);
-    if service::reverse(ctx, flow).map_err(malformed)? {
-        headers = ctx.load(0).map_err(|_| Decision::Malformed)?;
-    } else {
+    let (_, daddr) = headers.ipv4_addrs();
+    if config.in_service_network(daddr) {
         match service::forward(ctx, flow).map_err(malformed)? {
             Forward::Pass => {}
             Forward::Translated => headers = ctx.load(0).map_err(|_| Decision::Malformed)?,
             Forward::Reject => return Ok(service::reject(ctx, &headers, config, port).unwrap_or(TC_ACT_SHOT)),
             Forward::NoPort => return Err(Decision::ServiceNoPort),
         }
+    } else if let Some(remote) = lookup_remote(daddr) {
+        // A backend here answering a client on another node: that node gives the reply its
+        // frontend back, as it tracked the connection.
+        service::forget_stale_reply(ctx, flow);
+        return to_remote(ctx, &headers, remote, config).map_err(malformed);
+    } else if service::reverse(ctx, flow).map_err(malformed)? {
+        headers = ctx.load(0).map_err(|_| Decision::Malformed)?;
+    } else {
+        service::forget_stale_reply(ctx, flow);
     }
     let (_, daddr) = headers.ipv4_addrs();
     if let Some(verdict) = to_cluster(ctx, &headers, daddr, config) {
@@ -249,13 +259,18 @@ fn from_host(ctx: &TcContext) -> Result<i32, ()> {
     let Some(config) = config() else { return Ok(TC_ACT_OK) };
     // The node's own processes reach services too.
     let mut headers = headers;
-    match service::forward(ctx, service::flow(ctx, &headers))? {
-        Forward::Pass => {}
-        Forward::Translated => headers = ctx.load(0).map_err(|_| ())?,
-        Forward::Reject => {
-            return Ok(service::reject(ctx, &headers, config, config.tun_br_ifindex).unwrap_or(TC_ACT_SHOT));
+    let flow = service::flow(ctx, &headers);
+    if !config.in_service_network(headers.ipv4_addrs().1) {
+        service::forget_stale_reply(ctx, flow);
+    } else {
+        match service::forward(ctx, flow)? {
+            Forward::Pass => {}
+            Forward::Translated => headers = ctx.load(0).map_err(|_| ())?,
+            Forward::Reject => {
+                return Ok(service::reject(ctx, &headers, config, config.tun_br_ifindex).unwrap_or(TC_ACT_SHOT));
+            }
+            Forward::NoPort => return Ok(drop_packet(ctx, Decision::ServiceNoPort)),
         }
-        Forward::NoPort => return Ok(drop_packet(ctx, Decision::ServiceNoPort)),
     }
     let (_, daddr) = headers.ipv4_addrs();
     to_cluster(ctx, &headers, daddr, config).unwrap_or(Ok(TC_ACT_OK))

@@ -101,7 +101,7 @@ pub fn forward(ctx: &TcContext, flow: Option<(FlowKey, usize)>) -> Result<Forwar
         if SDN_SERVICES.get_ptr(marker).is_some() {
             return Ok(Forward::NoPort);
         }
-        forget_stale_reply(ctx, &flow);
+        forget_stale(ctx, &flow);
         return Ok(Forward::Pass);
     };
     // SAFETY: a non-null pointer from a map lookup points at the value for this program run.
@@ -176,7 +176,15 @@ pub fn forward(ctx: &TcContext, flow: Option<(FlowKey, usize)>) -> Result<Forwar
 /// the tracked way back of the old service connection (the LRU map keeps it until it is the
 /// oldest) goes. A TCP SYN starts such a flow; UDP has no start, so every UDP packet looks.
 #[inline(always)]
-fn forget_stale_reply(ctx: &TcContext, flow: &FlowKey) {
+pub fn forget_stale_reply(ctx: &TcContext, flow: Option<(FlowKey, usize)>) {
+    if let Some((flow, _)) = flow {
+        forget_stale(ctx, &flow);
+    }
+}
+
+/// [`forget_stale_reply`] of a parsed flow.
+#[inline(always)]
+fn forget_stale(ctx: &TcContext, flow: &FlowKey) {
     let starts = flow.protocol == IPPROTO_UDP || is_syn(ctx, flow);
     if !starts {
         return;

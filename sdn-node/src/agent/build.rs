@@ -88,15 +88,8 @@ async fn build_in_namespace(
     let Underlay { link, node_ip, native, senders } = underlay;
     nat::apply(layout.cluster_network, layout.vxlan_port, &senders)?;
     let mut dataplane = Dataplane::load(pin_dir)?;
-    dataplane.set_config(bpf::node_config(
-        layout.gateway,
-        devices.vxlan0.index,
-        devices.tun0_br.index,
-        devices.tun0.mac,
-        node_ip,
-        layout.vxlan_port,
-        link.index,
-    ))?;
+    let ports = bpf::Ports { vxlan0: devices.vxlan0.index, tun0_br: devices.tun0_br.index, underlay: link.index };
+    dataplane.set_config(bpf::node_config(layout, ports, devices.tun0.mac, node_ip))?;
     dataplane.attach(Program::FromTunnel, VXLAN0)?;
     dataplane.attach(Program::FromHost, TUN0_BR)?;
     // Other nodes may send this one VXLAN from any moment on; what the program leaves (and

@@ -70,7 +70,7 @@ impl Registry {
         let mut own_subnet_missing = false;
         let mut trust = Trust::default();
         let (mut seen, mut admitted) = (SubnetCache::default(), None);
-        let mut services = match ServiceSync::adopt(&crate::locked(&built.dataplane)) {
+        let mut services = match ServiceSync::adopt(&crate::locked(&built.dataplane), built.layout.service_network) {
             Ok(services) => Some(services),
             Err(err) => {
                 status.reconcile_error();

@@ -10,6 +10,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
+use ipnetwork::Ipv4Network;
+
 use sdn_cluster::Keys;
 use sdn_cluster::informer::{Cache, Entry, Informer};
 use sdn_cluster::services::{Endpoints, Service};
@@ -23,6 +25,9 @@ use crate::services::{self, Frontend, ServicePort, Table};
 
 /// What the maps hold, as this agent wrote (or found) it.
 pub struct ServiceSync {
+    /// The IPv4 service network (`None`: the cluster's is IPv6): the only cluster IPs the
+    /// programs translate.
+    network: Option<Ipv4Network>,
     /// Frontends in the map: their id and backend count.
     frontends: HashMap<ServiceKey, (u32, u32)>,
     /// Cluster IPs with a marker, network order.
@@ -84,20 +89,19 @@ enum Update {
     Some { services: BTreeSet<String>, table: Table },
 }
 
-impl Default for ServiceSync {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl ServiceSync {
-    /// Maps that hold nothing yet (a simulated agent's).
-    pub fn new() -> Self {
-        Self::holding(HashMap::new(), BTreeSet::new())
+    /// Maps that hold nothing yet (a simulated agent's), for cluster IPs in `network`.
+    pub fn new(network: Option<Ipv4Network>) -> Self {
+        Self::holding(network, HashMap::new(), BTreeSet::new())
     }
 
-    fn holding(frontends: HashMap<ServiceKey, (u32, u32)>, markers: BTreeSet<u32>) -> Self {
+    fn holding(
+        network: Option<Ipv4Network>,
+        frontends: HashMap<ServiceKey, (u32, u32)>,
+        markers: BTreeSet<u32>,
+    ) -> Self {
         Self {
+            network,
             frontends,
             markers,
             written: Table::new(),
@@ -110,8 +114,8 @@ impl ServiceSync {
         }
     }
 
-    /// Takes over the frontends and markers the pinned map holds.
-    pub fn adopt(dataplane: &Dataplane) -> Result<Self, BpfError> {
+    /// Takes over the frontends and markers the pinned map holds, for cluster IPs in `network`.
+    pub fn adopt(dataplane: &Dataplane, network: Option<Ipv4Network>) -> Result<Self, BpfError> {
         let mut frontends = HashMap::new();
         let mut markers = BTreeSet::new();
         for (key, entry) in dataplane.service_entries()? {
@@ -121,7 +125,7 @@ impl ServiceSync {
                 frontends.insert(key, (entry.id, entry.count));
             }
         }
-        Ok(Self::holding(frontends, markers))
+        Ok(Self::holding(network, frontends, markers))
     }
 
     /// Brings the maps in line with the records in the informer's cache. Returns the number of
@@ -207,8 +211,8 @@ impl ServiceSync {
             {
                 return None;
             }
-            let part = services::wanted(service.as_slice(), endpoints.as_slice());
-            self.report(&part.unsupported);
+            let part = services::wanted(service.as_slice(), endpoints.as_slice(), self.network);
+            self.report(&part);
             for (frontend, port) in part.table {
                 let theirs = |owner: &ServicePort| *owner.service != **id && !changed.contains(&*owner.service);
                 if table.contains_key(&frontend) || self.written.get(&frontend).is_some_and(theirs) {
@@ -284,10 +288,18 @@ impl ServiceSync {
         }
     }
 
-    fn report(&mut self, unsupported: &[String]) {
-        for port in unsupported {
+    fn report(&mut self, wanted: &services::Wanted) {
+        for port in &wanted.unsupported {
             if self.reported.insert(format!("unsupported {port}")) {
                 tracing::warn!("service port {port} is not load-balanced: only TCP and UDP on IPv4 cluster IPs are");
+            }
+        }
+        for service in &wanted.outside {
+            if self.reported.insert(format!("outside {service}")) {
+                let network = self.network.map_or_else(|| "IPv6".to_owned(), |n| n.to_string());
+                tracing::warn!(
+                    "service {service} is not load-balanced: its cluster IP is outside the service network {network}"
+                );
             }
         }
     }
@@ -296,8 +308,8 @@ impl ServiceSync {
     fn apply(&mut self, update: Update, dataplane: &mut impl FlowMaps) -> Result<(), BpfError> {
         let (upsert, wanted) = match update {
             Update::All { services, endpoints } => {
-                let wanted = services::wanted(&services, &endpoints);
-                self.report(&wanted.unsupported);
+                let wanted = services::wanted(&services, &endpoints, self.network);
+                self.report(&wanted);
                 self.entangled |= !wanted.shared.is_empty();
                 (services::diff(&self.written, &wanted.table).upsert, wanted.table)
             }
@@ -412,6 +424,8 @@ mod tests {
     use super::*;
     use crate::maps::MemoryMaps;
 
+    const NET: Option<Ipv4Network> = Some(sdn_cluster::network::DEFAULT_SERVICE_NETWORK);
+
     const SERVICES: &str = "/sdn/services/";
     const ENDPOINTS: &str = "/sdn/endpoints/";
 
@@ -459,7 +473,7 @@ mod tests {
                 let under = records.entries.iter().filter(|(key, _)| key.starts_with(dir));
                 under.filter_map(|(key, entry)| decode(key, &entry.value).ok()).collect()
             }
-            services::wanted(&readable(self, SERVICES), &readable(self, ENDPOINTS)).table
+            services::wanted(&readable(self, SERVICES), &readable(self, ENDPOINTS), NET).table
         }
     }
 
@@ -491,7 +505,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let (mut services, mut maps) = (ServiceSync::new(), MemoryMaps::default());
+        let (mut services, mut maps) = (ServiceSync::new(NET), MemoryMaps::default());
         services.sync_cache(&cache, &keys, &mut maps).expect("memory maps");
         let backends = |maps: &MemoryMaps| held(maps).into_values().flatten().map(|(ip, _)| ip).collect::<Vec<_>>();
         assert_eq!(backends(&maps), [u32::from_ne_bytes([10, 1, 0, 1])]);
@@ -515,11 +529,11 @@ mod tests {
     #[test]
     fn following_changes_gives_the_maps_a_fresh_agent_writes() {
         let mut records = Records::default();
-        let (mut following, mut maps) = (ServiceSync::new(), MemoryMaps::default());
+        let (mut following, mut maps) = (ServiceSync::new(NET), MemoryMaps::default());
         let mut step = |records: &Records, what: &str| {
             sync(&mut following, records, &mut maps);
             assert_eq!(following.written, records.wanted(), "{what}");
-            let (mut fresh, mut fresh_maps) = (ServiceSync::new(), MemoryMaps::default());
+            let (mut fresh, mut fresh_maps) = (ServiceSync::new(NET), MemoryMaps::default());
             sync(&mut fresh, records, &mut fresh_maps);
             assert_eq!(held(&maps), held(&fresh_maps), "{what}");
             following.entangled

@@ -62,7 +62,8 @@ pub async fn simulate(
         held.subnet_at = Some(Instant::now());
         held.dns = Some(index);
     }
-    let (mut services, mut feed, mut seen) = (ServiceSync::new(), Feed::default(), SubnetCache::default());
+    let (mut services, mut feed, mut seen) =
+        (ServiceSync::new(network.ipv4_service_network()), Feed::default(), SubnetCache::default());
     let mut admitted = None;
     let mut dns_seen = None;
     let mut changes = registry.informer.subscribe();

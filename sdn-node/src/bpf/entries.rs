@@ -7,26 +7,35 @@ use aya::maps::lpm_trie::Key;
 use ipnetwork::Ipv4Network;
 use sdn_ebpf_common::{ENDPOINT_STRIP_GSO, Endpoint, NodeConfig, PeerNode, REMOTE_DIRECT, Remote};
 
+use crate::net::layout::NodeLayout;
 use crate::remotes::Transport;
 
+/// The devices the programs send to, by ifindex, as the node's namespace numbers them.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub vxlan0: u32,
+    pub tun0_br: u32,
+    pub underlay: u32,
+}
+
 /// Builds the node configuration the programs read, converting addresses to network order.
-pub fn node_config(
-    gateway_ip: Ipv4Addr,
-    vxlan_ifindex: u32,
-    tun_br_ifindex: u32,
-    gateway_mac: [u8; 6],
-    node_ip: Ipv4Addr,
-    vxlan_port: u16,
-    underlay_ifindex: u32,
-) -> NodeConfig {
+pub fn node_config(layout: &NodeLayout, ports: Ports, gateway_mac: [u8; 6], node_ip: Ipv4Addr) -> NodeConfig {
+    // An IPv6 service network has no IPv4 cluster IPs: a mask no destination but 0.0.0.0
+    // passes, and that one is no cluster IP either.
+    let (service_network, service_mask) = match layout.service_network {
+        Some(network) => (ip_key(network.network()), ip_key(network.mask())),
+        None => (0, u32::MAX),
+    };
     NodeConfig {
-        gateway_ip: ip_key(gateway_ip),
-        vxlan_ifindex,
-        tun_br_ifindex,
+        gateway_ip: ip_key(layout.gateway),
+        vxlan_ifindex: ports.vxlan0,
+        tun_br_ifindex: ports.tun0_br,
         gateway_mac,
-        vxlan_port: vxlan_port.to_be(),
+        vxlan_port: layout.vxlan_port.to_be(),
         node_ip: ip_key(node_ip),
-        underlay_ifindex,
+        underlay_ifindex: ports.underlay,
+        service_network,
+        service_mask,
     }
 }
 
@@ -126,11 +135,24 @@ mod tests {
 
     #[test]
     fn node_config_is_in_network_order() {
-        let config =
-            node_config(Ipv4Addr::new(10, 1, 0, 1), 7, 8, [2, 0, 0, 0, 0, 1], Ipv4Addr::new(192, 0, 2, 1), 4789, 3);
+        let subnet = sdn_cluster::HostSubnet {
+            host: "n".into(),
+            host_ip: "192.0.2.1".parse().expect("ip"),
+            subnet: net("10.1.0.0/24"),
+        };
+        let mut layout = NodeLayout::new(&sdn_cluster::ClusterNetwork::default(), &subnet, 1500).expect("layout");
+        let ports = Ports { vxlan0: 7, tun0_br: 8, underlay: 3 };
+        let config = node_config(&layout, ports, [2, 0, 0, 0, 0, 1], Ipv4Addr::new(192, 0, 2, 1));
         assert_eq!(config.gateway_ip.to_ne_bytes(), [10, 1, 0, 1]);
         assert_eq!((config.vxlan_ifindex, config.tun_br_ifindex, config.underlay_ifindex), (7, 8, 3));
         assert_eq!((config.node_ip.to_ne_bytes(), config.vxlan_port.to_ne_bytes()), ([192, 0, 2, 1], [0x12, 0xb5]));
+        let cluster_ip = |config: &NodeConfig, ip: [u8; 4]| config.in_service_network(ip_key(Ipv4Addr::from(ip)));
+        assert!(cluster_ip(&config, [172, 30, 9, 1]) && !cluster_ip(&config, [172, 31, 0, 1]));
+        assert!(!cluster_ip(&config, [10, 1, 0, 2]));
+        // An IPv6 service network: no IPv4 destination is a cluster IP.
+        layout.service_network = None;
+        let six = node_config(&layout, ports, [2, 0, 0, 0, 0, 1], Ipv4Addr::new(192, 0, 2, 1));
+        assert!(!cluster_ip(&six, [172, 30, 9, 1]) && !cluster_ip(&six, [10, 1, 0, 2]));
         let subnet: Ipv4Network = "10.1.2.0/24".parse().expect("cidr");
         let node = peer_node(subnet);
         assert_eq!((node.subnet.to_ne_bytes(), node.mask.to_ne_bytes()), ([10, 1, 2, 0], [255, 255, 255, 0]));

@@ -55,10 +55,7 @@ impl NodeLayout {
             subnet: subnet.subnet,
             gateway,
             cluster_network: network.network,
-            service_network: match network.service_network {
-                ipnetwork::IpNetwork::V4(v4) => Some(v4),
-                ipnetwork::IpNetwork::V6(_) => None,
-            },
+            service_network: network.ipv4_service_network(),
             vxlan_port: network.vxlan_port,
             pod_mtu,
         })
