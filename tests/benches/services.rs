@@ -10,6 +10,9 @@
 //!   backend pod with two addresses), with kube-proxy's nftables layout on the client's node: a
 //!   verdict map keyed by address, protocol and port (10,000 services), then a chain per
 //!   service choosing an endpoint chain with `numgen random`, which `dnat`s.
+//! - one veth: a client namespace and a server namespace joined by one veth pair, nothing
+//!   between them: what the machine's TCP stacks and the benchmark's own client and server
+//!   cost, the most any dataplane could reach here.
 //!
 //! Figures: request/response latency (14-byte messages on one connection, p50 and p99), new
 //! connections per second (connect, read the name, close; four connecting threads, so the
@@ -171,6 +174,29 @@ fn kube_proxy_ruleset(backends: [Ipv4Addr; 2]) -> String {
     )
 }
 
+/// Two namespaces on one veth pair, a `NameServer` in one: no dataplane at all.
+struct BareVeth {
+    client: Netns,
+    _server_ns: Netns,
+    _server: NameServer,
+}
+
+impl BareVeth {
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+
+    fn new(dir: &Arc<RunDir>, prefix: &str) -> anyhow::Result<Self> {
+        let client = Netns::create(dir.clone(), &format!("{prefix}-vc"))?;
+        let server_ns = Netns::create(dir.clone(), &format!("{prefix}-vs"))?;
+        client.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", server_ns.name()])?;
+        for (ns, ip) in [(&client, "10.99.0.1/24"), (&server_ns, "10.99.0.2/24")] {
+            ns.ip(&["link", "set", "eth0", "up"])?;
+            ns.ip(&["addr", "add", ip, "dev", "eth0"])?;
+        }
+        let server = NameServer::start(&server_ns, PORT, "veth").map_err(anyhow::Error::msg)?;
+        Ok(Self { client, _server_ns: server_ns, _server: server })
+    }
+}
+
 /// The nftables reference: host-gw between two nodes, kube-proxy's rules on the client's.
 struct NftReference {
     _underlay: Underlay,
@@ -263,15 +289,20 @@ async fn main() -> anyhow::Result<()> {
     let vip = SocketAddrV4::new(bulk_ip([172, 30], SERVICES - 1), 80);
     let direct = SocketAddrV4::new(backends[0].ip, PORT);
     let nft_vip = SocketAddrV4::new(bulk_ip([172, 31], SERVICES - 1), 80);
-    let setups: [(&str, &Netns, SocketAddrV4); 3] =
-        [("cluster IP", &client.ns, vip), ("pod IP", &client.ns, direct), ("nftables", &nft.client, nft_vip)];
+    let veth = BareVeth::new(&dir, &format!("bsv-{}", std::process::id()))?;
+    let setups: [(&str, &Netns, SocketAddrV4); 4] = [
+        ("cluster IP", &client.ns, vip),
+        ("pod IP", &client.ns, direct),
+        ("nftables", &nft.client, nft_vip),
+        ("one veth", &veth.client, SocketAddrV4::new(BareVeth::SERVER, PORT)),
+    ];
     let quick = |to: SocketAddrV4| SocketAddrV4::new(*to.ip(), if to.port() == PORT { QUICK_PORT } else { 81 });
-    let mut p50 = vec![Vec::new(); 3];
-    let mut p99 = vec![Vec::new(); 3];
-    let mut rate = vec![Vec::new(); 3];
+    let mut p50 = vec![Vec::new(); setups.len()];
+    let mut p99 = vec![Vec::new(); setups.len()];
+    let mut rate = vec![Vec::new(); setups.len()];
     for round in 0..rounds {
-        for k in 0..3 {
-            let i = (k + round) % 3;
+        for k in 0..setups.len() {
+            let i = (k + round) % setups.len();
             let (name, from, to) = setups[i];
             let times = round_trips(from, to)?;
             let per_second = connection_rate(from, quick(to), seconds)?;
@@ -288,7 +319,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let [sdn50, pod50, nft50] = [median(&mut p50[0]), median(&mut p50[1]), median(&mut p50[2])];
     let [sdn99, pod99, nft99] = [median(&mut p99[0]), median(&mut p99[1]), median(&mut p99[2])];
-    let [sdn_rate, pod_rate, nft_rate] = [median(&mut rate[0]), median(&mut rate[1]), median(&mut rate[2])];
+    let [sdn_rate, pod_rate, nft_rate, veth_rate] =
+        [median(&mut rate[0]), median(&mut rate[1]), median(&mut rate[2]), median(&mut rate[3])];
 
     // Endpoint changes: a service with one backend, switched between the two.
     let flip_ip = Ipv4Addr::new(172, 30, 99, 1);
@@ -327,8 +359,11 @@ async fn main() -> anyhow::Result<()> {
     row("latency p99 (us), cluster IP vs nftables", sdn99, nft99, "");
     row("new connections/s, cluster IP vs nftables", sdn_rate, nft_rate, &format!(">= {TARGET_RATE}x"));
     row("new connections/s, cluster IP vs pod IP", sdn_rate, pod_rate, "");
-    // No translation at all: the most any service dataplane on this path could reach.
-    row("new conns/s, pod IP vs nftables (ceiling)", pod_rate, nft_rate, "");
+    // No translation at all: the most a service dataplane that translates packets on this
+    // path could reach.
+    row("new conns/s, pod IP vs nftables", pod_rate, nft_rate, "");
+    // No dataplane at all: the most anything could reach on this machine.
+    row("new conns/s, one veth vs nftables (ceiling)", veth_rate, nft_rate, "");
     println!(
         "  endpoint change in use (ms)  p50 {:.1}  p99 {:.1}   target p99 <= {} ms",
         change50.as_secs_f64() * 1e3,

@@ -96,6 +96,13 @@ impl Underlay {
         let switch = Netns::create(dir, name)?;
         switch.ip(&["link", "add", "name", "sw", "type", "bridge"])?;
         switch.ip(&["link", "set", "dev", "sw", "up"])?;
+        // The switch stands for the physical network, which runs no host's netfilter; with
+        // `br_netfilter` a new namespace's bridges call it for every frame (its default), which
+        // would charge every test and benchmark for a hop no cluster has. Without
+        // `br_netfilter` the settings do not exist and there is nothing to turn off.
+        for table in ["iptables", "ip6tables", "arptables"] {
+            let _ = switch.exec(&["sysctl", "-qw", &format!("net.bridge.bridge-nf-call-{table}=0")]);
+        }
         Ok(Self { switch, ports: AtomicU32::new(0) })
     }
 
