@@ -280,3 +280,36 @@ async fn client_ip_affinity_keeps_a_client_on_one_backend() {
         .expect("sdnctl");
     assert!(!ok && err.contains("timeoutSeconds"), "a zero timeout is refused naming the field: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_agents_follow_a_wider_service_network() {
+    let s = setup("svc-widen").await;
+    s.wait_reaches(&s.client.ns, "web0").await;
+    let mut kv = s.c.cp.etcd.client().await.expect("etcd client").kv_client();
+    // A service past the service network, straight into etcd: left out, and logged.
+    let far = SocketAddrV4::new(Ipv4Addr::new(172, 31, 0, 5), 80);
+    let service = json!({ "namespace": "default", "name": "far", "clusterIP": far.ip(), "ports": [{ "name": "http", "port": 80 }] });
+    let endpoints = json!({ "namespace": "default", "name": "far", "addresses": [{ "ip": s.backends[1].ip }],
+        "ports": [{ "name": "http", "port": 8080 }] });
+    kv.put("/sdn/services/default/far", service.to_string(), None).await.expect("put service");
+    kv.put("/sdn/endpoints/default/far", endpoints.to_string(), None).await.expect("put endpoints");
+    let logged = sdn_tests::wait::until(Duration::from_secs(5), || async {
+        let log = s.c.nodes[0].log();
+        if log.contains("default/far 172.31.0.5 is not load-balanced") { Ok(()) } else { Err(log) }
+    })
+    .await;
+    assert!(logged.is_ok(), "the stray cluster IP is logged: {logged:?}");
+    assert!(Connection::open(&s.client.ns, far, Duration::from_millis(300)).is_err(), "not translated yet");
+    // The master takes a wider network while the nodes run (docs/master.md); so do they.
+    let stored = kv.get("/sdn/config/network", None).await.expect("get network");
+    let mut network: Value = serde_json::from_slice(stored.kvs()[0].value()).expect("network JSON");
+    network["serviceNetwork"] = json!("172.30.0.0/15");
+    kv.put("/sdn/config/network", network.to_string(), None).await.expect("put network");
+    let reached = sdn_tests::wait::until(Duration::from_secs(10), || async {
+        Connection::open(&s.client.ns, far, Duration::from_millis(300)).map(|c| c.name).map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(reached.as_deref(), Ok("web1"), "the service in the wider network\n{}", s.c.logs());
+    // Services of the old range still work.
+    s.wait_reaches(&s.client.ns, "web1").await;
+}

@@ -159,10 +159,12 @@ pub struct NodeConfig {
     pub node_ip: u32,
     /// Ifindex of the underlay interface: where directly routed packets leave and arrive.
     pub underlay_ifindex: u32,
-    /// The service network's address and mask, network byte order: only packets to it can be
-    /// for a frontend, so only they are looked up in the service maps. All zero (nothing
-    /// written yet) looks everything up.
+    /// The service network's address, network byte order: only packets to it can be for a
+    /// frontend, so only they are looked up in the service maps.
     pub service_network: u32,
+    /// The service network's mask, network byte order. The agent writes the configuration
+    /// before it attaches any program; an all-zero one would take every destination for a
+    /// possible frontend and none for a tracked reply.
     pub service_mask: u32,
 }
 

@@ -78,8 +78,15 @@ impl Registry {
                 None
             }
         };
+        let mut service_network = built.layout.service_network;
         loop {
             changes.borrow_and_update();
+            if let Some(services) = &mut services
+                && let Err(err) = self.follow_service_network(built, services, &mut service_network)
+            {
+                status.reconcile_error();
+                tracing::error!("taking the wider service network: {err}");
+            }
             if let Some(dns) = &mut dns {
                 dns.sync(&self.informer, &self.keys);
             }
@@ -157,6 +164,32 @@ fn own_subnet(informer: &Informer, keys: &Keys, name: &str) -> Option<(ClusterNe
 }
 
 impl Registry {
+    /// Takes the service network the cache holds if it is not `in_use` (the master takes a
+    /// wider one while nodes run): the programs look up its destinations first, then the
+    /// service maps get the frontends it adds.
+    fn follow_service_network(
+        &self,
+        built: &BuiltNode,
+        services: &mut ServiceSync,
+        in_use: &mut Option<Ipv4Network>,
+    ) -> Result<(), BpfError> {
+        let Some(network) = cluster_network(&self.informer, &self.keys) else { return Ok(()) };
+        let wanted = network.ipv4_service_network();
+        if wanted == *in_use {
+            return Ok(());
+        }
+        let mut dataplane = crate::locked(&built.dataplane);
+        let config = dataplane.config()?;
+        dataplane.set_config(crate::bpf::with_service_network(config, wanted))?;
+        tracing::info!(
+            "service network now {}",
+            wanted.map_or_else(|| network.service_network.to_string(), |n| n.to_string())
+        );
+        services.set_network(wanted);
+        *in_use = wanted;
+        Ok(())
+    }
+
     /// The other nodes this one believes, checked against the cluster network and `own`; `None`
     /// while the cache lacks the network.
     pub fn peers(&self, own: &HostSubnet) -> Option<Peers> {

@@ -114,6 +114,16 @@ impl ServiceSync {
         }
     }
 
+    /// Serves cluster IPs in `network` from now on (the master took a wider one): the next sync
+    /// reads every record, so services it left out as outside the old network get their
+    /// frontends.
+    pub fn set_network(&mut self, network: Option<Ipv4Network>) {
+        if self.network != network {
+            self.network = network;
+            (self.synced_at, self.seen, self.entangled) = (None, None, true);
+        }
+    }
+
     /// Takes over the frontends and markers the pinned map holds, for cluster IPs in `network`.
     pub fn adopt(dataplane: &Dataplane, network: Option<Ipv4Network>) -> Result<Self, BpfError> {
         let mut frontends = HashMap::new();
@@ -514,6 +524,29 @@ mod tests {
         assert_eq!(cache.revision(), 10);
         services.sync_cache(&cache, &keys, &mut maps).expect("memory maps");
         assert_eq!(backends(&maps), [u32::from_ne_bytes([10, 1, 0, 2])], "the new backend is in the maps");
+    }
+
+    #[test]
+    fn a_wider_service_network_brings_the_services_it_adds() {
+        let keys = Keys::new("/sdn");
+        let mut records = Records::default();
+        records.put(&format!("{SERVICES}ns/web"), &service("ns", "web", "172.30.0.1", 80));
+        records.put(&format!("{SERVICES}ns/far"), &service("ns", "far", "172.31.0.1", 80));
+        let (mut services, mut maps) = (ServiceSync::new(NET), MemoryMaps::default());
+        // Frontends on port 80 (not the cluster IPs' markers).
+        let ips = |maps: &MemoryMaps| {
+            held(maps)
+                .into_keys()
+                .filter(|&(_, port, _)| port != 0)
+                .map(|(ip, _, _)| ip.to_ne_bytes())
+                .collect::<Vec<_>>()
+        };
+        services.sync_cache(&records.cache(), &keys, &mut maps).expect("memory maps");
+        assert_eq!(ips(&maps), [[172, 30, 0, 1]], "172.31.0.1 is outside 172.30.0.0/16");
+        // Nothing in the records changes: the network does, and the next sync reads them again.
+        services.set_network(Some("172.30.0.0/15".parse().expect("cidr")));
+        services.sync_cache(&records.cache(), &keys, &mut maps).expect("memory maps");
+        assert_eq!(ips(&maps), [[172, 30, 0, 1], [172, 31, 0, 1]]);
     }
 
     #[test]

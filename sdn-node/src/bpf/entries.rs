@@ -20,13 +20,7 @@ pub struct Ports {
 
 /// Builds the node configuration the programs read, converting addresses to network order.
 pub fn node_config(layout: &NodeLayout, ports: Ports, gateway_mac: [u8; 6], node_ip: Ipv4Addr) -> NodeConfig {
-    // An IPv6 service network has no IPv4 cluster IPs: a mask no destination but 0.0.0.0
-    // passes, and that one is no cluster IP either.
-    let (service_network, service_mask) = match layout.service_network {
-        Some(network) => (ip_key(network.network()), ip_key(network.mask())),
-        None => (0, u32::MAX),
-    };
-    NodeConfig {
+    let config = NodeConfig {
         gateway_ip: ip_key(layout.gateway),
         vxlan_ifindex: ports.vxlan0,
         tun_br_ifindex: ports.tun0_br,
@@ -34,9 +28,21 @@ pub fn node_config(layout: &NodeLayout, ports: Ports, gateway_mac: [u8; 6], node
         vxlan_port: layout.vxlan_port.to_be(),
         node_ip: ip_key(node_ip),
         underlay_ifindex: ports.underlay,
-        service_network,
-        service_mask,
-    }
+        service_network: 0,
+        service_mask: 0,
+    };
+    with_service_network(config, layout.service_network)
+}
+
+/// `config` with the IPv4 service network `network` (`None`: the cluster's is IPv6).
+pub fn with_service_network(config: NodeConfig, network: Option<Ipv4Network>) -> NodeConfig {
+    // An IPv6 service network has no IPv4 cluster IPs: a mask no destination but 0.0.0.0
+    // passes, and that one is no cluster IP either.
+    let (service_network, service_mask) = match network {
+        Some(network) => (ip_key(network.network()), ip_key(network.mask())),
+        None => (0, u32::MAX),
+    };
+    NodeConfig { service_network, service_mask, ..config }
 }
 
 /// A tunnel sender's entry: its subnet as network address and mask, in network order.
@@ -153,6 +159,13 @@ mod tests {
         layout.service_network = None;
         let six = node_config(&layout, ports, [2, 0, 0, 0, 0, 1], Ipv4Addr::new(192, 0, 2, 1));
         assert!(!cluster_ip(&six, [172, 30, 9, 1]) && !cluster_ip(&six, [10, 1, 0, 2]));
+        // A wider service network, as the master may take one while nodes run.
+        let wider = with_service_network(config, Some(net("172.28.0.0/14")));
+        assert!(cluster_ip(&wider, [172, 31, 0, 1]) && cluster_ip(&wider, [172, 30, 9, 1]));
+        assert_eq!(
+            NodeConfig { service_network: 0, service_mask: 0, ..wider },
+            NodeConfig { service_network: 0, service_mask: 0, ..config }
+        );
         let subnet: Ipv4Network = "10.1.2.0/24".parse().expect("cidr");
         let node = peer_node(subnet);
         assert_eq!((node.subnet.to_ne_bytes(), node.mask.to_ne_bytes()), ([10, 1, 2, 0], [255, 255, 255, 0]));

@@ -51,7 +51,7 @@ use sdn_ebpf_common::{
 };
 pub use sdn_ebpf_common::{Counter, Decision, DropEvent, Endpoint, NodeConfig, Remote, Tunnel};
 
-pub use entries::{Ports, ip_key, key_ip, key_network, node_config, remote_key, remote_path};
+pub use entries::{Ports, ip_key, key_ip, key_network, node_config, remote_key, remote_path, with_service_network};
 use entries::{endpoint_update, peer_node, remote_update, strip_gso_update};
 pub use error::BpfError;
 pub use flows::render_flows;
