@@ -78,7 +78,7 @@ impl Registry {
                 None
             }
         };
-        let mut service_network = built.layout.service_network;
+        let mut service_network = ServiceNetwork { revision: None, in_use: built.layout.service_network };
         loop {
             changes.borrow_and_update();
             if let Some(services) = &mut services
@@ -147,6 +147,13 @@ impl Registry {
     }
 }
 
+/// The service network the programs and the service maps use, and the revision of the network
+/// record it was last compared with.
+struct ServiceNetwork {
+    revision: Option<i64>,
+    in_use: Option<Ipv4Network>,
+}
+
 /// The cluster network, as the cache holds it.
 fn cluster_network(informer: &Informer, keys: &Keys) -> Option<ClusterNetwork> {
     let key = keys.network();
@@ -164,18 +171,28 @@ fn own_subnet(informer: &Informer, keys: &Keys, name: &str) -> Option<(ClusterNe
 }
 
 impl Registry {
-    /// Takes the service network the cache holds if it is not `in_use` (the master takes a
-    /// wider one while nodes run): the programs look up its destinations first, then the
-    /// service maps get the frontends it adds.
+    /// Takes the service network the cache holds if it is not the one in use (the master takes
+    /// a wider one while nodes run): the programs look up its destinations first, then the
+    /// service maps get the frontends it adds. The network record is decoded only when it
+    /// changed, not on every registry event.
     fn follow_service_network(
         &self,
         built: &BuiltNode,
         services: &mut ServiceSync,
-        in_use: &mut Option<Ipv4Network>,
+        followed: &mut ServiceNetwork,
     ) -> Result<(), BpfError> {
-        let Some(network) = cluster_network(&self.informer, &self.keys) else { return Ok(()) };
+        let key = self.keys.network();
+        let revision = self.informer.read().get(&key).map(|entry| entry.mod_revision);
+        if revision.is_none() || revision == followed.revision {
+            return Ok(());
+        }
+        let Some(network) = cluster_network(&self.informer, &self.keys) else {
+            followed.revision = revision;
+            return Ok(());
+        };
         let wanted = network.ipv4_service_network();
-        if wanted == *in_use {
+        if wanted == followed.in_use {
+            followed.revision = revision;
             return Ok(());
         }
         let mut dataplane = crate::locked(&built.dataplane);
@@ -186,7 +203,7 @@ impl Registry {
             wanted.map_or_else(|| network.service_network.to_string(), |n| n.to_string())
         );
         services.set_network(wanted);
-        *in_use = wanted;
+        *followed = ServiceNetwork { revision, in_use: wanted };
         Ok(())
     }
 
