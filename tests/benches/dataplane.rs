@@ -11,6 +11,9 @@
 //! - host-gw: flannel's host-gw shape, routed veths and a route per remote
 //!   subnet via the remote node's underlay address, no encapsulation.
 //! - linux bridge: two pods on one plain bridge (the same-node reference).
+//! - one switch: two pods plugged straight into a switch, no node between
+//!   them: the test bed's own cost (two veths and a bridge), the most any
+//!   cross-node dataplane could reach on it.
 //!
 //! Every setup has namespaces of its own (names with the bench's pid); the
 //! cross-node ones two "node" namespaces on a switch namespace and a "pod"
@@ -70,6 +73,7 @@ const VXLAN: &str = "bridge+vxlan";
 const HOST_GW: &str = "host-gw";
 const SDN_SAME: &str = "sdn same";
 const BRIDGE: &str = "linux bridge";
+const ONE_SWITCH: &str = "one switch";
 
 /// Throughput targets, in multiples of a reference's. Cross-node against
 /// flannel's VXLAN backend, which sdn replaces.
@@ -249,6 +253,28 @@ impl SameBridge {
             pods.push(pod);
         }
         Ok(Self { _bridge: bridge, pods })
+    }
+}
+
+/// Two pods on a switch of their own, no node namespace between them
+/// (`192.0.2.21` and `.22`).
+struct OneSwitch {
+    _underlay: Underlay,
+    pods: Vec<Netns>,
+}
+
+impl OneSwitch {
+    const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 22);
+
+    fn new(dir: &Arc<RunDir>, prefix: &str) -> anyhow::Result<Self> {
+        let underlay = Underlay::new(dir.clone(), &format!("{prefix}-sw"))?;
+        let mut pods = Vec::new();
+        for i in 0..2u8 {
+            let pod = Netns::create(dir.clone(), &format!("{prefix}-p{i}"))?;
+            underlay.plug(&pod, Ipv4Addr::new(192, 0, 2, 21 + i))?;
+            pods.push(pod);
+        }
+        Ok(Self { _underlay: underlay, pods })
     }
 }
 
@@ -489,6 +515,7 @@ async fn run() -> anyhow::Result<()> {
         TwoNodes::flannel_vxlan(&dir, &format!("{prefix}-vx")).context("building the bridge+vxlan reference")?;
     let host_gw = TwoNodes::host_gw(&dir, &format!("{prefix}-gw")).context("building the host-gw reference")?;
     let bridge = SameBridge::new(&dir, &format!("{prefix}-lb")).context("building the linux bridge reference")?;
+    let switch = OneSwitch::new(&dir, &format!("{prefix}-os")).context("building the one-switch reference")?;
 
     // The setups, each compared with the references of its placement; a
     // setup more is an entry here (and a target in `TARGETS`).
@@ -506,6 +533,12 @@ async fn run() -> anyhow::Result<()> {
             client: &host_gw.pods[0],
             server: &host_gw.pods[1],
             server_ip: pod_net(1, 2),
+        },
+        Path {
+            setup: Setup::reference(ONE_SWITCH, CrossNode),
+            client: &switch.pods[0],
+            server: &switch.pods[1],
+            server_ip: OneSwitch::SERVER,
         },
         Path { setup: Setup::sdn(SDN_SAME, SameNode), client: &a1.ns, server: &a2.ns, server_ip: a2.ip },
         Path {
