@@ -83,6 +83,13 @@ fn quantiles(samples: &mut [Duration]) -> (f64, f64, f64) {
     (at(0.5), at(0.99), at(1.0))
 }
 
+/// Seconds from `start` to each of `times`: p50 and max.
+fn spread(start: Instant, times: impl Iterator<Item = Instant>) -> (f64, f64) {
+    let mut delays: Vec<Duration> = times.map(|t| t.saturating_duration_since(start)).collect();
+    let (p50, _, max) = quantiles(&mut delays);
+    (p50 / 1e3, max / 1e3)
+}
+
 /// Waits until `check` holds for every agent, polling every 5 ms; how long it took.
 async fn until_all(
     agents: &[Arc<Mutex<Simulated>>],
@@ -126,17 +133,19 @@ async fn allocated(store: &Store, name: &str) -> anyhow::Result<ipnetwork::Ipv4N
 }
 
 /// A minimal agent for the cold-start reference: watches the subnets (every event, as an agent
-/// gets them), registers `node`, and returns when its own subnet arrived.
-async fn cold_watcher(etcd: sdn_cluster::etcd::EtcdConfig, node: Node) -> anyhow::Result<Instant> {
+/// gets them), registers `node`, and returns when its registration was written and when its
+/// own subnet arrived.
+async fn cold_watcher(etcd: sdn_cluster::etcd::EtcdConfig, node: Node) -> anyhow::Result<(Instant, Instant)> {
     let store = Store::open(&etcd).await.context("a minimal agent's store")?;
     let mut watcher = store.client().watch_client();
     let options = etcd_client::WatchOptions::new().with_prefix();
     let mut stream = watcher.watch(store.keys().subnets(), Some(options)).await.context("watching")?;
     store.register_node(&node).await.context("a minimal agent's registration")?;
+    let registered = Instant::now();
     let own = store.keys().subnet(&node.name);
     while let Some(response) = stream.message().await.context("the watch")? {
         if response.events().iter().any(|e| e.kv().is_some_and(|kv| kv.key() == own.as_bytes())) {
-            return Ok(Instant::now());
+            return Ok((registered, Instant::now()));
         }
     }
     bail!("{}: the watch ended before its subnet came", node.name)
@@ -205,6 +214,8 @@ async fn run() -> anyhow::Result<()> {
     let allocated_at = agents.iter().filter_map(|a| locked(a).subnet_at).max().map_or(Duration::ZERO, |at| at - joined);
     until_all(&agents, Duration::from_secs(300), "every other node", |a| a.maps.remotes.len() + 1 >= nodes).await?;
     let full = joined.elapsed();
+    let registered = spread(joined, agents.iter().filter_map(|a| locked(a).registered_at));
+    let own_subnet = spread(joined, agents.iter().filter_map(|a| locked(a).subnet_at));
 
     // Single joins and leaves while every node watches.
     let mut join_delays = Vec::new();
@@ -308,11 +319,15 @@ async fn run() -> anyhow::Result<()> {
     let ref_master = Master::start(dir.clone(), options).await.context("the reference master")?;
     let ref_started = Instant::now();
     let watchers: Vec<_> = (0..nodes).map(|i| tokio::spawn(cold_watcher(etcd.config("/ref"), node(i)))).collect();
-    let mut ref_allocated = Duration::ZERO;
+    let (mut ref_registered, mut ref_subnet) = (Vec::new(), Vec::new());
     for watcher in watchers {
-        let at = watcher.await.context("a minimal agent panicked")??;
-        ref_allocated = ref_allocated.max(at.saturating_duration_since(ref_started));
+        let (registered, subnet) = watcher.await.context("a minimal agent panicked")??;
+        ref_registered.push(registered);
+        ref_subnet.push(subnet);
     }
+    let ref_allocated = ref_subnet.iter().max().map_or(Duration::ZERO, |at| at.saturating_duration_since(ref_started));
+    let ref_registered = spread(ref_started, ref_registered.into_iter());
+    let ref_own_subnet = spread(ref_started, ref_subnet.into_iter());
     drop(ref_master);
     println!(
         "{nodes} simulated nodes against 3 etcd members and 1 master, all joining at once:\n  \
@@ -324,6 +339,20 @@ async fn run() -> anyhow::Result<()> {
         ref_allocated.as_secs_f64(),
         allocated_at.as_secs_f64() / ref_allocated.as_secs_f64(),
         full.as_secs_f64()
+    );
+    // Where a cold start's time goes: a node's registration waits for etcd (and, in one
+    // process, for the other agents' work), its subnet for the master and the watch.
+    println!(
+        "  registrations written p50 {:.2} s, max {:.2} s; own subnet seen p50 {:.2} s, max {:.2} s \
+         (minimal agents: registered p50 {:.2} s, max {:.2} s; subnet p50 {:.2} s, max {:.2} s)",
+        registered.0,
+        registered.1,
+        own_subnet.0,
+        own_subnet.1,
+        ref_registered.0,
+        ref_registered.1,
+        ref_own_subnet.0,
+        ref_own_subnet.1
     );
     println!("single changes while every node watches ({changes} each):");
     print_quantiles("a join in every node's map", &mut join_delays, Some(&mut reference));

@@ -163,10 +163,13 @@ fn cluster_network(informer: &Informer, keys: &Keys) -> Option<ClusterNetwork> {
 /// The cluster network and this node's subnet, as the cache holds them.
 fn own_subnet(informer: &Informer, keys: &Keys, name: &str) -> Option<(ClusterNetwork, HostSubnet)> {
     let cache = informer.read();
+    // The subnet first: a waiting node wakes for every other node's subnet, and a lookup that
+    // misses is cheaper than decoding the network each time.
+    let subnet_key = keys.subnet(name);
+    let subnet_entry = cache.get(&subnet_key)?;
     let network_key = keys.network();
     let network: ClusterNetwork = decode(&network_key, &cache.get(&network_key)?.value).ok()?;
-    let subnet_key = keys.subnet(name);
-    let subnet: HostSubnet = decode(&subnet_key, &cache.get(&subnet_key)?.value).ok()?;
+    let subnet: HostSubnet = decode(&subnet_key, &subnet_entry.value).ok()?;
     Some((network, subnet))
 }
 

@@ -32,6 +32,8 @@ pub struct Simulated {
     pub dns_changed: Option<Instant>,
     /// When the node found its own subnet.
     pub subnet_at: Option<Instant>,
+    /// When the node's registration was written.
+    pub registered_at: Option<Instant>,
 }
 
 /// Runs one simulated agent for `node` until `shutdown` fires.
@@ -54,6 +56,7 @@ pub async fn simulate(
         status: Arc::new(Status::default()),
     };
     register(&store, &node).await?;
+    crate::locked(&state).registered_at = Some(Instant::now());
     let Some((network, subnet)) = registry.wait_for_subnet(&mut shutdown).await else { return Ok(()) };
     let config = sdn_dns::Config::for_network(&network);
     let index = Index::new(config).map_err(crate::dns::DnsError::from)?;
