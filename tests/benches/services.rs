@@ -20,8 +20,10 @@
 //! endpoints write in etcd until new connections reach the new backend (p50, p99). The setups
 //! take turns in each round; each figure is the median over the rounds.
 //!
-//! `SDN_BENCH_ROUNDS` (default 3) and `SDN_BENCH_SECONDS` (default 2) change the rounds and the
-//! length of each connection-rate run.
+//! `SDN_BENCH_ROUNDS` (default 5) and `SDN_BENCH_SECONDS` (default 2) change the rounds and the
+//! length of each connection-rate run. Five, not three: on these VMs a setup's RTT p50 falls in
+//! one of two modes from run to run (8.7 us or 13.5 us, for every setup alike), and a median of
+//! three rounds that met the slow mode twice made one setup look 1.5x slower.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
@@ -245,7 +247,7 @@ impl NftReference {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let rounds = env_number("SDN_BENCH_ROUNDS", 3) as usize;
+    let rounds = env_number("SDN_BENCH_ROUNDS", 5) as usize;
     let seconds = env_number("SDN_BENCH_SECONDS", 2);
     let c = Cluster::start("bench-svc", 2).await?;
     let client = c.nodes[0].attach_pod("client").await?;
