@@ -12,12 +12,14 @@
 //!   subnet via the remote node's underlay address, no encapsulation.
 //! - linux bridge: two pods on one plain bridge (the same-node reference).
 //! - one switch: two pods plugged straight into a switch, no node between
-//!   them: the test bed's own cost (two veths and a bridge), the most any
-//!   cross-node dataplane could reach on it.
+//!   them: the test bed's own cost (two veths and a bridge) with nothing on
+//!   the path, close to a ceiling for one stream here (host-gw's extra hops
+//!   can still win with 8 streams, where queueing spreads the work).
 //!
 //! Every setup has namespaces of its own (names with the bench's pid); the
 //! cross-node ones two "node" namespaces on a switch namespace and a "pod"
-//! namespace behind each, as the harness builds sdn's. Throughput is `iperf3`
+//! namespace behind each, as the harness builds sdn's (but one switch: its
+//! two pods are on the switch itself). Throughput is `iperf3`
 //! with one stream and with 8 in parallel (the receiver's rate, summed over
 //! the streams), latency a TCP ping-pong of 14-byte messages
 //! in the style of `sockperf ping-pong` (full round trips), and the CPU cost

@@ -4,7 +4,9 @@
 //! - Every node is a simulated agent (`sdn_node::agent::sim`): the agent's own registration,
 //!   informer (its own etcd watch), checked registry, route diff, service maps and DNS index,
 //!   with the maps in memory. They all start at once; printed: the time until every node has
-//!   its subnet, and until every node's map holds every other node.
+//!   its subnet, and until every node's map holds every other node; and when the registrations
+//!   were written and each node saw its own subnet (p50, max), beside the same for the minimal
+//!   agents of the cold-start reference.
 //! - Then single nodes join (and leave) one by one while all watch: the time from the
 //!   registration until the new subnet is in each node's map (p50, p99, max over every node
 //!   and join), and the same for a service's endpoints change reaching each node's service map
@@ -214,7 +216,7 @@ async fn run() -> anyhow::Result<()> {
     let allocated_at = agents.iter().filter_map(|a| locked(a).subnet_at).max().map_or(Duration::ZERO, |at| at - joined);
     until_all(&agents, Duration::from_secs(300), "every other node", |a| a.maps.remotes.len() + 1 >= nodes).await?;
     let full = joined.elapsed();
-    let registered = spread(joined, agents.iter().filter_map(|a| locked(a).registered_at));
+    let registrations = spread(joined, agents.iter().filter_map(|a| locked(a).registered_at));
     let own_subnet = spread(joined, agents.iter().filter_map(|a| locked(a).subnet_at));
 
     // Single joins and leaves while every node watches.
@@ -319,15 +321,16 @@ async fn run() -> anyhow::Result<()> {
     let ref_master = Master::start(dir.clone(), options).await.context("the reference master")?;
     let ref_started = Instant::now();
     let watchers: Vec<_> = (0..nodes).map(|i| tokio::spawn(cold_watcher(etcd.config("/ref"), node(i)))).collect();
-    let (mut ref_registered, mut ref_subnet) = (Vec::new(), Vec::new());
+    let (mut ref_registered_at, mut ref_subnet_at) = (Vec::new(), Vec::new());
     for watcher in watchers {
-        let (registered, subnet) = watcher.await.context("a minimal agent panicked")??;
-        ref_registered.push(registered);
-        ref_subnet.push(subnet);
+        let (registered_at, subnet_at) = watcher.await.context("a minimal agent panicked")??;
+        ref_registered_at.push(registered_at);
+        ref_subnet_at.push(subnet_at);
     }
-    let ref_allocated = ref_subnet.iter().max().map_or(Duration::ZERO, |at| at.saturating_duration_since(ref_started));
-    let ref_registered = spread(ref_started, ref_registered.into_iter());
-    let ref_own_subnet = spread(ref_started, ref_subnet.into_iter());
+    let ref_allocated =
+        ref_subnet_at.iter().max().map_or(Duration::ZERO, |at| at.saturating_duration_since(ref_started));
+    let ref_registrations = spread(ref_started, ref_registered_at.into_iter());
+    let ref_own_subnet = spread(ref_started, ref_subnet_at.into_iter());
     drop(ref_master);
     println!(
         "{nodes} simulated nodes against 3 etcd members and 1 master, all joining at once:\n  \
@@ -345,12 +348,12 @@ async fn run() -> anyhow::Result<()> {
     println!(
         "  registrations written p50 {:.2} s, max {:.2} s; own subnet seen p50 {:.2} s, max {:.2} s \
          (minimal agents: registered p50 {:.2} s, max {:.2} s; subnet p50 {:.2} s, max {:.2} s)",
-        registered.0,
-        registered.1,
+        registrations.0,
+        registrations.1,
         own_subnet.0,
         own_subnet.1,
-        ref_registered.0,
-        ref_registered.1,
+        ref_registrations.0,
+        ref_registrations.1,
         ref_own_subnet.0,
         ref_own_subnet.1
     );

@@ -23,7 +23,7 @@
 //! `SDN_BENCH_ROUNDS` (default 5) and `SDN_BENCH_SECONDS` (default 2) change the rounds and the
 //! length of each connection-rate run. Five, not three: on these VMs a setup's RTT p50 falls in
 //! one of two modes from run to run (8.7 us or 13.5 us, for every setup alike), and a median of
-//! three rounds that met the slow mode twice made one setup look 1.5x slower.
+//! three rounds that met the slow mode at least twice made one setup look 1.57x slower.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
